@@ -1,0 +1,372 @@
+"""The Python API: `open_board(path_or_url)` returns a `Board`.
+
+Each method is one transaction (writes take SQLite's lock up front), retried on transient
+database errors, and wakes a local dispatcher after commit when it changed what could run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from kanban import board, clock, db, errors, retrying, settings, views, wake
+from kanban.states import CardStatus, RunOutcome, parse_status
+
+T = TypeVar("T")
+StatusFilter = str | CardStatus | Iterable[str | CardStatus] | None
+
+
+class Board:
+    """A board: cards, their dependencies, runs, events and comments."""
+
+    def __init__(self, engine: Engine, config: settings.Settings) -> None:
+        self.engine = engine
+        self.settings = config
+        self.backoff = board.Backoff(base=config.backoff_base, cap=config.backoff_cap)
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def url(self) -> str:
+        return self.settings.db_url
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Board:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def write(self, fn: Callable[[Connection], T], *, wake_dispatcher: bool = False) -> T:
+        """Run `fn` in one write transaction (retried whole on transient errors)."""
+
+        def attempt() -> T:
+            with db.transaction(self.engine, write=True) as conn:
+                result = fn(conn)
+                if wake_dispatcher:
+                    wake.notify_sql(conn)
+                return result
+
+        result = _guard(lambda: retrying.database(attempt))
+        if wake_dispatcher:
+            wake.notify(self.url)
+        return result
+
+    def read(self, fn: Callable[[Connection], T]) -> T:
+        def attempt() -> T:
+            with db.transaction(self.engine, write=False) as conn:
+                return fn(conn)
+
+        return _guard(lambda: retrying.database(attempt))
+
+    @property
+    def actor(self) -> str:
+        return self.settings.actor
+
+    # ------------------------------------------------------------------ cards
+
+    def add(
+        self,
+        title: str,
+        *,
+        body: str = "",
+        profile: str | None = None,
+        parents: Sequence[int] = (),
+        priority: int = 0,
+        paths: Sequence[str] | None = None,
+        max_attempts: int | None = None,
+        timeout: float | str | None = None,
+        key: str | None = None,
+        review: bool = False,
+        triage: bool = False,
+    ) -> views.CardView:
+        """Add a card: `ready` with no unfinished parents, else `todo` (`triage` if asked)."""
+        seconds = None if timeout is None else clock.parse_duration(timeout, what="timeout")
+        card, _created = self.write(
+            lambda c: board.add_card(
+                c,
+                title=title,
+                body=body,
+                profile=profile,
+                parents=parents,
+                priority=priority,
+                paths=paths,
+                max_attempts=max_attempts,
+                timeout=seconds,
+                key=key,
+                review=review,
+                triage=triage,
+                actor=self.actor,
+                now=clock.now(),
+            ),
+            wake_dispatcher=True,
+        )
+        return card
+
+    def link(self, parent: int, child: int) -> bool:
+        """`child` waits for `parent`. Refuses a cycle (CycleError names it)."""
+        return self.write(
+            lambda c: board.link(c, parent=parent, child=child, now=clock.now(), actor=self.actor),
+            wake_dispatcher=True,
+        )
+
+    def unlink(self, parent: int, child: int) -> None:
+        self.write(
+            lambda c: board.unlink(
+                c, parent=parent, child=child, now=clock.now(), actor=self.actor
+            ),
+            wake_dispatcher=True,
+        )
+
+    def get(self, card_id: int) -> views.CardView:
+        return self.read(lambda c: board.get_card(c, card_id))
+
+    def cards(
+        self,
+        status: StatusFilter = None,
+        *,
+        profile: str | None = None,
+        parent: int | None = None,
+        search: str | None = None,
+        include_archived: bool = False,
+        limit: int | None = None,
+    ) -> list[views.CardView]:
+        statuses = _statuses(status)
+        return self.read(
+            lambda c: board.list_cards(
+                c,
+                statuses=statuses,
+                profile=profile,
+                parent=parent,
+                search=search,
+                include_archived=include_archived,
+                limit=limit,
+            )
+        )
+
+    def show(self, card_id: int) -> views.CardDetail:
+        return self.read(lambda c: board.card_detail(c, card_id))
+
+    def runs(self, card_id: int) -> list[views.RunView]:
+        return self.read(lambda c: board.runs_of(c, card_id))
+
+    def comment(self, card_id: int, body: str, *, author: str | None = None) -> views.CommentView:
+        return self.write(
+            lambda c: board.comment(
+                c, card_id=card_id, body=body, now=clock.now(), author=author or self.actor
+            )
+        )
+
+    def status(self) -> views.BoardStatus:
+        return self.read(lambda c: board.status_summary(c, now=clock.now()))
+
+    # ------------------------------------------------------------------ leases
+
+    def claim(
+        self,
+        *,
+        profile: str | None = None,
+        worker: str | None = None,
+        ttl: float | str | None = None,
+        card_id: int | None = None,
+    ) -> views.Claim | None:
+        """Claim the best ready card (or `card_id`); None when nothing is ready."""
+        seconds = self.settings.lease_ttl if ttl is None else clock.parse_duration(ttl, what="ttl")
+        if seconds <= 0:
+            raise errors.UsageError("ttl must be more than 0 seconds")
+        return self.write(
+            lambda c: board.claim(
+                c,
+                now=clock.now(),
+                host=self.settings.host_id,
+                ttl=seconds,
+                worker=worker or self.actor,
+                profile=profile,
+                card_id=card_id,
+                default_max_attempts=self.settings.max_attempts,
+            )
+        )
+
+    def heartbeat(self, card_id: int, *, token: str) -> views.RunView:
+        """Renew the lease. Raises LeaseLost when the run is no longer current."""
+        return self.write(
+            lambda c: board.heartbeat(
+                c, card_id=card_id, token=token, ttl=self.settings.lease_ttl, now=clock.now()
+            )
+        )
+
+    def complete(
+        self, card_id: int, *, token: str | None = None, summary: str | None = None
+    ) -> views.CardView:
+        """With a token: the run is done. Without: a person marks the card done."""
+        if token is None:
+            return self._move(card_id, CardStatus.DONE, summary=summary)
+        return self.end_run(card_id, token=token, outcome=RunOutcome.DONE, summary=summary)
+
+    def block(self, card_id: int, *, reason: str, token: str | None = None) -> views.CardView:
+        """The card needs a person; `reason` says why."""
+        reason = _require(reason, "a reason (--reason) saying what a person must do")
+        if token is None:
+            return self._move(card_id, CardStatus.BLOCKED, reason=reason)
+        return self.end_run(card_id, token=token, outcome=RunOutcome.BLOCKED, error=reason)
+
+    def fail(self, card_id: int, *, error: str, token: str | None = None) -> views.CardView:
+        """With a token: a failed attempt (retried with backoff, then blocked). Without: give up."""
+        error = _require(error, "an error (--error) saying what went wrong")
+        if token is None:
+            return self._move(card_id, CardStatus.FAILED, reason=error)
+        return self.end_run(card_id, token=token, outcome=RunOutcome.FAILED, error=error)
+
+    def end_run(
+        self,
+        card_id: int,
+        *,
+        token: str,
+        outcome: RunOutcome,
+        summary: str | None = None,
+        error: str | None = None,
+        exit_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> views.CardView:
+        def end(c: Connection) -> views.CardView:
+            board.end_run(
+                c,
+                card_id=card_id,
+                token=token,
+                outcome=outcome,
+                now=clock.now(),
+                backoff=self.backoff,
+                summary=summary,
+                error=error,
+                exit_code=exit_code,
+                retry_after=retry_after,
+                actor=self.actor,
+            )
+            return board.get_card(c, card_id)
+
+        return self.write(end, wake_dispatcher=True)
+
+    def reclaim_expired(self, *, now: dt.datetime | None = None) -> list[views.RunEnd]:
+        """Requeue every card whose run's lease expired (no heartbeat within the TTL)."""
+        return self.write(
+            lambda c: board.reclaim_expired(
+                c, now=now or clock.now(), backoff=self.backoff, actor=self.actor
+            ),
+            wake_dispatcher=True,
+        )
+
+    # ------------------------------------------------------------------ a person's moves
+
+    def unblock(self, card_id: int, *, note: str | None = None) -> views.CardView:
+        """blocked -> ready (or todo), with a fresh attempt budget; `note` becomes a comment."""
+        return self._move(
+            card_id, CardStatus.READY, require={CardStatus.BLOCKED}, note=note, reset_attempts=True
+        )
+
+    def retry(self, card_id: int, *, note: str | None = None) -> views.CardView:
+        """Run it again (from failed, blocked, cancelled, review or triage) with a fresh budget."""
+        return self._move(
+            card_id,
+            CardStatus.READY,
+            note=note,
+            reset_attempts=True,
+            require={
+                CardStatus.FAILED,
+                CardStatus.BLOCKED,
+                CardStatus.CANCELLED,
+                CardStatus.REVIEW,
+                CardStatus.TRIAGE,
+            },
+        )
+
+    def cancel(self, card_id: int, *, reason: str | None = None) -> views.CardView:
+        return self._move(card_id, CardStatus.CANCELLED, reason=reason)
+
+    def archive(self, card_id: int) -> views.CardView:
+        return self._move(card_id, CardStatus.ARCHIVED)
+
+    def _move(
+        self,
+        card_id: int,
+        to: CardStatus,
+        *,
+        require: set[CardStatus] | None = None,
+        note: str | None = None,
+        **kwargs: Any,
+    ) -> views.CardView:
+        def move(c: Connection) -> views.CardView:
+            if require is not None:
+                current = board.get_card(c, card_id).status
+                if current not in require:
+                    allowed = " or ".join(sorted(require))
+                    raise errors.InvalidTransition(
+                        f"card {card_id} is {current}; this applies only to {allowed} cards"
+                    )
+            if note:
+                board.comment(c, card_id=card_id, body=note, now=clock.now(), author=self.actor)
+            return board.move(
+                c, card_id=card_id, to=to, now=clock.now(), actor=self.actor, **kwargs
+            )
+
+        return self.write(move, wake_dispatcher=True)
+
+
+def _require(text: str | None, what: str) -> str:
+    if text is None or not text.strip():
+        raise errors.UsageError(f"give {what}")
+    return text.strip()
+
+
+def _statuses(status: StatusFilter) -> list[CardStatus] | None:
+    if status is None:
+        return None
+    if isinstance(status, str | CardStatus):
+        status = [status]
+    return [parse_status(s) if isinstance(s, str) else s for s in status]
+
+
+def _guard(fn: Callable[[], T]) -> T:
+    """Driver errors become DatabaseError with the original chained."""
+    try:
+        return fn()
+    except errors.KanbanError:
+        raise
+    except sa.exc.IntegrityError as exc:
+        raise errors.DatabaseError(f"the board refused a change: {exc.orig}") from exc
+    except sa.exc.DBAPIError as exc:
+        raise errors.DatabaseError(f"database error: {exc.orig}") from exc
+
+
+def open_board(
+    path_or_url: str | os.PathLike[str] | None = None,
+    *,
+    cwd: Path | None = None,
+    **overrides: Any,
+) -> Board:
+    """Open (creating or upgrading as needed) the board at `path_or_url`, or the one found
+    by walking up from the current directory to `.kanban/`."""
+    if path_or_url is not None:
+        overrides["db"] = os.fspath(path_or_url)
+    config = settings.load(overrides, cwd=cwd)
+    return connect(config)
+
+
+def connect(config: settings.Settings) -> Board:
+    path = db.sqlite_path(config.db_url)
+    if path is not None and not db.check_sqlite_file(path) and not path.exists():
+        db.create_sqlite_file(path)
+    engine = db.create_engine(config.db_url)
+    try:
+        _guard(lambda: db.prepare(engine))
+    except BaseException:
+        engine.dispose()
+        raise
+    return Board(engine, config)

@@ -1,0 +1,66 @@
+"""The domain verbs: the only code that writes card and run rows.
+
+Every verb takes an open connection (the caller owns the transaction) and keyword
+arguments, and returns frozen views. Import the package, not its names:
+`from kanban import board; board.claim(conn, ...)`.
+"""
+
+from kanban.board.cards import (
+    add_card,
+    check_profile_name,
+    comment,
+    link,
+    move,
+    promote,
+    unlink,
+)
+from kanban.board.queries import (
+    card_detail,
+    children_of,
+    events_of,
+    get_card,
+    get_run,
+    list_cards,
+    live_runs,
+    runs_of,
+    status_summary,
+)
+from kanban.board.runs import (
+    Backoff,
+    claim,
+    end_run,
+    expired_runs,
+    heartbeat,
+    lease_lost,
+    reclaim_expired,
+    record_start,
+    token_of,
+)
+
+__all__ = [
+    "Backoff",
+    "add_card",
+    "card_detail",
+    "check_profile_name",
+    "children_of",
+    "claim",
+    "comment",
+    "end_run",
+    "events_of",
+    "expired_runs",
+    "get_card",
+    "get_run",
+    "heartbeat",
+    "lease_lost",
+    "link",
+    "list_cards",
+    "live_runs",
+    "move",
+    "promote",
+    "reclaim_expired",
+    "record_start",
+    "runs_of",
+    "status_summary",
+    "token_of",
+    "unlink",
+]

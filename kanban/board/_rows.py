@@ -1,0 +1,165 @@
+"""Shared helpers for the board verbs: rows to views, events, parent checks, limits."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from kanban import errors, views
+from kanban.models import cards, comments, dependencies, events, runs
+from kanban.states import CardStatus
+
+# A parent is satisfied when it is done (an archived card was done or had no open children).
+SATISFIED = (CardStatus.DONE.value, CardStatus.ARCHIVED.value)
+
+MAX_TITLE = 500
+MAX_BODY = 1_000_000
+MAX_PRIORITY = 1_000_000
+CHUNK = 500
+
+
+def chunks(ids: Sequence[int], size: int = CHUNK) -> Iterable[Sequence[int]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+def unfinished_parent(child_id: Any) -> sa.Exists:
+    """EXISTS a parent of `child_id` that is not yet done: the parents-first check."""
+    parent = cards.alias("parent")
+    return (
+        sa.exists()
+        .where(dependencies.c.child_id == child_id)
+        .where(parent.c.id == dependencies.c.parent_id)
+        .where(parent.c.status.not_in(SATISFIED))
+    )
+
+
+def parents_of(conn: Connection, card_ids: Sequence[int]) -> dict[int, tuple[int, ...]]:
+    found: dict[int, list[int]] = defaultdict(list)
+    for part in chunks(list(card_ids)):
+        rows = conn.execute(
+            sa.select(dependencies.c.child_id, dependencies.c.parent_id)
+            .where(dependencies.c.child_id.in_(part))
+            .order_by(dependencies.c.parent_id)
+        )
+        for child, parent in rows:
+            found[child].append(parent)
+    return {cid: tuple(found.get(cid, ())) for cid in card_ids}
+
+
+def card_view(row: Row[Any] | Any, parents: tuple[int, ...]) -> views.CardView:
+    m = row._mapping
+    return views.CardView(
+        id=m["id"],
+        title=m["title"],
+        status=m["status"],
+        profile=m["profile"],
+        priority=m["priority"],
+        parents=parents,
+        body=m["body"],
+        paths=tuple(m["paths"] or ()),
+        max_attempts=m["max_attempts"],
+        timeout=m["timeout_s"],
+        key=m["idem_key"],
+        review=bool(m["review"]),
+        attempts=m["attempts"],
+        not_before=m["not_before"],
+        reason=m["reason"],
+        summary=m["summary"],
+        branch=m["branch"],
+        created_by=m["created_by"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        ready_at=m["ready_at"],
+    )
+
+
+def card_views(conn: Connection, rows: Sequence[Row[Any]]) -> list[views.CardView]:
+    parents = parents_of(conn, [r.id for r in rows])
+    return [card_view(r, parents[r.id]) for r in rows]
+
+
+def run_view(row: Row[Any] | Any) -> views.RunView:
+    m = row._mapping
+    return views.RunView(**{f: m[f] for f in views.RunView.__dataclass_fields__})
+
+
+def card_row(conn: Connection, card_id: int) -> Row[Any]:
+    row = conn.execute(sa.select(cards).where(cards.c.id == card_id)).first()
+    if row is None:
+        raise errors.CardNotFound(card_id)
+    return row
+
+
+def get_card(conn: Connection, card_id: int) -> views.CardView:
+    row = card_row(conn, card_id)
+    return card_view(row, parents_of(conn, [card_id])[card_id])
+
+
+def live_run(conn: Connection, card_id: int) -> Row[Any] | None:
+    return conn.execute(
+        sa.select(runs).where(runs.c.card_id == card_id, runs.c.outcome.is_(None))
+    ).first()
+
+
+def record(
+    conn: Connection,
+    *,
+    kind: str,
+    now: dt.datetime,
+    card_id: int | None = None,
+    run_id: int | None = None,
+    actor: str | None = None,
+    data: dict[str, Any] | None = None,
+    **fields: Any,
+) -> None:
+    data = {**(data or {}), **fields}
+    conn.execute(
+        sa.insert(events).values(
+            card_id=card_id, run_id=run_id, at=now, actor=actor, kind=kind, data=data or None
+        )
+    )
+
+
+def record_many(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(sa.insert(events), rows)
+
+
+def set_status(
+    conn: Connection,
+    card_id: int,
+    status: CardStatus,
+    *,
+    now: dt.datetime,
+    **values: Any,
+) -> None:
+    extra: dict[str, Any] = {"updated_at": now, **values}
+    if status is CardStatus.READY:
+        extra.setdefault("ready_at", now)
+    conn.execute(sa.update(cards).where(cards.c.id == card_id).values(status=status.value, **extra))
+
+
+def check_text(value: str, *, what: str, limit: int, one_line: bool = False) -> str:
+    if "\x00" in value:
+        raise errors.UsageError(f"{what} contains a NUL byte; remove it")
+    if len(value) > limit:
+        raise errors.UsageError(
+            f"{what} is {len(value):,} characters; the limit is {limit:,} "
+            "(put long material in a file in the repository and point to it)"
+        )
+    if one_line and ("\n" in value or "\r" in value):
+        raise errors.UsageError(f"{what} must be one line; put details in the body")
+    return value
+
+
+def comments_of(conn: Connection, card_id: int) -> tuple[views.CommentView, ...]:
+    rows = conn.execute(
+        sa.select(comments).where(comments.c.card_id == card_id).order_by(comments.c.id)
+    )
+    return tuple(views.CommentView(**r._mapping) for r in rows)

@@ -1,0 +1,346 @@
+"""Verbs on runs: claim, heartbeat, record the process, end (complete/block/fail...), reclaim.
+
+Fencing (design invariant 2): every write for a run after its claim is one conditional
+UPDATE on (card, token, run still live). A stale writer matches no row, changes nothing,
+and gets `LeaseLost`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import random
+import secrets
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from kanban import errors, views
+from kanban.board import _rows
+from kanban.board.cards import promote
+from kanban.models import cards, runs
+from kanban.states import SPENDS_ATTEMPT, CardStatus, RunOutcome
+
+S = CardStatus
+Outcome = RunOutcome
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff with full jitter in [delay/2, delay], capped."""
+
+    base: float = 30.0
+    cap: float = 1800.0
+
+    def delay(self, attempt: int, rand: random.Random | None = None) -> float:
+        raw = float(min(self.cap, self.base * (2 ** max(0, attempt - 1))))
+        # Jitter spreads retries apart; it is not a secret.
+        r = rand.random() if rand is not None else random.random()  # noqa: S311
+        return raw / 2 + raw / 2 * r
+
+
+def claim(
+    conn: Connection,
+    *,
+    now: dt.datetime,
+    host: str,
+    ttl: float,
+    worker: str | None = None,
+    profile: str | None = None,
+    card_id: int | None = None,
+    default_max_attempts: int = 3,
+    actor: str | None = None,
+) -> views.Claim | None:
+    """Claim the best ready card (priority, then age), or `card_id`; None when nothing is ready.
+
+    One statement decides the winner: the candidate is re-checked (ready, not backing off,
+    every parent done) inside the UPDATE itself, so two claimers can never both win.
+    """
+    pick = (
+        sa.select(cards.c.id)
+        .where(cards.c.status == S.READY.value)
+        .where(sa.or_(cards.c.not_before.is_(None), cards.c.not_before <= now))
+        .where(~_rows.unfinished_parent(cards.c.id))
+        .order_by(cards.c.priority.desc(), cards.c.ready_at, cards.c.id)
+        .limit(1)
+    )
+    if profile is not None:
+        pick = pick.where(cards.c.profile == profile)
+    if card_id is not None:
+        pick = pick.where(cards.c.id == card_id)
+    if conn.dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True, of=cards)
+    picked = pick.cte("pick")
+    row = conn.execute(
+        sa.update(cards)
+        .where(cards.c.id.in_(sa.select(picked.c.id)), cards.c.status == S.READY.value)
+        .values(status=S.RUNNING.value, updated_at=now, reason=None)
+        .returning(*cards.c)
+    ).first()
+    if row is None:
+        return None
+    token = secrets.token_hex(16)
+    attempt = row.attempts + 1
+    max_attempts = row.max_attempts or default_max_attempts
+    lease = now + dt.timedelta(seconds=ttl)
+    run_id = conn.execute(
+        sa.insert(runs)
+        .values(
+            card_id=row.id,
+            attempt=attempt,
+            max_attempts=max_attempts,
+            profile=row.profile,
+            worker=worker,
+            host=host,
+            token=token,
+            claimed_at=now,
+            heartbeat_at=now,
+            lease_expires_at=lease,
+        )
+        .returning(runs.c.id)
+    ).scalar_one()
+    _rows.record(
+        conn,
+        kind="claimed",
+        card_id=row.id,
+        run_id=run_id,
+        actor=actor or worker,
+        now=now,
+        attempt=attempt,
+        host=host,
+    )
+    card = _rows.card_view(row, _rows.parents_of(conn, [row.id])[row.id])
+    return views.Claim(
+        card_id=row.id,
+        run_id=run_id,
+        token=token,
+        attempt=attempt,
+        lease_expires_at=lease,
+        card=card,
+    )
+
+
+def lease_lost(conn: Connection, card_id: int, token: str | None) -> errors.LeaseLost:
+    """The error for a refused write, saying what became of the run."""
+    _rows.card_row(conn, card_id)
+    run = conn.execute(sa.select(runs).where(runs.c.token == (token or ""))).first()
+    if run is None:
+        return errors.LeaseLost(
+            f"lease lost: no run of card {card_id} holds that token; refused, nothing changed"
+        )
+    if run.card_id != card_id:
+        return errors.LeaseLost(
+            f"lease lost: that token belongs to card {run.card_id}, not {card_id}; refused"
+        )
+    return errors.LeaseLost(
+        f"lease lost: run {run.id} of card {card_id} already ended ({run.outcome}); "
+        "this report was refused and changed nothing. Stop working on it"
+    )
+
+
+def _fenced(card_id: int, token: str) -> list[sa.ColumnElement[bool]]:
+    return [runs.c.card_id == card_id, runs.c.token == token, runs.c.outcome.is_(None)]
+
+
+def heartbeat(
+    conn: Connection, *, card_id: int, token: str, ttl: float, now: dt.datetime
+) -> views.RunView:
+    row = conn.execute(
+        sa.update(runs)
+        .where(*_fenced(card_id, token))
+        .values(heartbeat_at=now, lease_expires_at=now + dt.timedelta(seconds=ttl))
+        .returning(*runs.c)
+    ).first()
+    if row is None:
+        raise lease_lost(conn, card_id, token)
+    return _rows.run_view(row)
+
+
+def record_start(
+    conn: Connection,
+    *,
+    card_id: int,
+    token: str,
+    now: dt.datetime,
+    **fields: Any,
+) -> views.RunView:
+    """Store what the supervisor set up: pids and start times, worktree, branch, log path."""
+    allowed = {
+        "pid",
+        "pid_started",
+        "supervisor_pid",
+        "supervisor_started",
+        "worktree",
+        "branch",
+        "log_path",
+        "started_at",
+    }
+    unknown = set(fields) - allowed
+    if unknown:
+        raise TypeError(f"record_start got unknown fields {sorted(unknown)}")
+    row = conn.execute(
+        sa.update(runs).where(*_fenced(card_id, token)).values(**fields).returning(*runs.c)
+    ).first()
+    if row is None:
+        raise lease_lost(conn, card_id, token)
+    if fields.get("branch"):
+        conn.execute(sa.update(cards).where(cards.c.id == card_id).values(branch=fields["branch"]))
+    if "pid" in fields:
+        _rows.record(
+            conn,
+            kind="started",
+            card_id=card_id,
+            run_id=row.id,
+            now=now,
+            pid=fields["pid"],
+            worktree=fields.get("worktree"),
+        )
+    return _rows.run_view(row)
+
+
+def end_run(
+    conn: Connection,
+    *,
+    card_id: int,
+    token: str,
+    outcome: RunOutcome,
+    now: dt.datetime,
+    backoff: Backoff,
+    summary: str | None = None,
+    error: str | None = None,
+    exit_code: int | None = None,
+    retry_after: float | None = None,
+    expired_before: dt.datetime | None = None,
+    actor: str | None = None,
+) -> views.RunEnd:
+    """Close the live run holding `token` with `outcome` and move its card accordingly.
+
+    done -> card done (or review); blocked -> card blocked; rate_limited -> ready after a
+    cooldown, no attempt spent; anything else spends an attempt: ready after backoff, or
+    blocked with the last error once the run's budget is spent.
+    `expired_before` makes the close conditional on the lease having expired (reclaims).
+    """
+    if outcome is Outcome.CANCELLED:
+        raise ValueError("runs are cancelled by moving their card (board.cards.move)")
+    if summary is not None:
+        summary = _rows.check_text(summary, what="summary", limit=_rows.MAX_BODY)
+    if error is not None:
+        error = error[: _rows.MAX_BODY]
+    conditions = _fenced(card_id, token)
+    if expired_before is not None:
+        conditions.append(runs.c.lease_expires_at < expired_before)
+    row = conn.execute(
+        sa.update(runs)
+        .where(*conditions)
+        .values(
+            outcome=outcome.value, ended_at=now, summary=summary, error=error, exit_code=exit_code
+        )
+        .returning(*runs.c)
+    ).first()
+    if row is None:
+        raise lease_lost(conn, card_id, token)
+    run = _rows.run_view(row)
+    card = _rows.card_row(conn, card_id)
+    retry_at: dt.datetime | None = None
+    promoted: list[int] = []
+    if outcome is Outcome.DONE:
+        target = S.REVIEW if card.review else S.DONE
+        _rows.set_status(
+            conn, card_id, target, now=now, summary=summary, reason=None, not_before=None
+        )
+        if target is S.DONE:
+            promoted = promote(conn, now=now, parent_ids=[card_id])
+    elif outcome is Outcome.BLOCKED:
+        target = S.BLOCKED
+        _rows.set_status(conn, card_id, target, now=now, reason=error or summary or "blocked")
+    else:
+        attempts = card.attempts + (1 if outcome in SPENDS_ATTEMPT else 0)
+        if attempts >= run.max_attempts:
+            target = S.BLOCKED
+            reason = f"gave up after {attempts} of {run.max_attempts} attempts; last: {outcome}"
+            if error:
+                reason += f": {error}"
+            _rows.set_status(
+                conn, card_id, target, now=now, attempts=attempts, reason=reason, not_before=None
+            )
+        else:
+            delay = retry_after if retry_after is not None else backoff.delay(max(1, attempts))
+            retry_at = now + dt.timedelta(seconds=delay)
+            parent_waiting = conn.execute(sa.select(_rows.unfinished_parent(card_id))).scalar()
+            target = S.TODO if parent_waiting else S.READY
+            _rows.set_status(
+                conn, card_id, target, now=now, attempts=attempts, not_before=retry_at, reason=error
+            )
+    _rows.record(
+        conn,
+        kind="run_ended",
+        card_id=card_id,
+        run_id=run.id,
+        actor=actor,
+        now=now,
+        outcome=outcome.value,
+        attempt=run.attempt,
+        exit_code=exit_code,
+        error=error,
+        card_status=target.value,
+        retry_at=retry_at.isoformat() if retry_at else None,
+    )
+    return views.RunEnd(
+        run=run, card_status=target.value, retry_at=retry_at, promoted=tuple(promoted)
+    )
+
+
+def expired_runs(
+    conn: Connection, *, now: dt.datetime, host: str | None = None
+) -> list[views.RunView]:
+    query = (
+        sa.select(runs)
+        .where(runs.c.outcome.is_(None), runs.c.lease_expires_at < now)
+        .order_by(runs.c.id)
+    )
+    if host is not None:
+        query = query.where(runs.c.host == host)
+    return [_rows.run_view(r) for r in conn.execute(query)]
+
+
+def reclaim_expired(
+    conn: Connection,
+    *,
+    now: dt.datetime,
+    backoff: Backoff,
+    run_ids: list[int] | None = None,
+    actor: str | None = None,
+) -> list[views.RunEnd]:
+    """Close every run whose lease expired before `now` as `reclaimed` and requeue its card.
+
+    `run_ids` limits it to runs the caller has already made safe (processes killed).
+    """
+    ended = []
+    for run in expired_runs(conn, now=now):
+        if run_ids is not None and run.id not in run_ids:
+            continue
+        token = conn.execute(sa.select(runs.c.token).where(runs.c.id == run.id)).scalar_one()
+        since = run.heartbeat_at or run.claimed_at
+        try:
+            ended.append(
+                end_run(
+                    conn,
+                    card_id=run.card_id,
+                    token=token,
+                    outcome=Outcome.RECLAIMED,
+                    now=now,
+                    backoff=backoff,
+                    expired_before=now,
+                    actor=actor,
+                    error=f"lease expired: no heartbeat since {since.isoformat()} "
+                    f"(host {run.host})",
+                )
+            )
+        except errors.LeaseLost:
+            continue  # renewed or closed since we looked: nothing to do
+    return ended
+
+
+def token_of(conn: Connection, run_id: int) -> str:
+    return str(conn.execute(sa.select(runs.c.token).where(runs.c.id == run_id)).scalar_one())

@@ -1,0 +1,48 @@
+"""The `kanban` command line: thin commands over `kanban.api`, grouped by noun.
+
+Each command opens the board, calls one library function and renders the result; domain
+errors become one line on stderr and a non-zero exit (see `_common.Group`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from kanban.__about__ import __version__
+from kanban.cli import cards, dbcmd, ops, runs
+from kanban.cli._common import Group, State
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db",
+    envvar="KANBAN_DB",
+    metavar="PATH_OR_URL",
+    help="The board: a SQLite file or a SQLAlchemy URL (default: .kanban/board.db "
+    "found by walking up from here). Env: KANBAN_DB.",
+)
+@click.version_option(__version__, prog_name="kanban")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None) -> None:
+    """A Kanban board that dispatches coding agents into git worktrees.
+
+    Put cards on the board, link them into a graph, and let `kanban dispatch` run each one
+    with the right agent in its own worktree. See `kanban COMMAND --help` and docs/.
+
+    \b
+    Example:
+      kanban init && kanban add "Write the parser" --profile demo && kanban dispatch --once
+    """
+    ctx.obj = State(overrides={"db": db})
+
+
+for _module in (cards, runs, ops):
+    for _command in _module.COMMANDS:
+        cli.add_command(_command)
+cli.add_command(dbcmd.db_group, name="db")
+
+
+def main(argv: list[str] | None = None) -> Any:
+    return cli.main(args=argv, prog_name="kanban")

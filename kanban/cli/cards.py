@@ -1,0 +1,331 @@
+"""Commands that make and read cards: init, add, ls, board, show, link, unlink, comment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kanban import clock, errors
+from kanban.cli import render
+from kanban.cli._common import (
+    CARD,
+    State,
+    emit_json,
+    json_option,
+    pass_board,
+    pass_state,
+    read_text_arg,
+)
+
+
+@click.command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@json_option
+@pass_state
+def init(state: State, directory: Path | None, as_json: bool) -> None:
+    """Create a board at the root of this git repository.
+
+    Makes `.kanban/` (board database, logs, config; readable by you only) at the top of the
+    repository containing DIRECTORY (default: here), brings its schema up to date, and keeps
+    `.kanban/` and `worktrees/` out of `git status` through `.git/info/exclude`.
+    Running it again is harmless.
+
+    \b
+    Example:
+      cd ~/src/myproject && kanban init
+    """
+    from kanban import api, settings
+
+    start = (directory or Path.cwd()).absolute()
+    if not start.is_dir():
+        raise errors.UsageError(f"{start} is not a directory")
+    root = settings.find_git_root(start)
+    explicit_db = state.overrides.get("db")
+    if root is None and not explicit_db:
+        raise errors.UsageError(
+            f"{start} is not inside a git repository; run `git init` first, "
+            "or give --db to keep a board elsewhere"
+        )
+    overrides = dict(state.overrides)
+    if not explicit_db:
+        assert root is not None
+        state_dir = root / settings.STATE_DIR
+        state_dir.mkdir(mode=0o700, exist_ok=True)
+        overrides["db"] = str(state_dir / settings.BOARD_FILE)
+        _exclude_from_git(root)
+    config = settings.load(overrides, cwd=start)
+    board = api.connect(config)
+    board.close()
+    if as_json:
+        emit_json({"db": config.db_url, "repo": str(root) if root else None})
+    else:
+        click.echo(f"board ready: {config.db_url.removeprefix('sqlite:///')}")
+        click.echo("next: kanban add 'first card' --profile demo && kanban dispatch")
+
+
+def _exclude_from_git(root: Path) -> None:
+    exclude = root / ".git" / "info" / "exclude"
+    if not (root / ".git").is_dir():
+        return
+    exclude.parent.mkdir(exist_ok=True)
+    text = exclude.read_text() if exclude.exists() else ""
+    missing = [line for line in ("/.kanban/", "/worktrees/") if line not in text.splitlines()]
+    if missing:
+        with exclude.open("a") as fh:
+            if text and not text.endswith("\n"):
+                fh.write("\n")
+            fh.write("# kanban: board state and card worktrees\n" + "\n".join(missing) + "\n")
+
+
+@click.command()
+@click.argument("title")
+@click.option("--body", "-b", help="Details for the agent; '-' reads standard input.")
+@click.option(
+    "--parent",
+    "-p",
+    "parents",
+    type=CARD,
+    multiple=True,
+    help="A card this one waits for (repeat for several).",
+)
+@click.option("--profile", "-P", help="Agent profile that works it (see `kanban profiles ls`).")
+@click.option(
+    "--priority",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Higher runs first among ready cards.",
+)
+@click.option(
+    "--path",
+    "paths",
+    multiple=True,
+    help="Glob of files it will touch; overlapping cards never run at once.",
+)
+@click.option("--max-attempts", type=int, help="Attempts before it is blocked (default: profile).")
+@click.option("--timeout", help="Per-run limit such as 30m or 2h (default: profile).")
+@click.option("--key", help="Idempotency key: adding the same key again returns the first card.")
+@click.option(
+    "--review", is_flag=True, help="Stop in `review` for a person when the agent is done."
+)
+@click.option(
+    "--triage", is_flag=True, help="Park it in `triage` until someone runs `kanban retry`."
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print only the new card's id.")
+@json_option
+@pass_board
+def add(
+    board: Any,
+    title: str,
+    body: str | None,
+    parents: tuple[int, ...],
+    profile: str | None,
+    priority: int,
+    paths: tuple[str, ...],
+    max_attempts: int | None,
+    timeout: str | None,
+    key: str | None,
+    review: bool,
+    triage: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Put a card on the board.
+
+    A card with unfinished parents is `todo` and becomes `ready` when they are all done;
+    otherwise it is `ready` at once, and a running dispatcher picks it up within a second.
+
+    \b
+    Examples:
+      kanban add "Write the CSV parser" --profile claude-code --path 'src/csv/**'
+      kanban add "Test the parser" --parent 12 --body - < spec.md
+      id=$(kanban add -q "Nightly report" --key report-2026-11-21)
+    """
+    card = board.add(
+        title,
+        body=read_text_arg(body) or "",
+        profile=profile,
+        parents=parents,
+        priority=priority,
+        paths=paths or None,
+        max_attempts=max_attempts,
+        timeout=timeout,
+        key=key,
+        review=review,
+        triage=triage,
+    )
+    if as_json:
+        emit_json(card)
+    elif quiet:
+        click.echo(card.id)
+    else:
+        click.echo(f"added card {card.id} ({render.status(card.status)}): {card.title}")
+
+
+@click.command("ls")
+@click.option(
+    "--status",
+    "-s",
+    "statuses",
+    multiple=True,
+    help="Only cards in this state (repeat for several).",
+)
+@click.option("--profile", "-P", help="Only cards for this profile.")
+@click.option("--parent", type=CARD, help="Only children of this card.")
+@click.option("--search", help="Only cards whose title or body contains this text.")
+@click.option("--all", "include_archived", is_flag=True, help="Include archived cards.")
+@click.option("--limit", type=click.IntRange(1, None), help="At most this many.")
+@json_option
+@pass_board
+def ls(
+    board: Any,
+    statuses: tuple[str, ...],
+    profile: str | None,
+    parent: int | None,
+    search: str | None,
+    include_archived: bool,
+    limit: int | None,
+    as_json: bool,
+) -> None:
+    """List cards, oldest first.
+
+    \b
+    Examples:
+      kanban ls --status ready --status blocked
+      kanban ls --profile codex --json | jq '.[].title'
+    """
+    cards = board.cards(
+        list(statuses) or None,
+        profile=profile,
+        parent=parent,
+        search=search,
+        include_archived=include_archived,
+        limit=limit,
+    )
+    if as_json:
+        emit_json(cards)
+    else:
+        click.echo(render.cards_table(cards))
+
+
+BOARD_COLUMNS = ("triage", "todo", "ready", "running", "review", "blocked", "done")
+
+
+@click.command("board")
+@click.option("--all", "show_all", is_flag=True, help="Also show failed and cancelled cards.")
+@json_option
+@pass_board
+def board_cmd(board: Any, show_all: bool, as_json: bool) -> None:
+    """Show the board as columns, one per state.
+
+    \b
+    Example:
+      kanban board
+    """
+    cards = board.cards()
+    columns = list(BOARD_COLUMNS) + (["failed", "cancelled"] if show_all else [])
+    grouped: dict[str, list[Any]] = {c: [] for c in columns}
+    for card in cards:
+        if card.status in grouped:
+            grouped[card.status].append(card)
+    if as_json:
+        emit_json({col: [c.to_json() for c in items] for col, items in grouped.items()})
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_lines=False, expand=True)
+    for col in columns:
+        if grouped[col] or col in ("todo", "ready", "running", "done"):
+            table.add_column(f"{col} ({len(grouped[col])})", overflow="fold")
+    shown = [c for c in columns if grouped[c] or c in ("todo", "ready", "running", "done")]
+    depth = max((len(grouped[c]) for c in shown), default=0)
+    for i in range(min(depth, 40)):
+        table.add_row(
+            *[
+                f"{grouped[c][i].id} {grouped[c][i].title}" if i < len(grouped[c]) else ""
+                for c in shown
+            ]
+        )
+    Console().print(table)
+
+
+@click.command()
+@click.argument("card", type=CARD)
+@json_option
+@pass_board
+def show(board: Any, card: int, as_json: bool) -> None:
+    """Everything about one card: parents, children, runs, comments and history.
+
+    \b
+    Example:
+      kanban show 12 --json | jq '.runs[-1].error'
+    """
+    detail = board.show(card)
+    if as_json:
+        emit_json(detail)
+    else:
+        click.echo(render.detail(detail))
+
+
+@click.command()
+@click.argument("parent", type=CARD)
+@click.argument("child", type=CARD)
+@pass_board
+def link(board: Any, parent: int, child: int) -> None:
+    """Make CHILD wait until PARENT is done.
+
+    A link that would close a cycle is refused, naming the cycle. A ready CHILD goes back
+    to `todo` while PARENT is unfinished.
+
+    \b
+    Example:
+      kanban link 12 15      # 15 starts after 12 is done
+    """
+    created = board.link(parent, child)
+    click.echo(
+        f"card {child} now waits for card {parent}"
+        if created
+        else f"card {child} already waits for card {parent}"
+    )
+
+
+@click.command()
+@click.argument("parent", type=CARD)
+@click.argument("child", type=CARD)
+@pass_board
+def unlink(board: Any, parent: int, child: int) -> None:
+    """Remove the dependency of CHILD on PARENT (CHILD becomes ready if nothing else holds it).
+
+    \b
+    Example:
+      kanban unlink 12 15
+    """
+    board.unlink(parent, child)
+    click.echo(f"card {child} no longer waits for card {parent}")
+
+
+@click.command()
+@click.argument("card", type=CARD)
+@click.argument("text")
+@json_option
+@pass_board
+def comment(board: Any, card: int, text: str, as_json: bool) -> None:
+    """Add a note to a card; the next agent to work it sees every comment.
+
+    TEXT '-' reads standard input.
+
+    \b
+    Example:
+      kanban comment 12 "The parser must accept semicolons too"
+    """
+    made = board.comment(card, read_text_arg(text) or "")
+    if as_json:
+        emit_json(made)
+    else:
+        click.echo(f"commented on card {card} at {clock.iso(made.at)}")
+
+
+COMMANDS = [init, add, ls, board_cmd, show, link, unlink, comment]

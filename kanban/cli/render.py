@@ -1,0 +1,112 @@
+"""Text output for people. JSON output goes through `_common.emit_json` instead."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import click
+
+from kanban import clock, views
+
+STATUS_COLOURS = {
+    "triage": "magenta",
+    "todo": "white",
+    "ready": "cyan",
+    "running": "yellow",
+    "review": "blue",
+    "blocked": "red",
+    "done": "green",
+    "failed": "red",
+    "cancelled": "bright_black",
+    "archived": "bright_black",
+}
+
+
+def status(text: str) -> str:
+    return click.style(text, fg=STATUS_COLOURS.get(text))
+
+
+def ago(when: dt.datetime | None, now: dt.datetime | None = None) -> str:
+    if when is None:
+        return "-"
+    delta = ((now or clock.now()) - when).total_seconds()
+    if delta < 0:
+        return f"in {clock.human(-delta)}"
+    return f"{clock.human(delta)} ago"
+
+
+def card_line(card: views.CardView) -> str:
+    parts = [f"{card.id:>5}", status(f"{card.status:<9}"), card.title]
+    if card.profile:
+        parts.append(click.style(f"[{card.profile}]", fg="bright_black"))
+    if card.parents:
+        parts.append(click.style("after " + ",".join(map(str, card.parents)), fg="bright_black"))
+    return "  ".join(parts)
+
+
+def cards_table(cards: Sequence[views.CardView]) -> str:
+    if not cards:
+        return "no cards"
+    return "\n".join(card_line(c) for c in cards)
+
+
+def run_line(run: views.RunView, now: dt.datetime | None = None) -> str:
+    state = run.outcome or "live"
+    bits = [
+        f"run {run.id}",
+        f"attempt {run.attempt}/{run.max_attempts}",
+        state,
+        f"on {run.host}",
+    ]
+    if run.pid:
+        bits.append(f"pid {run.pid}")
+    if run.outcome is None:
+        bits.append(f"heartbeat {ago(run.heartbeat_at, now)}")
+    else:
+        bits.append(f"ended {ago(run.ended_at, now)}")
+    if run.exit_code is not None:
+        bits.append(f"exit {run.exit_code}")
+    line = "  ".join(bits)
+    if run.error:
+        line += f"\n        error: {run.error.splitlines()[0] if run.error.strip() else run.error}"
+    if run.summary:
+        line += f"\n        summary: {run.summary.splitlines()[0]}"
+    return line
+
+
+def detail(d: views.CardDetail) -> str:
+    c = d.card
+    lines = [
+        click.style(f"#{c.id} {c.title}", bold=True),
+        f"status    {status(c.status)}" + (f"  ({c.reason})" if c.reason else ""),
+        f"profile   {c.profile or '-'}    priority {c.priority}    attempts spent {c.attempts}",
+    ]
+    if c.not_before and c.status == "ready":
+        lines.append(f"backoff   not before {clock.iso(c.not_before)} ({ago(c.not_before)})")
+    if c.paths:
+        lines.append(f"paths     {', '.join(c.paths)}")
+    if c.branch:
+        lines.append(f"branch    {c.branch}")
+    if c.summary:
+        lines.append(f"summary   {c.summary}")
+    if c.body:
+        lines += ["", c.body]
+    if d.parents:
+        lines += ["", "parents:"] + ["  " + card_line(p) for p in d.parents]
+    if d.children:
+        lines += ["", "children:"] + ["  " + card_line(p) for p in d.children]
+    if d.runs:
+        lines += ["", "runs:"] + ["  " + run_line(r) for r in d.runs]
+    if d.comments:
+        lines += ["", "comments:"]
+        lines += [f"  {ago(m.at)} {m.author or '?'}: {m.body}" for m in d.comments]
+    if d.events:
+        lines += ["", "history:"]
+        for e in d.events[-15:]:
+            extra = ""
+            if e.data:
+                shown = {k: v for k, v in e.data.items() if v not in (None, [], "")}
+                extra = " " + " ".join(f"{k}={v}" for k, v in shown.items())
+            lines.append(f"  {clock.iso(e.at)}  {e.kind:<10} {e.actor or ''}{extra}")
+    return "\n".join(lines)

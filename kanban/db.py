@@ -1,0 +1,260 @@
+"""Engines, transactions and the schema.
+
+SQLite: WAL, a busy timeout, foreign keys on, and every write transaction opened with
+`BEGIN IMMEDIATE` so that the write lock is taken up front (a deferred BEGIN that later
+upgrades to a write can fail with SQLITE_BUSY that no busy timeout can fix).
+PostgreSQL: psycopg 3, READ COMMITTED; claims use SKIP LOCKED (see `board.runs`).
+
+Every command goes through `prepare()`: a new database becomes a board at the current
+schema, an older board is upgraded, a newer one or a file that is not a board is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+from kanban import errors
+
+logger = logging.getLogger(__name__)
+
+# The newest migration. tests/test_migrations.py fails when this and migrations/ disagree.
+SCHEMA_HEAD = "0001"
+
+BUSY_TIMEOUT_MS = 30_000
+_PG_MIGRATION_LOCK = 0x6B616E62  # "kanb": one upgrade at a time per PostgreSQL database
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def resolve_url(path_or_url: str | os.PathLike[str]) -> str:
+    """A SQLAlchemy URL from a path (SQLite) or a URL; `postgresql://` means psycopg 3."""
+    text = os.fspath(path_or_url)
+    if "://" not in text:
+        return "sqlite:///" + str(Path(text).expanduser().absolute())
+    if text.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + text.split("://", 1)[1]
+    return text
+
+
+def sqlite_path(url: str) -> Path | None:
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    if parsed.database == ":memory:":
+        raise errors.UsageError("an in-memory board cannot be shared with agents; give a file path")
+    return Path(parsed.database)
+
+
+def is_sqlite(engine_or_conn: Engine | Connection) -> bool:
+    return engine_or_conn.dialect.name == "sqlite"
+
+
+def create_engine(url: str, *, foreign_keys: bool = True) -> Engine:
+    path = sqlite_path(url)
+    if path is None:
+        if not url.startswith("postgresql"):
+            raise errors.UsageError(
+                f"unsupported database URL {_redact(url)}: use a file path (SQLite) "
+                "or postgresql+psycopg://user@host/db"
+            )
+        try:
+            return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        except ImportError as exc:
+            raise errors.DatabaseError(
+                "PostgreSQL needs psycopg: pip install 'kanban[postgres]'"
+            ) from exc
+    engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see _on_begin)
+        dbapi_connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        dbapi_connection.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
+        dbapi_connection.execute("PRAGMA synchronous = NORMAL")  # safe with WAL
+        mode = dbapi_connection.execute("PRAGMA journal_mode").fetchone()
+        if mode is None or mode[0].lower() != "wal":
+            dbapi_connection.execute("PRAGMA journal_mode = WAL")
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("kanban_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+@contextlib.contextmanager
+def transaction(engine: Engine, *, write: bool = True) -> Iterator[Connection]:
+    """One transaction; the caller's block is the unit of work. Writes take the lock up front."""
+    with engine.connect() as conn:
+        if write:
+            conn.execution_options(kanban_write=True)
+        with conn.begin():
+            yield conn
+
+
+def _redact(url: str) -> str:
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<url>"
+
+
+# ---------------------------------------------------------------------------------- schema
+
+
+def migrations_dir() -> Path:
+    """`kanban/_migrations` in a wheel, `migrations/` beside the package in a checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_migrations", here.parent / "migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise errors.SchemaError("kanban's migrations are missing from this installation; reinstall it")
+
+
+def alembic_config(url: str | None = None) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    if url:
+        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def check_sqlite_file(path: Path) -> bool:
+    """True when `path` already holds a board; False when it is new or an empty database.
+
+    Reads the file without changing it, and refuses anything that is not a board.
+    """
+    if not path.exists() or path.stat().st_size == 0:
+        if path.is_dir():
+            raise errors.SchemaError(
+                f"{path} is a directory, not a board file; point --db at a file"
+            )
+        return False
+    with path.open("rb") as fh:
+        header = fh.read(16)
+    if header != _SQLITE_MAGIC:
+        raise errors.SchemaError(
+            f"{path} is not a kanban board (not a SQLite database); left it untouched. "
+            "Point --db / KANBAN_DB at a board, or at a new file to create one"
+        )
+    con = sqlite3.connect(path.as_uri() + "?mode=ro", uri=True)
+    try:
+        tables = {
+            row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+    except sqlite3.DatabaseError as exc:
+        raise errors.SchemaError(f"{path} cannot be read as a board: {exc}") from exc
+    finally:
+        con.close()
+    if not tables:
+        return False
+    if {"alembic_version", "cards"} <= tables or tables == {"alembic_version"}:
+        return True  # a board (one downgraded to base has only alembic_version)
+    shown = ", ".join(sorted(tables)[:5])
+    raise errors.SchemaError(
+        f"{path} is a SQLite database but not a kanban board (it has tables {shown}); "
+        "left it untouched. Point --db at a board, or at a new file to create one"
+    )
+
+
+def create_sqlite_file(path: Path) -> None:
+    """Create the board file (and its directory) readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    os.close(fd)
+
+
+def read_version(engine: Engine) -> str | None:
+    """The board's schema revision, or None when the database has no board yet."""
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+
+
+def _quick_version(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as conn:
+            return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    except sa.exc.DBAPIError:
+        return None
+
+
+def prepare(engine: Engine) -> None:
+    """Make `engine`'s database a board at SCHEMA_HEAD, or raise SchemaError."""
+    if _quick_version(engine) == SCHEMA_HEAD:
+        return
+    if not is_sqlite(engine):
+        _check_pg_is_board_or_empty(engine)
+    upgrade(engine)
+
+
+def _check_pg_is_board_or_empty(engine: Engine) -> None:
+    with engine.connect() as conn:
+        tables = set(sa.inspect(conn).get_table_names())
+    if tables and not {"alembic_version", "cards"} <= tables:
+        shown = ", ".join(sorted(tables)[:5])
+        raise errors.SchemaError(
+            f"{_redact(str(engine.url))} holds tables that are not a kanban board ({shown}); "
+            "left it untouched. Use an empty database or schema"
+        )
+
+
+def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
+    """Upgrade under the board's write lock; returns (before, after). Refuses a newer board."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    cfg = alembic_config()
+    script = ScriptDirectory.from_config(cfg)
+    known = {rev.revision for rev in script.walk_revisions()}
+    url = engine.url.render_as_string(hide_password=False)
+    # SQLite cannot switch foreign keys inside a transaction, and batch migrations copy tables
+    # (a DROP with foreign keys on would cascade), so migrate on a connection with them off.
+    mig_engine = create_engine(url, foreign_keys=False) if is_sqlite(engine) else engine
+    try:
+        with mig_engine.connect() as conn:
+            conn.execution_options(kanban_write=True)
+            with conn.begin():
+                if not is_sqlite(conn):
+                    conn.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK}
+                    )
+                before = (
+                    conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+                    if sa.inspect(conn).has_table("alembic_version")
+                    else None
+                )
+                if before is not None and before not in known:
+                    raise errors.SchemaError(
+                        f"this board's schema ({before}) is newer than this kanban "
+                        f"(knows up to {SCHEMA_HEAD}); upgrade kanban to use it"
+                    )
+                if before != revision and not (
+                    revision == "head" and before == script.get_current_head()
+                ):
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, revision)
+                after = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+                if is_sqlite(conn):
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise errors.SchemaError(f"migration left broken references: {broken[:3]}")
+    finally:
+        if mig_engine is not engine:
+            mig_engine.dispose()
+    if before != after:
+        logger.info("upgraded board schema %s -> %s", before, after)
+    return before, after
