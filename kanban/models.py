@@ -87,6 +87,17 @@ class Card(Base):
         sa.CheckConstraint("attempts >= 0", name="attempts_not_negative"),
         # The claim query: ready cards by priority, then age.
         sa.Index("ix_cards_queue", "status", sa.text("priority DESC"), "ready_at"),
+        # The dispatcher asks per profile with free capacity.
+        sa.Index(
+            "ix_cards_profile_queue", "status", "profile", sa.text("priority DESC"), "ready_at"
+        ),
+        # The next retry due (few cards back off at a time).
+        sa.Index(
+            "ix_cards_backoff",
+            "not_before",
+            sqlite_where=sa.text("not_before IS NOT NULL"),
+            postgresql_where=sa.text("not_before IS NOT NULL"),
+        ),
     )
 
 
@@ -187,9 +198,27 @@ class Comment(Base):
     __table_args__ = (sa.Index("ix_comments_card", "card_id", "id"),)
 
 
+class Dispatcher(Base):
+    """One dispatcher process (or `--once` caller) and when it last ticked."""
+
+    __tablename__ = "dispatchers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(255), unique=True)  # host:pid, or host:once
+    host: Mapped[str] = mapped_column(sa.String(255))
+    pid: Mapped[int]
+    started_at: Mapped[dt.datetime]
+    heartbeat_at: Mapped[dt.datetime]
+    stopped_at: Mapped[dt.datetime | None]
+    interval_s: Mapped[float]
+    version: Mapped[str] = mapped_column(sa.String(32))
+    last_tick: Mapped[dict[str, Any] | None]  # what the last tick did (counts, duration)
+
+
 # Core tables for the board's set-based statements (the ORM classes above define them).
 cards = cast(sa.Table, Card.__table__)
 dependencies = cast(sa.Table, Dependency.__table__)
 runs = cast(sa.Table, Run.__table__)
 events = cast(sa.Table, Event.__table__)
 comments = cast(sa.Table, Comment.__table__)
+dispatchers = cast(sa.Table, Dispatcher.__table__)

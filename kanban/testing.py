@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "kanban tests",
@@ -81,3 +82,125 @@ def claim_until_empty(
             fh.write(json.dumps({"card": won.card_id, "run": won.run_id, "worker": worker}) + "\n")
             count += 1
     return count
+
+
+# ---------------------------------------------------------------------- dispatcher tests
+
+FAST = {
+    "KANBAN_HEARTBEAT_INTERVAL": "0.2",
+    "KANBAN_LEASE_TTL": "2",
+    "KANBAN_BACKOFF_BASE": "0.1",
+    "KANBAN_BACKOFF_CAP": "0.5",
+}
+
+
+def fast_settings() -> dict[str, str]:
+    """Settings for tests: beats every 0.2 s, leases of 2 s, retries after 0.1-0.5 s."""
+    return {k.removeprefix("KANBAN_").lower(): v for k, v in FAST.items()}
+
+
+def board_in(repo: Path, **overrides: str) -> Any:
+    """A board at `<repo>/.kanban/board.db` with fast settings (creates it if needed)."""
+    from kanban import api, settings
+
+    config = settings.load(
+        {"db": str(repo / ".kanban" / "board.db"), **fast_settings(), **overrides}, cwd=repo
+    )
+    return api.connect(config)
+
+
+def write_profile(repo: Path, name: str, body: str) -> Path:
+    """A profile in the repository's own profiles/ directory (found before shipped ones)."""
+    path = repo / "profiles" / f"{name}.toml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(body)
+    return path
+
+
+def kanban_process(
+    repo: Path, *args: str, env: dict[str, str] | None = None, **popen: Any
+) -> subprocess.Popen[str]:
+    """`kanban ARGS` as a real process in `repo`, with fast settings."""
+    import sys
+
+    full_env = {**os.environ, **FAST, **(env or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "kanban", *args],
+        cwd=repo,
+        env=full_env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        **popen,
+    )
+
+
+def wait_for(
+    predicate: Any, *, timeout: float = 60.0, interval: float = 0.05, what: str = "condition"
+) -> Any:
+    """Poll until `predicate()` is truthy; returns its value. Raises TimeoutError naming `what`."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def pid_alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+class FakeWorktrees:
+    """Plain directories instead of git worktrees, for tests of code above the git layer.
+    Same contract as kanban.worktrees.Worktrees (tests/test_worktrees.py runs both)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.branches: dict[str, set[str]] = {}
+
+    def names(self, card_id: int, title: str) -> tuple[Path, str]:
+        from kanban.worktrees import slug
+
+        name = f"{card_id}-{slug(title)}"
+        return self.root / name, f"kanban/{name}"
+
+    def prepare(self, card_id: int, title: str, parents: Any) -> Any:
+        from kanban.worktrees import Workspace
+
+        path, branch = self.names(card_id, title)
+        reused = branch in self.branches
+        path.mkdir(parents=True, exist_ok=True)
+        files = self.branches.setdefault(branch, set())
+        for parent in parents:
+            files |= self.branches.get(parent, set())
+        for name in files:
+            (path / name).touch()
+        return Workspace(path=path, branch=branch, reused=reused)
+
+    def commit_all(self, path: Path, message: str) -> str | None:
+        branch = next(b for b in self.branches if b.endswith(path.name))
+        new = {p.name for p in path.iterdir() if p.is_file()} - self.branches[branch]
+        self.branches[branch] |= new
+        return f"fake-{len(self.branches[branch])}" if new else None
+
+    def is_clean(self, path: Path) -> bool:
+        branch = next(b for b in self.branches if b.endswith(path.name))
+        return {p.name for p in path.iterdir() if p.is_file()} <= self.branches[branch]
+
+    def remove(self, path: Path) -> bool:
+        import shutil
+
+        if path.exists() and not self.is_clean(path):
+            return False
+        shutil.rmtree(path, ignore_errors=True)
+        return True

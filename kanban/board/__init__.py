@@ -5,6 +5,7 @@ arguments, and returns frozen views. Import the package, not its names:
 `from kanban import board; board.claim(conn, ...)`.
 """
 
+from kanban.board import dispatchers
 from kanban.board.cards import (
     add_card,
     check_profile_name,
@@ -22,8 +23,15 @@ from kanban.board.queries import (
     get_run,
     list_cards,
     live_runs,
+    next_due,
+    ready_candidates,
+    ready_profiles,
+    running,
     runs_of,
     status_summary,
+)
+from kanban.board.queries import (
+    dispatchers as list_dispatchers,
 )
 from kanban.board.runs import (
     Backoff,
@@ -45,6 +53,7 @@ __all__ = [
     "children_of",
     "claim",
     "comment",
+    "dispatchers",
     "end_run",
     "events_of",
     "expired_runs",
@@ -54,11 +63,16 @@ __all__ = [
     "lease_lost",
     "link",
     "list_cards",
+    "list_dispatchers",
     "live_runs",
     "move",
+    "next_due",
     "promote",
+    "ready_candidates",
+    "ready_profiles",
     "reclaim_expired",
     "record_start",
+    "running",
     "runs_of",
     "status_summary",
     "token_of",

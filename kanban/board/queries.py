@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 from kanban import views
 from kanban.board import _rows
 from kanban.models import cards, dependencies, events, runs
+from kanban.models import dispatchers as models_dispatchers
 from kanban.states import CardStatus
 
 get_card = _rows.get_card
@@ -130,3 +131,90 @@ def status_summary(conn: Connection, *, now: dt.datetime) -> views.BoardStatus:
         ready_waiting=waiting,
         now=now,
     )
+
+
+def ready_candidates(
+    conn: Connection,
+    *,
+    now: dt.datetime,
+    profile: str | None,
+    limit: int,
+    any_profile: bool = False,
+) -> list[views.CardView]:
+    """Cards a claim would accept right now, best first: ready, not backing off, parents done."""
+    query = (
+        sa.select(cards)
+        .where(cards.c.status == CardStatus.READY.value)
+        .where(sa.or_(cards.c.not_before.is_(None), cards.c.not_before <= now))
+        .where(~_rows.unfinished_parent(cards.c.id))
+        .order_by(cards.c.priority.desc(), cards.c.ready_at, cards.c.id)
+        .limit(limit)
+    )
+    if not any_profile:
+        query = query.where(
+            cards.c.profile.is_(None) if profile is None else cards.c.profile == profile
+        )
+    return _rows.card_views(conn, conn.execute(query).all())
+
+
+def ready_profiles(conn: Connection, *, now: dt.datetime) -> list[str | None]:
+    """The profiles that have at least one card ready now (one row per profile)."""
+    rows = conn.execute(
+        sa.select(cards.c.profile)
+        .where(cards.c.status == CardStatus.READY.value)
+        .where(sa.or_(cards.c.not_before.is_(None), cards.c.not_before <= now))
+        .group_by(cards.c.profile)
+    )
+    return [r[0] for r in rows]
+
+
+def running(conn: Connection) -> list[tuple[views.RunView, views.CardView]]:
+    """Every live run (all hosts) with its card."""
+    rows = conn.execute(
+        sa.select(runs, cards.c.title, cards.c.paths, cards.c.timeout_s)
+        .join(cards, cards.c.id == runs.c.card_id)
+        .where(runs.c.outcome.is_(None))
+        .order_by(runs.c.id)
+    ).all()
+    card_ids = [r.card_id for r in rows]
+    found = (
+        {
+            c.id: c
+            for c in _rows.card_views(
+                conn, conn.execute(sa.select(cards).where(cards.c.id.in_(card_ids))).all()
+            )
+        }
+        if card_ids
+        else {}
+    )
+    return [(_rows.run_view(r), found[r.card_id]) for r in rows]
+
+
+def next_due(conn: Connection, *, now: dt.datetime) -> dt.datetime | None:
+    """The next moment something becomes due without any write: a backoff ending, a lease
+    expiring. The dispatcher sets a timer for it instead of waiting for its periodic tick."""
+    backoff = conn.execute(
+        sa.select(sa.func.min(cards.c.not_before)).where(
+            cards.c.not_before.is_not(None),
+            cards.c.not_before > now,
+            cards.c.status == CardStatus.READY.value,
+        )
+    ).scalar()
+    lease = conn.execute(
+        sa.select(sa.func.min(runs.c.lease_expires_at)).where(runs.c.outcome.is_(None))
+    ).scalar()
+    moments = [_as_utc(m) for m in (backoff, lease) if m is not None]
+    return min(moments) if moments else None
+
+
+def _as_utc(value: dt.datetime | str) -> dt.datetime:
+    if isinstance(value, str):  # SQLite hands aggregates back untyped
+        value = dt.datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def dispatchers(conn: Connection) -> list[dict[str, object]]:
+    rows = conn.execute(
+        sa.select(models_dispatchers).order_by(models_dispatchers.c.heartbeat_at.desc())
+    )
+    return [dict(r._mapping) for r in rows]

@@ -81,7 +81,14 @@ def claim(
     if row is None:
         return None
     token = secrets.token_hex(16)
-    attempt = row.attempts + 1
+    # Runs are numbered in order; the budget is the card's spent attempts (rate limits and
+    # cancels do not spend one), checked against max_attempts when a run ends.
+    attempt = (
+        1
+        + conn.execute(
+            sa.select(sa.func.count()).select_from(runs).where(runs.c.card_id == row.id)
+        ).scalar_one()
+    )
     max_attempts = row.max_attempts or default_max_attempts
     lease = now + dt.timedelta(seconds=ttl)
     run_id = conn.execute(
@@ -163,9 +170,11 @@ def record_start(
     card_id: int,
     token: str,
     now: dt.datetime,
+    ttl: float | None = None,
     **fields: Any,
 ) -> views.RunView:
-    """Store what the supervisor set up: pids and start times, worktree, branch, log path."""
+    """Store what the supervisor set up: pids and start times, worktree, branch, log path.
+    With `ttl`, also renew the lease (the supervisor checking in counts as a heartbeat)."""
     allowed = {
         "pid",
         "pid_started",
@@ -179,8 +188,11 @@ def record_start(
     unknown = set(fields) - allowed
     if unknown:
         raise TypeError(f"record_start got unknown fields {sorted(unknown)}")
+    values = dict(fields)
+    if ttl is not None:
+        values.update(heartbeat_at=now, lease_expires_at=now + dt.timedelta(seconds=ttl))
     row = conn.execute(
-        sa.update(runs).where(*_fenced(card_id, token)).values(**fields).returning(*runs.c)
+        sa.update(runs).where(*_fenced(card_id, token)).values(**values).returning(*runs.c)
     ).first()
     if row is None:
         raise lease_lost(conn, card_id, token)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
 
 from kanban import clock, views
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 STATUS_COLOURS = {
     "triage": "magenta",
@@ -55,7 +59,7 @@ def run_line(run: views.RunView, now: dt.datetime | None = None) -> str:
     state = run.outcome or "live"
     bits = [
         f"run {run.id}",
-        f"attempt {run.attempt}/{run.max_attempts}",
+        f"attempt {run.attempt} (budget {run.max_attempts})",
         state,
         f"on {run.host}",
     ]
@@ -110,3 +114,28 @@ def detail(d: views.CardDetail) -> str:
                 extra = " " + " ".join(f"{k}={v}" for k, v in shown.items())
             lines.append(f"  {clock.iso(e.at)}  {e.kind:<10} {e.actor or ''}{extra}")
     return "\n".join(lines)
+
+
+def demo_view(board: object | None) -> Table:
+    """A rich renderable: the demo board's columns and its running agents."""
+    from rich.table import Table
+
+    table = Table(title="kanban demo", expand=True)
+    columns = ("todo", "ready", "running", "done")
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    if board is None:
+        table.add_row("", "", "", "")
+        return table
+    cards = board.cards()  # type: ignore[attr-defined]
+    grouped: dict[str, list[str]] = {c: [] for c in columns}
+    for card in cards:
+        label = f"{card.id} {card.title}"
+        if card.attempts:
+            label += f" (retry {card.attempts})"
+        if card.status in grouped:
+            grouped[card.status].append(label)
+    depth = max(len(v) for v in grouped.values())
+    for i in range(depth):
+        table.add_row(*[grouped[c][i] if i < len(grouped[c]) else "" for c in columns])
+    return table

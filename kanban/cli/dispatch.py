@@ -1,0 +1,183 @@
+"""`kanban dispatch` (the main loop) and `kanban demo`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kanban import clock
+from kanban.cli import render
+from kanban.cli._common import emit_json, json_option, pass_board
+
+
+def _logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Run one tick and exit (for system cron).")
+@click.option(
+    "--interval", help="Time between periodic ticks (default 60s); changes wake it at once."
+)
+@click.option(
+    "--max-workers", type=click.IntRange(1, 1000), help="Running cards on this host (default 4)."
+)
+@click.option("--drain", is_flag=True, help="Exit once nothing is running or ready.")
+@click.option("-v", "--verbose", count=True, help="Log more.")
+@click.option("-q", "--quiet", is_flag=True, help="Log only warnings and errors.")
+@json_option
+@pass_board
+def dispatch(
+    board: Any,
+    once: bool,
+    interval: str | None,
+    max_workers: int | None,
+    drain: bool,
+    verbose: int,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Run ready cards with their agents, each in its own git worktree.
+
+    Every tick reclaims stale runs, promotes cards whose parents are done and starts what
+    capacity allows. It ticks every --interval and at once when something changes (a card
+    added or linked, a run ending), so a child starts within a second of its parent.
+    SIGTERM or Ctrl-C stops the loop after the current tick; running agents carry on under
+    their supervisors and a restarted dispatcher picks them up.
+
+    `--once` runs a single tick; two at once on one board wait for each other, so it is safe
+    from system cron.
+
+    \b
+    Examples:
+      kanban dispatch
+      kanban dispatch --max-workers 8 --interval 30s
+      * * * * * cd ~/src/project && kanban dispatch --once -q     # crontab
+    """
+    from kanban import dispatcher
+
+    _logging(verbose, quiet)
+    seconds = clock.parse_duration(interval, what="--interval") if interval else None
+    if seconds is not None and seconds < 0.05:
+        from kanban import errors
+
+        raise errors.UsageError("--interval must be at least 50ms")
+    loop = dispatcher.Dispatcher(
+        board,
+        max_workers=max_workers,
+        interval=seconds,
+        name=f"{board.settings.host_id}:once" if once else None,
+    )
+    if once:
+        report = loop.tick()
+        if as_json:
+            emit_json(report.to_json())
+        elif not quiet:
+            click.echo(
+                f"tick: claimed {len(report.claimed)}, reclaimed {len(report.reclaimed)}, "
+                f"crashed {len(report.crashed)}, waiting {report.waiting} "
+                f"({report.duration_ms:.0f} ms)"
+            )
+        return
+    stop = threading.Event()
+    dispatcher.install_signal_handlers(stop)
+    loop.run(stop=stop, until=(lambda _r: dispatcher.drained(board)) if drain else None)
+
+
+@click.command()
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Make the demo repository here (default: a new temporary directory).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 32),
+    default=4,
+    show_default=True,
+    help="Cards running at once.",
+)
+@click.option("--no-live", is_flag=True, help="No live board view (plain lines instead).")
+@json_option
+def demo(directory: Path | None, workers: int, no_live: bool, as_json: bool) -> None:
+    """Watch kanban work: a real board, real worktrees, real processes, no setup.
+
+    Makes a git repository in a temporary directory, puts a small dependency graph of cards
+    on its board for the built-in demo agent (one card fails once and is retried, one adds a
+    follow-up card), runs the dispatcher until the board drains, and sums up: cards, runs,
+    branches, handoff times, elapsed. Nothing outside that directory is touched.
+
+    \b
+    Example:
+      kanban demo
+    """
+    from kanban import demo as demo_mod
+
+    live = not no_live and not as_json and sys.stdout.isatty()
+    if live:
+        from rich.live import Live
+
+        with Live(render.demo_view(None), refresh_per_second=8, transient=False) as view:
+            result = demo_mod.run(
+                directory=directory,
+                workers=workers,
+                on_tick=lambda b: view.update(render.demo_view(b)),
+            )
+    else:
+        if not as_json:
+            click.echo("running the demo board (this takes about ten seconds)...")
+        result = demo_mod.run(directory=directory, workers=workers)
+    done = sum(1 for c in result.cards if c.status == "done")
+    summary = {
+        "repository": str(result.repo),
+        "cards": len(result.cards),
+        "done": done,
+        "runs": result.runs,
+        "failed_attempts_retried": result.failed_attempts,
+        "branches": result.branches,
+        "handoff_seconds": {
+            "median": _median(result.handoffs),
+            "max": max(result.handoffs, default=None),
+        },
+        "elapsed_seconds": round(result.elapsed, 2),
+    }
+    if as_json:
+        emit_json(summary)
+    else:
+        click.echo("")
+        click.echo(render.cards_table(result.cards))
+        click.echo("")
+        click.echo(
+            f"{done} of {len(result.cards)} cards done in {result.elapsed:.1f}s with "
+            f"{result.runs} runs ({result.failed_attempts} failed attempt retried)"
+        )
+        if result.handoffs:
+            click.echo(
+                f"parent done -> child's agent started: median "
+                f"{_median(result.handoffs):.2f}s, max {max(result.handoffs):.2f}s"
+            )
+        click.echo(f"{len(result.branches)} branches, each holding its parents' work; look:")
+        click.echo(f"  cd {result.repo} && git log --graph --oneline --all")
+        click.echo(f"  kanban --db {result.repo}/.kanban/board.db show 7")
+    if done != len(result.cards):
+        sys.exit(1)
+
+
+def _median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[len(ordered) // 2], 3)
+
+
+COMMANDS = [dispatch, demo]

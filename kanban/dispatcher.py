@@ -1,0 +1,567 @@
+"""The dispatcher: one tick turns the board into running agents; the loop runs ticks.
+
+One tick, in order: reap exited supervisors; close runs whose supervisor died (`crashed`);
+reclaim expired leases (this host's processes are killed first, confirmed dead, then
+requeued; other hosts' runs are requeued after the TTL); enforce timeouts; promote cards
+whose parents are done; run the tick hooks (schedules, goals); claim what capacity allows,
+commit, and only then start supervisors; record the dispatcher's own heartbeat.
+
+The loop ticks every `interval` (APScheduler 3) and at once when a write wakes it (a local
+socket for SQLite, LISTEN/NOTIFY for PostgreSQL), and at the next moment something is due
+(a backoff ending, a lease expiring). Ticks never overlap: a file lock in the board's state
+directory serialises this process and any `kanban dispatch --once` from cron.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import fcntl
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from kanban import api, board, clock, errors, planning, processes, profiles, views, wake
+from kanban.__about__ import __version__
+from kanban.states import CardStatus, RunOutcome
+
+logger = logging.getLogger(__name__)
+
+FULL_PROMOTE_EVERY = 600.0  # completions promote their children at once; this is the backstop
+TIMEOUT_GRACE = 30.0  # the supervisor enforces timeouts; the dispatcher steps in after this
+SPAWN_GRACE = 60.0  # a supervisor that has not checked in by then is treated as lost
+
+TickHook = Callable[[api.Board, dt.datetime], Mapping[str, Any]]
+
+
+@dataclasses.dataclass
+class TickReport:
+    started: dt.datetime
+    crashed: list[int] = dataclasses.field(default_factory=list)
+    reclaimed: list[int] = dataclasses.field(default_factory=list)
+    timed_out: list[int] = dataclasses.field(default_factory=list)
+    promoted: list[int] = dataclasses.field(default_factory=list)
+    claimed: list[int] = dataclasses.field(default_factory=list)
+    spawn_failed: list[int] = dataclasses.field(default_factory=list)
+    waiting: int = 0
+    hooks: dict[str, Any] = dataclasses.field(default_factory=dict)
+    next_due: dt.datetime | None = None
+    duration_ms: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["started"] = clock.iso(self.started)
+        data["next_due"] = clock.iso(self.next_due)
+        return data
+
+    @property
+    def busy(self) -> bool:
+        return bool(
+            self.crashed
+            or self.reclaimed
+            or self.timed_out
+            or self.claimed
+            or self.spawn_failed
+            or self.promoted
+        )
+
+
+class TickLock:
+    """An exclusive lock on `<state dir>/dispatch.lock`, held for the length of one tick."""
+
+    def __init__(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = state_dir / "dispatch.lock"
+
+    @contextlib.contextmanager
+    def hold(self, timeout: float = 300.0) -> Iterator[None]:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise errors.KanbanError(
+                            f"another dispatcher tick has held {self.path} for {timeout:.0f}s"
+                        ) from None
+                    time.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+
+def settings_env(board_: api.Board) -> dict[str, str]:
+    """The settings a supervisor must share with its dispatcher, as KANBAN_* variables."""
+    s = board_.settings
+    env = {
+        "KANBAN_DB": s.db_url,
+        "KANBAN_HOST_ID": s.host_id,
+        "KANBAN_LEASE_TTL": str(s.lease_ttl),
+        "KANBAN_HEARTBEAT_INTERVAL": str(s.heartbeat_interval),
+        "KANBAN_BACKOFF_BASE": str(s.backoff_base),
+        "KANBAN_BACKOFF_CAP": str(s.backoff_cap),
+        "KANBAN_MAX_ATTEMPTS": str(s.max_attempts),
+        "KANBAN_WORKTREE_ROOT": str(s.worktrees),
+    }
+    if s.repo is not None:
+        env["KANBAN_REPO"] = str(s.repo)
+    if s.base_branch:
+        env["KANBAN_BASE_BRANCH"] = s.base_branch
+    if s.remote:
+        env["KANBAN_REMOTE"] = s.remote
+    return env
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        board_: api.Board,
+        *,
+        max_workers: int | None = None,
+        interval: float | None = None,
+        spawner: processes.Spawner | None = None,
+        name: str | None = None,
+        hooks: Mapping[str, TickHook] | None = None,
+    ) -> None:
+        self.board = board_
+        self.settings = board_.settings
+        self.max_workers = max_workers or self.settings.max_workers
+        self.interval = interval or self.settings.tick_interval
+        self.spawner = spawner or processes.RealSpawner()
+        self.name = name or f"{self.settings.host_id}:{os.getpid()}"
+        self.hooks: dict[str, TickHook] = dict(hooks or {})
+        self.children: dict[int, subprocess.Popen[bytes]] = {}
+        self.started_at = clock.now()
+        self.lock = TickLock(self.settings.state_dir)
+        self._last_full_promote: float | None = None
+
+    # ------------------------------------------------------------------ one tick
+
+    def tick(self, now: dt.datetime | None = None) -> TickReport:
+        with self.lock.hold():
+            return self._tick(now or clock.now())
+
+    def _tick(self, now: dt.datetime) -> TickReport:
+        t0 = time.perf_counter()
+        report = TickReport(started=now)
+        self._reap()
+        self._check_processes(now, report)
+        self._reclaim(now, report)
+        self._enforce_timeouts(now, report)
+        self._promote(now, report)
+        for name, hook in self.hooks.items():
+            try:
+                report.hooks[name] = hook(self.board, now)
+            except errors.KanbanError as exc:
+                logger.error("tick hook %s failed: %s", name, exc)
+                report.hooks[name] = {"error": exc.message}
+        claims = self._claim(now, report)
+        self._start(claims, report)
+        report.next_due = self.board.read(lambda c: board.next_due(c, now=now))
+        report.duration_ms = round((time.perf_counter() - t0) * 1000, 2)
+        self._beat(now, report)
+        if report.busy:
+            logger.info("tick: %s", {k: v for k, v in report.to_json().items() if v})
+        return report
+
+    def _reap(self) -> None:
+        for run_id, child in list(self.children.items()):
+            if child.poll() is not None:
+                del self.children[run_id]
+
+    def _check_processes(self, now: dt.datetime, report: TickReport) -> None:
+        """This host's live runs whose supervisor is gone, a zombie or replaced: `crashed`."""
+        for run in self.board.read(lambda c: board.live_runs(c, host=self.settings.host_id)):
+            if run.supervisor_pid is None or run.supervisor_started is None:
+                child = self.children.get(run.id)
+                if child is not None and child.poll() is not None:
+                    self._end(
+                        run,
+                        RunOutcome.SPAWN_FAILED,
+                        report.spawn_failed,
+                        now,
+                        f"the supervisor exited ({processes.exit_description(child.returncode)}) "
+                        f"before starting; see {self.settings.log_dir / 'supervisors.log'}",
+                    )
+                continue
+            supervisor = processes.Identity(run.supervisor_pid, run.supervisor_started)
+            state = processes.state(supervisor)
+            if state == "alive":
+                continue
+            if run.pid is not None and run.pid_started is not None:
+                processes.kill_group(processes.Identity(run.pid, run.pid_started))
+            self._end(
+                run,
+                RunOutcome.CRASHED,
+                report.crashed,
+                now,
+                f"its supervisor (pid {run.supervisor_pid}) is {state}; the agent was "
+                "stopped and the card requeued",
+            )
+
+    def _reclaim(self, now: dt.datetime, report: TickReport) -> None:
+        expired = self.board.read(lambda c: board.expired_runs(c, now=now))
+        safe: list[int] = []
+        for run in expired:
+            if run.host == self.settings.host_id and not self._stop_run_processes(run):
+                logger.warning(
+                    "run %s: could not confirm its processes are gone; not requeued", run.id
+                )
+                continue
+            safe.append(run.id)
+        if safe:
+            ended = self.board.write(
+                lambda c: board.reclaim_expired(
+                    c,
+                    now=now,
+                    backoff=self.board.backoff,
+                    run_ids=safe,
+                    actor=f"dispatcher:{self.name}",
+                ),
+                wake_dispatcher=False,
+            )
+            report.reclaimed += [e.run.card_id for e in ended]
+
+    def _stop_run_processes(self, run: views.RunView) -> bool:
+        """Kill this host's supervisor and agent group of `run`; True once both are gone.
+
+        The supervisor goes first, with SIGKILL: it is presumed broken (it stopped renewing
+        the lease), and must not race us to record an outcome for the agent we stop next.
+        """
+        ok = True
+        if run.supervisor_pid is not None and run.supervisor_started is not None:
+            ok &= processes.kill_group(
+                processes.Identity(run.supervisor_pid, run.supervisor_started), grace=0
+            )
+        if run.pid is not None and run.pid_started is not None:
+            ok &= processes.kill_group(processes.Identity(run.pid, run.pid_started))
+        child = self.children.pop(run.id, None)
+        if child is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=1)
+        return ok
+
+    def _enforce_timeouts(self, now: dt.datetime, report: TickReport) -> None:
+        known, _ = profiles.load_all(repo=self.settings.repo)
+        for run, card in self.board.read(board.running):
+            if run.host != self.settings.host_id or run.started_at is None:
+                continue
+            profile = known.get(card.profile or "")
+            limit = card.timeout or (profile.timeout if profile else None)
+            if limit is None:
+                continue
+            deadline = run.started_at + dt.timedelta(seconds=limit + TIMEOUT_GRACE)
+            if now > deadline and self._stop_run_processes(run):
+                self._end(
+                    run,
+                    RunOutcome.TIMED_OUT,
+                    report.timed_out,
+                    now,
+                    f"ran past its timeout of {clock.human(limit)}; stopped by the dispatcher",
+                )
+
+    def _promote(self, now: dt.datetime, report: TickReport) -> None:
+        if (
+            self._last_full_promote is not None
+            and time.monotonic() - self._last_full_promote < FULL_PROMOTE_EVERY
+        ):
+            return
+        report.promoted = self.board.write(lambda c: board.promote(c, now=now))
+        self._last_full_promote = time.monotonic()
+
+    def snapshot(self, now: dt.datetime, *, card_ids: list[int] | None = None) -> planning.Snapshot:
+        """What the planner sees. Candidates are fetched per profile with free capacity only,
+        so the cost follows the work that can start, not the size of the board."""
+        known, broken = profiles.load_all(repo=self.settings.repo)
+
+        def read(conn: Any) -> planning.Snapshot:
+            running = board.running(conn)
+            here = [r for r, _ in running if r.host == self.settings.host_id]
+            free = self.max_workers - len(here)
+            candidates: list[views.CardView] = []
+            if card_ids is not None:
+                candidates = [
+                    c
+                    for c in (board.get_card(conn, i) for i in card_ids)
+                    if c.status == CardStatus.READY
+                ]
+            elif free > 0:
+                for name, profile in known.items():
+                    used = sum(1 for r in here if r.profile == name)
+                    room = min(free, profile.concurrency - used)
+                    if room > 0:
+                        candidates += board.ready_candidates(
+                            conn, now=now, profile=name, limit=room + 8
+                        )
+            candidates.sort(key=lambda c: (-c.priority, c.ready_at or now, c.id))
+            return planning.Snapshot(
+                now=now,
+                host=self.settings.host_id,
+                max_workers=self.max_workers,
+                profiles=known,
+                broken_profiles=broken,
+                running=running,
+                candidates=candidates,
+            )
+
+        return self.board.read(read)
+
+    def _claim(self, now: dt.datetime, report: TickReport) -> list[views.Claim]:
+        snap = self.snapshot(now)
+        chosen = planning.plan(snap)
+        report.waiting = len(chosen.waiting)
+        if not chosen.claim:
+            return []
+        ttl = self.settings.lease_ttl
+
+        def claim_all(conn: Any) -> list[views.Claim]:
+            won = []
+            for card_id in chosen.claim:
+                card = next(c for c in snap.candidates if c.id == card_id)
+                profile = snap.profiles[card.profile or ""]
+                claim = board.claim(
+                    conn,
+                    now=now,
+                    host=self.settings.host_id,
+                    ttl=ttl,
+                    card_id=card_id,
+                    worker=f"dispatcher:{self.name}",
+                    default_max_attempts=profile.max_attempts,
+                )
+                if claim is not None:
+                    won.append(claim)
+            return won
+
+        claims = self.board.write(claim_all)
+        report.claimed = [c.card_id for c in claims]
+        return claims
+
+    def _start(self, claims: list[views.Claim], report: TickReport) -> None:
+        """After the claims are committed: start one supervisor per claim."""
+        base_env = {**os.environ, **settings_env(self.board)}
+        cwd = self.settings.repo or self.settings.state_dir
+        log = self.settings.log_dir / "supervisors.log"
+        for claim in claims:
+            argv = [
+                sys.executable,
+                "-m",
+                "kanban.supervisor",
+                "--card",
+                str(claim.card_id),
+                "--run",
+                str(claim.run_id),
+            ]
+            try:
+                child = self.spawner.start(
+                    argv, cwd=cwd, env={**base_env, "KANBAN_TOKEN": claim.token}, log=log
+                )
+            except (errors.SpawnError, OSError) as exc:
+                self._spawn_failed(claim, f"could not start the supervisor: {exc}")
+                report.spawn_failed.append(claim.card_id)
+                continue
+            self.children[claim.run_id] = child
+
+    def _spawn_failed(self, claim: views.Claim, error: str) -> None:
+        def end(conn: Any) -> None:
+            board.end_run(
+                conn,
+                card_id=claim.card_id,
+                token=claim.token,
+                outcome=RunOutcome.SPAWN_FAILED,
+                now=clock.now(),
+                backoff=self.board.backoff,
+                error=error,
+            )
+
+        self.board.write(end)
+
+    def _end(
+        self,
+        run: views.RunView,
+        outcome: RunOutcome,
+        bucket: list[int],
+        now: dt.datetime,
+        error: str,
+    ) -> None:
+        def end(conn: Any) -> None:
+            token = board.token_of(conn, run.id)
+            board.end_run(
+                conn,
+                card_id=run.card_id,
+                token=token,
+                outcome=outcome,
+                now=now,
+                backoff=self.board.backoff,
+                error=error,
+                actor=f"dispatcher:{self.name}",
+            )
+
+        try:
+            self.board.write(end)
+        except errors.LeaseLost:
+            return  # it ended by itself in the meantime
+        bucket.append(run.card_id)
+        logger.warning("card %s run %s: %s: %s", run.card_id, run.id, outcome, error)
+
+    def _beat(self, now: dt.datetime, report: TickReport) -> None:
+        summary = {
+            k: (len(v) if isinstance(v, list) else v)
+            for k, v in report.to_json().items()
+            if k
+            in (
+                "claimed",
+                "crashed",
+                "reclaimed",
+                "timed_out",
+                "spawn_failed",
+                "waiting",
+                "duration_ms",
+            )
+        }
+        summary["max_workers"] = self.max_workers
+        self.board.write(
+            lambda c: board.dispatchers.beat(
+                c,
+                name=self.name,
+                host=self.settings.host_id,
+                pid=os.getpid(),
+                started_at=self.started_at,
+                now=now,
+                interval=self.interval,
+                version=__version__,
+                last_tick=summary,
+            )
+        )
+
+    def stopped(self) -> None:
+        with contextlib.suppress(errors.KanbanError):
+            self.board.write(
+                lambda c: board.dispatchers.stopped(c, name=self.name, now=clock.now())
+            )
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(
+        self,
+        *,
+        stop: threading.Event | None = None,
+        until: Callable[[TickReport], bool] | None = None,
+    ) -> None:
+        """Tick until `stop` is set (SIGTERM/SIGINT set it) or `until(report)` says so.
+
+        Supervisors run in their own sessions: stopping the dispatcher leaves agents working.
+        """
+        from apscheduler.schedulers.background import BackgroundScheduler
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        stop = stop or threading.Event()
+        loop = _Loop(self, stop, until)
+        listener = wake.listen(self.board.engine)
+        scheduler = BackgroundScheduler(timezone=dt.UTC)
+        scheduler.add_job(
+            loop.job,
+            IntervalTrigger(seconds=self.interval, timezone=dt.UTC),
+            id="tick",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=dt.datetime.now(dt.UTC),
+        )
+        loop.scheduler = scheduler
+        scheduler.start()
+        logger.info(
+            "dispatching %s on %s: up to %d workers, tick every %s and on every change",
+            self.settings.db_url,
+            self.settings.host_id,
+            self.max_workers,
+            clock.human(self.interval),
+        )
+        try:
+            while not stop.is_set():
+                if listener.wait(timeout=0.5):
+                    loop.request()
+                loop.check_timer()
+        finally:
+            scheduler.shutdown(wait=True)
+            listener.close()
+            self.stopped()
+            logger.info(
+                "dispatcher stopped; %d agent(s) keep running under their supervisors",
+                len([c for c in self.children.values() if c.poll() is None]),
+            )
+
+
+class _Loop:
+    """Serialises tick requests: a wake during a tick runs one more tick right after it."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        stop: threading.Event,
+        until: Callable[[TickReport], bool] | None,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.stop = stop
+        self.until = until
+        self.scheduler: Any = None
+        self._lock = threading.Lock()
+        self._running = False
+        self._again = False
+        self._due: dt.datetime | None = None
+
+    def request(self) -> None:
+        with self._lock:
+            if self._running:
+                self._again = True
+                return
+        if self.scheduler is not None and not self.stop.is_set():
+            with contextlib.suppress(Exception):  # the scheduler may be shutting down
+                self.scheduler.modify_job("tick", next_run_time=dt.datetime.now(dt.UTC))
+
+    def check_timer(self) -> None:
+        due = self._due
+        if due is not None and clock.now() >= due:
+            self._due = None
+            self.request()
+
+    def job(self) -> None:
+        while not self.stop.is_set():
+            with self._lock:
+                self._running, self._again = True, False
+            try:
+                report = self.dispatcher.tick()
+                self._due = report.next_due
+                if self.until is not None and self.until(report):
+                    self.stop.set()
+            except Exception:  # a tick must never kill the loop
+                logger.exception("tick failed; the next one will try again")
+            with self._lock:
+                if not self._again:
+                    self._running = False
+                    return
+
+
+def install_signal_handlers(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: object) -> None:
+        logger.info("%s: stopping after the current tick", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def drained(board_: api.Board) -> bool:
+    """Nothing is running or ready (backing-off cards count as ready). Then no waiting card can
+    become ready either: the root of every waiting chain needs a person (blocked, review...)."""
+    counts = board_.status().counts
+    return not (counts["running"] or counts["ready"])

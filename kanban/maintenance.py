@@ -1,0 +1,67 @@
+"""Housekeeping on the repository: `kanban gc` and `kanban merge`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kanban import api, errors
+from kanban.states import FINISHED
+from kanban.worktrees import Worktrees
+
+
+def _worktrees(board: api.Board) -> Worktrees:
+    if board.settings.repo is None:
+        raise errors.WorktreeError(
+            "this board has no git repository; set `repo` in .kanban/config.toml"
+        )
+    return Worktrees(
+        board.settings.repo, root=board.settings.worktrees, base_branch=board.settings.base_branch
+    )
+
+
+def gc(board: api.Board, *, dry_run: bool = False) -> dict[str, Any]:
+    trees = _worktrees(board)
+    removed: list[str] = []
+    kept: dict[str, str] = {}
+    for path in sorted(trees.worktrees()):
+        head = path.name.split("-", 1)[0]
+        if not head.isdigit():
+            continue
+        try:
+            card = board.get(int(head))
+        except errors.CardNotFound:
+            kept[str(path)] = "no such card on this board"
+            continue
+        if card.status not in FINISHED:
+            continue
+        if not trees.is_clean(path):
+            kept[str(path)] = (
+                f"card {card.id} is {card.status} but the worktree has uncommitted changes"
+            )
+            continue
+        if not dry_run and not trees.remove(path):
+            kept[str(path)] = "git would not remove it"
+            continue
+        removed.append(str(path))
+    return {"removed": removed, "kept": kept, "dry_run": dry_run}
+
+
+def merge(board: api.Board, *, cards: list[int] | None, target: str | None) -> dict[str, Any]:
+    trees = _worktrees(board)
+    target = target or trees.base()
+    chosen = [board.get(c) for c in cards] if cards else board.cards("done")
+    for card in chosen:
+        if card.status not in ("done", "archived"):
+            raise errors.InvalidTransition(
+                f"card {card.id} is {card.status}; only done cards merge"
+            )
+    branches = [c.branch for c in sorted(chosen, key=lambda c: c.id) if c.branch]
+    branches = [b for b in branches if trees.branch_exists(b)]
+    report = trees.merge_into(target, branches)
+    return {
+        "target": report.target,
+        "merged": list(report.merged),
+        "already": list(report.already),
+        "conflict": report.conflict,
+        "conflict_files": list(report.conflict_files),
+    }

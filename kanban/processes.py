@@ -1,0 +1,167 @@
+"""Processes: start one in its own session and process group, know it again by its identity,
+stop its whole group and confirm it is gone.
+
+Identity (design invariant 6) is (host, pid, start time): a pid alone may have been reused by
+an unrelated process, so nothing is signalled unless its start time matches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Literal, Protocol
+
+import psutil
+
+from kanban import errors
+
+logger = logging.getLogger(__name__)
+
+State = Literal["alive", "zombie", "gone", "replaced"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Identity:
+    pid: int
+    started: float  # psutil create_time(): seconds since the epoch
+
+    @classmethod
+    def of(cls, pid: int) -> Identity:
+        return cls(pid=pid, started=psutil.Process(pid).create_time())
+
+
+def state(identity: Identity) -> State:
+    """What became of the process we started: still running, exited but not reaped, gone,
+    or its pid now belongs to another process."""
+    try:
+        proc = psutil.Process(identity.pid)
+        started = proc.create_time()
+        status = proc.status()
+    except psutil.NoSuchProcess:
+        return "gone"
+    except psutil.AccessDenied:
+        return "alive"  # it exists; we cannot look closer
+    if abs(started - identity.started) > 0.05:
+        return "replaced"
+    if status in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+        return "zombie"
+    return "alive"
+
+
+def is_running(identity: Identity) -> bool:
+    return state(identity) == "alive"
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    stdout: IO[bytes] | int | None = subprocess.DEVNULL,
+    stdin: int | None = subprocess.DEVNULL,
+) -> subprocess.Popen[bytes]:
+    """Start `argv` (never through a shell) as the leader of a new session and process group."""
+    try:
+        return subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env),
+            stdin=stdin,
+            stdout=stdout,
+            stderr=subprocess.STDOUT if stdout not in (None, subprocess.DEVNULL) else stdout,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except FileNotFoundError as exc:
+        raise errors.SpawnError(f"command not found: {argv[0]!r} ({exc.strerror})") from exc
+    except PermissionError as exc:
+        raise errors.SpawnError(f"cannot execute {argv[0]!r}: {exc.strerror}") from exc
+    except OSError as exc:
+        raise errors.SpawnError(f"cannot start {argv[0]!r}: {exc}") from exc
+
+
+def group_members(pgid: int) -> list[psutil.Process]:
+    members = []
+    for proc in psutil.process_iter(["pid"]):
+        with contextlib.suppress(psutil.Error, ProcessLookupError, OSError):
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                members.append(proc)
+    return members
+
+
+def _group_is_ours(identity: Identity) -> bool:
+    """The process group led by `identity` still belongs to the process we started.
+
+    If the leader's pid now names another process, its group id is no longer ours. If the
+    leader exited, the group id cannot be reused while any member lives, so members left
+    behind (an agent's children) are still ours.
+    """
+    current = state(identity)
+    if current == "replaced":
+        try:
+            return os.getpgid(identity.pid) != identity.pid
+        except OSError:
+            return False
+    return True
+
+
+def kill_group(identity: Identity, *, grace: float = 5.0) -> bool:
+    """SIGTERM the process group led by `identity`, SIGKILL what is left after `grace`
+    (at once when `grace` is 0), and return True once no member remains. Never signals a
+    group that is not ours."""
+    pgid = identity.pid
+    if not _group_is_ours(identity):
+        logger.warning("pid %s was reused by another process; not signalling it", pgid)
+        return True
+    steps = (
+        [(signal.SIGKILL, 5.0)] if grace <= 0 else [(signal.SIGTERM, grace), (signal.SIGKILL, 5.0)]
+    )
+    for sig, wait in steps:
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            logger.warning("not allowed to signal process group %s", pgid)
+            return False
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not group_members(pgid):
+                return True
+            time.sleep(0.05)
+    return not group_members(pgid)
+
+
+def exit_description(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"killed by {name}"
+    return f"exit code {returncode}"
+
+
+class Spawner(Protocol):
+    """How the dispatcher starts a supervisor (a real process, or a fake in tests)."""
+
+    def start(
+        self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: Path
+    ) -> subprocess.Popen[bytes]: ...
+
+
+class RealSpawner:
+    def start(
+        self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: Path
+    ) -> subprocess.Popen[bytes]:
+        log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "ab") as out:
+            return spawn(argv, cwd=cwd, env=env, stdout=out)

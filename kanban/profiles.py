@@ -1,0 +1,276 @@
+"""Agent profiles: how to run one kind of agent. `profiles/NAME.toml` plus an optional persona.
+
+Lookup order: the board repository's `profiles/`, the user's config dir
+(`$XDG_CONFIG_HOME/kanban/profiles`, default `~/.config/kanban/profiles`), then the profiles
+shipped with kanban. The first file with the name wins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import string
+import sys
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from kanban import clock, errors
+
+PLACEHOLDERS = frozenset(
+    {
+        "prompt",  # the whole prompt as one argument
+        "prompt_file",  # path of a file holding the prompt
+        "card_id",
+        "run_id",
+        "attempt",
+        "title",
+        "worktree",  # the directory the agent works in
+        "branch",
+        "python",  # the Python running kanban (for agents written in Python)
+    }
+)
+PROMPT_MODES = ("argv", "stdin", "file")
+WORKSPACES = ("worktree", "shared", "none")
+DEFAULT_ENV_ALLOW = ("HOME", "PATH", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "USER", "TMPDIR", "TZ")
+
+_KNOWN_KEYS = {
+    "description",
+    "command",
+    "prompt",
+    "concurrency",
+    "timeout",
+    "max_attempts",
+    "workspace",
+    "env_allow",
+    "env",
+    "rate_limit_exit_codes",
+    "rate_limit_cooldown",
+    "persona",
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Profile:
+    name: str
+    command: tuple[str, ...]
+    description: str = ""
+    prompt: Literal["argv", "stdin", "file"] = "file"
+    concurrency: int = 2
+    timeout: float = 3600.0
+    max_attempts: int = 3
+    workspace: Literal["worktree", "shared", "none"] = "worktree"
+    env_allow: tuple[str, ...] = DEFAULT_ENV_ALLOW
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    rate_limit_exit_codes: tuple[int, ...] = (75,)
+    rate_limit_cooldown: float = 300.0
+    persona: str = ""
+    path: Path | None = None
+    source: str = ""  # "repo", "user" or "shipped"
+
+    @property
+    def executable(self) -> str:
+        return self.command[0].replace("{python}", sys.executable)
+
+    def argv(self, values: Mapping[str, str]) -> list[str]:
+        """The command with placeholders filled. Values are inserted literally (never parsed
+        again, never seen by a shell)."""
+        formatter = string.Formatter()
+        return [
+            formatter.vformat(arg, (), {**values, "python": sys.executable}) for arg in self.command
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["path"] = str(self.path) if self.path else None
+        data["env"] = dict(self.env)
+        return data
+
+
+def shipped_dir() -> Path:
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_profiles", here.parent / "profiles"):
+        if candidate.is_dir():
+            return candidate
+    return here / "_profiles"
+
+
+def user_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "kanban" / "profiles"
+
+
+def search_path(repo: Path | None) -> list[tuple[str, Path]]:
+    dirs: list[tuple[str, Path]] = []
+    if repo is not None:
+        dirs.append(("repo", repo / "profiles"))
+    dirs.append(("user", user_dir()))
+    dirs.append(("shipped", shipped_dir()))
+    seen: set[Path] = set()
+    unique = []
+    for source, directory in dirs:
+        resolved = directory.resolve()
+        if resolved not in seen:
+            seen.add(resolved)
+            unique.append((source, directory))
+    return unique
+
+
+def check_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name) or ".." in name:
+        raise errors.ProfileError(
+            f"profile name {name!r} is not valid: letters, digits, '.', '-' and '_' only"
+        )
+    return name
+
+
+def find(name: str, *, repo: Path | None) -> Path:
+    check_name(name)
+    for _source, directory in search_path(repo):
+        candidate = directory / f"{name}.toml"
+        if candidate.is_file():
+            return candidate
+    known = ", ".join(sorted(available(repo=repo))) or "none"
+    raise errors.ProfileError(f"unknown profile {name!r}; known profiles: {known}")
+
+
+def available(*, repo: Path | None) -> dict[str, Path]:
+    """name -> file, the first found in lookup order."""
+    found: dict[str, Path] = {}
+    for _source, directory in search_path(repo):
+        if directory.is_dir():
+            for path in sorted(directory.glob("*.toml")):
+                found.setdefault(path.stem, path)
+    return found
+
+
+def load(name: str, *, repo: Path | None) -> Profile:
+    path = find(name, repo=repo)
+    source = next(
+        (s for s, d in search_path(repo) if path.parent.resolve() == d.resolve()), "unknown"
+    )
+    return parse(name, path.read_bytes(), path=path, source=source)
+
+
+def load_all(*, repo: Path | None) -> tuple[dict[str, Profile], dict[str, str]]:
+    """Every available profile, and the errors of those that do not load."""
+    good: dict[str, Profile] = {}
+    bad: dict[str, str] = {}
+    for name in available(repo=repo):
+        try:
+            good[name] = load(name, repo=repo)
+        except errors.ProfileError as exc:
+            bad[name] = exc.message
+    return good, bad
+
+
+def parse(name: str, raw: bytes, *, path: Path | None = None, source: str = "") -> Profile:
+    where = str(path) if path else name
+    try:
+        data = tomllib.loads(raw.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise errors.ProfileError(f"profile {where} does not parse: {exc}") from exc
+    unknown = set(data) - _KNOWN_KEYS
+    if unknown:
+        raise errors.ProfileError(
+            f"profile {where}: unknown key(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(_KNOWN_KEYS))}"
+        )
+    command = data.get("command")
+    if not isinstance(command, list) or not command or not all(isinstance(a, str) for a in command):
+        raise errors.ProfileError(f"profile {where}: command must be a non-empty list of strings")
+    for arg in command:
+        _check_placeholders(arg, where)
+    prompt = data.get("prompt", "file")
+    if prompt not in PROMPT_MODES:
+        raise errors.ProfileError(
+            f"profile {where}: prompt must be one of {', '.join(PROMPT_MODES)}"
+        )
+    joined = " ".join(command)
+    if prompt == "argv" and "{prompt}" not in joined:
+        raise errors.ProfileError(f"profile {where}: prompt = 'argv' needs {{prompt}} in command")
+    if prompt == "file" and "{prompt_file}" not in joined:
+        pass  # the agent may read $KANBAN_PROMPT_FILE itself
+    workspace = data.get("workspace", "worktree")
+    if workspace not in WORKSPACES:
+        raise errors.ProfileError(
+            f"profile {where}: workspace must be one of {', '.join(WORKSPACES)}"
+        )
+    env = data.get("env", {})
+    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+        raise errors.ProfileError(f"profile {where}: env must be a table of strings")
+    env_allow = data.get("env_allow", list(DEFAULT_ENV_ALLOW))
+    if not isinstance(env_allow, list) or not all(isinstance(v, str) for v in env_allow):
+        raise errors.ProfileError(f"profile {where}: env_allow must be a list of variable names")
+    codes = data.get("rate_limit_exit_codes", [75])
+    if not isinstance(codes, list) or not all(isinstance(c, int) and 0 < c < 256 for c in codes):
+        raise errors.ProfileError(
+            f"profile {where}: rate_limit_exit_codes must be exit codes 1-255"
+        )
+    persona_text = ""
+    persona = data.get("persona")
+    if persona is not None:
+        if not isinstance(persona, str) or "/" in persona or persona.startswith("."):
+            raise errors.ProfileError(f"profile {where}: persona must be a file name beside it")
+        persona_path = (path.parent if path else Path.cwd()) / persona
+        if not persona_path.is_file():
+            raise errors.ProfileError(f"profile {where}: persona file {persona_path} is missing")
+        persona_text = persona_path.read_text()
+    try:
+        return Profile(
+            name=name,
+            command=tuple(command),
+            description=str(data.get("description", "")),
+            prompt=prompt,
+            concurrency=_int(data, "concurrency", 2, where, 1, 1000),
+            timeout=clock.parse_duration(
+                data.get("timeout", "1h"), what=f"profile {where}: timeout"
+            ),
+            max_attempts=_int(data, "max_attempts", 3, where, 1, 100),
+            workspace=workspace,
+            env_allow=tuple(env_allow),
+            env=dict(env),
+            rate_limit_exit_codes=tuple(codes),
+            rate_limit_cooldown=clock.parse_duration(
+                data.get("rate_limit_cooldown", "5m"), what=f"profile {where}: rate_limit_cooldown"
+            ),
+            persona=persona_text,
+            path=path,
+            source=source,
+        )
+    except errors.UsageError as exc:
+        raise errors.ProfileError(exc.message) from exc
+
+
+def _int(data: Mapping[str, Any], key: str, default: int, where: str, low: int, high: int) -> int:
+    value = data.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise errors.ProfileError(f"profile {where}: {key} must be a whole number {low}-{high}")
+    return value
+
+
+def _check_placeholders(arg: str, where: str) -> None:
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(arg) if f is not None]
+    except ValueError as exc:
+        raise errors.ProfileError(f"profile {where}: bad placeholder in {arg!r}: {exc}") from exc
+    for field in fields:
+        if field not in PLACEHOLDERS:
+            raise errors.ProfileError(
+                f"profile {where}: unknown placeholder {{{field}}} in {arg!r}; "
+                f"known: {', '.join('{' + p + '}' for p in sorted(PLACEHOLDERS))}"
+            )
+
+
+def check(profile: Profile) -> list[str]:
+    """Problems that would stop this profile from running here (empty when it is fine)."""
+    problems = []
+    exe = profile.executable
+    if "{" in exe:
+        problems.append(f"the command's first word {exe!r} must be a program, not a placeholder")
+    elif shutil.which(exe) is None:
+        problems.append(f"{exe!r} is not installed or not on PATH")
+    return problems

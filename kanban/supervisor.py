@@ -1,0 +1,529 @@
+"""The supervisor: one small detached process per run.
+
+    python -m kanban.supervisor --card 12 --run 40      (token in $KANBAN_TOKEN)
+
+It prepares the card's workspace, starts the agent in its own process group with the
+profile's environment and the KANBAN_* variables, writes the agent's output to the run's log,
+renews the lease with the run's token, enforces the timeout, stops the agent when the lease is
+lost, and decides the outcome from the agent's own report or its exit code. Leftover changes
+are committed to the card's branch so no work is lost. Ending the run wakes the dispatcher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from kanban import api, clock, errors, processes, profiles, prompt, settings, views
+from kanban.states import RunOutcome
+from kanban.worktrees import Workspace, Worktrees
+
+logger = logging.getLogger(__name__)
+
+AGENT_REPORT_GRACE = 30.0  # after an agent reports, how long it may take to exit by itself
+KANBAN_VARS = (
+    "KANBAN_CARD_ID",
+    "KANBAN_RUN_ID",
+    "KANBAN_TOKEN",
+    "KANBAN_DB",
+    "KANBAN_WORKTREE",
+    "KANBAN_BRANCH",
+    "KANBAN_PROMPT_FILE",
+    "KANBAN_ATTEMPT",
+)
+
+
+def agent_env(
+    profile: profiles.Profile, parent: Mapping[str, str], kanban: Mapping[str, str]
+) -> dict[str, str]:
+    """The profile's allow-list from `parent` (a trailing * allows a prefix), the profile's own
+    variables, and the KANBAN_* run variables. Nothing else of the dispatcher's passes on."""
+    env: dict[str, str] = {}
+    for name in profile.env_allow:
+        if name.endswith("*"):
+            env.update({k: v for k, v in parent.items() if k.startswith(name[:-1])})
+        elif name in parent:
+            env[name] = parent[name]
+    for key in list(env):
+        if key.startswith("KANBAN_"):
+            del env[key]  # the run's own KANBAN_* values only (set below)
+    env.update(profile.env)
+    env.update(kanban)
+    # The agent reports with `kanban`: make sure the one running this board is found first.
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([bindir, env.get("PATH") or os.defpath])
+    return env
+
+
+def last_line(log: Path, *, start: int, limit: int = 500) -> str:
+    """The agent's last non-empty output line (a fallback summary)."""
+    try:
+        with log.open("rb") as fh:
+            fh.seek(max(start, log.stat().st_size - 64 * 1024))
+            lines = [ln.strip() for ln in fh.read().decode(errors="replace").splitlines()]
+    except OSError:
+        return ""
+    lines = [ln for ln in lines if ln and not ln.startswith("[kanban]")]
+    return lines[-1][:limit] if lines else ""
+
+
+class Heartbeat(threading.Thread):
+    """Renews the run's lease every interval from the moment the supervisor checks in, so a
+    slow checkout or merge never lets the lease lapse. Sets `lost` when the lease is gone."""
+
+    def __init__(self, board: api.Board, card_id: int, token: str, interval: float) -> None:
+        super().__init__(name="heartbeat", daemon=True)
+        self.board, self.card_id, self.token, self.interval = board, card_id, token, interval
+        self.lost = threading.Event()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.interval):
+            try:
+                self.board.heartbeat(self.card_id, token=self.token)
+            except errors.LeaseLost:
+                self.lost.set()
+                return
+            except errors.KanbanError as exc:  # the database is briefly unavailable: go on
+                logger.warning("heartbeat failed: %s", exc)
+
+    def stop(self) -> None:
+        self.done.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout=5)
+
+
+@dataclasses.dataclass
+class Supervisor:
+    board: api.Board
+    card_id: int
+    run_id: int
+    token: str
+    worktrees: Worktrees | None = None
+    stopping: threading.Event = dataclasses.field(default_factory=threading.Event)
+    _log: IO[bytes] | None = None
+    _beat: Heartbeat | None = None
+
+    @property
+    def config(self) -> settings.Settings:
+        return self.board.settings
+
+    # ------------------------------------------------------------------ the run
+
+    def run(self) -> int:
+        me = processes.Identity.of(os.getpid())
+        try:
+            self.board.write(
+                lambda c: _record(
+                    c,
+                    self,
+                    supervisor_pid=me.pid,
+                    supervisor_started=me.started,
+                    ttl=self.config.lease_ttl,
+                )
+            )
+        except errors.LeaseLost:
+            return 0  # the run ended before we started (cancelled): nothing to do
+        self._beat = Heartbeat(self.board, self.card_id, self.token, self.config.heartbeat_interval)
+        self._beat.start()
+        try:
+            return self._run()
+        finally:
+            self._beat.stop()
+
+    def _run(self) -> int:
+        assert self._beat is not None
+        detail = self.board.show(self.card_id)
+        run = next(r for r in detail.runs if r.id == self.run_id)
+        log_path = self.config.log_dir / f"card-{self.card_id}-run-{self.run_id}.log"
+        self._log = _open_log(log_path)
+        self.note(
+            f"run {self.run_id} of card {self.card_id}, attempt {run.attempt}/{run.max_attempts} "
+            f"on {self.config.host_id}"
+        )
+        try:
+            profile = self._profile(detail.card)
+            workspace = self._workspace(detail, profile)
+        except errors.MergeConflict as exc:
+            return self.finish(RunOutcome.BLOCKED, error=exc.message, log_path=log_path)
+        except (errors.ProfileError, errors.WorktreeError, errors.SpawnError) as exc:
+            return self.finish(RunOutcome.SPAWN_FAILED, error=exc.message, log_path=log_path)
+
+        if self._beat.lost.is_set() or self.stopping.is_set():
+            self.note("lease lost while preparing; the agent was not started")
+            return 0
+        run_dir = self.config.state_dir / "runs" / str(self.run_id)
+        run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        prompt_file = run_dir / "prompt.md"
+        text = prompt.render(
+            detail,
+            persona=profile.persona,
+            branch=workspace.branch,
+            worktree=str(workspace.path),
+            attempt=run.attempt,
+        )
+        _write_private(prompt_file, text)
+        kanban_vars = {
+            "KANBAN_CARD_ID": str(self.card_id),
+            "KANBAN_RUN_ID": str(self.run_id),
+            "KANBAN_TOKEN": self.token,
+            "KANBAN_DB": self.config.db_url,
+            "KANBAN_WORKTREE": str(workspace.path),
+            "KANBAN_BRANCH": workspace.branch or "",
+            "KANBAN_PROMPT_FILE": str(prompt_file),
+            "KANBAN_ATTEMPT": str(run.attempt),
+        }
+        argv = profile.argv(
+            {
+                "prompt": text,
+                "prompt_file": str(prompt_file),
+                "card_id": str(self.card_id),
+                "run_id": str(self.run_id),
+                "attempt": str(run.attempt),
+                "title": detail.card.title,
+                "worktree": str(workspace.path),
+                "branch": workspace.branch or "",
+            }
+        )
+        env = agent_env(profile, os.environ, kanban_vars)
+        self.note(f"profile {profile.name}: {argv[0]} in {workspace.path}")
+        assert self._log is not None
+        start_offset = log_path.stat().st_size
+        try:
+            agent = processes.spawn(
+                argv,
+                cwd=workspace.path,
+                env=env,
+                stdout=self._log,
+                stdin=subprocess.PIPE if profile.prompt == "stdin" else subprocess.DEVNULL,
+            )
+        except errors.SpawnError as exc:
+            message = f"{exc.message} (profile {profile.name}; install it or fix `command`)"
+            return self.finish(
+                RunOutcome.SPAWN_FAILED, error=message, log_path=log_path, workspace=workspace
+            )
+        if profile.prompt == "stdin" and agent.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                agent.stdin.write(text.encode())
+                agent.stdin.close()
+        identity = processes.Identity.of(agent.pid)
+        try:
+            self.board.write(
+                lambda c: _record(
+                    c,
+                    self,
+                    pid=identity.pid,
+                    pid_started=identity.started,
+                    worktree=str(workspace.path),
+                    branch=workspace.branch,
+                    log_path=str(log_path),
+                    started_at=clock.now(),
+                )
+            )
+        except errors.LeaseLost:
+            processes.kill_group(identity)
+            return 0
+        timeout = detail.card.timeout or profile.timeout
+        return self.watch(
+            agent,
+            identity,
+            profile=profile,
+            workspace=workspace,
+            log_path=log_path,
+            timeout=timeout,
+            start_offset=start_offset,
+        )
+
+    def watch(
+        self,
+        agent: subprocess.Popen[bytes],
+        identity: processes.Identity,
+        *,
+        profile: profiles.Profile,
+        workspace: Workspace,
+        log_path: Path,
+        timeout: float,
+        start_offset: int,
+    ) -> int:
+        assert self._beat is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                returncode = agent.wait(timeout=max(0.0, min(0.25, left)))
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if self.stopping.is_set():
+                self.note("supervisor stopped (SIGTERM): stopping the agent")
+                processes.kill_group(identity)
+                agent.wait()
+                return self.finish(
+                    RunOutcome.CRASHED,
+                    log_path=log_path,
+                    workspace=workspace,
+                    error="its supervisor was stopped (SIGTERM)",
+                )
+            if time.monotonic() >= deadline:
+                self.note(f"timeout after {clock.human(timeout)}: stopping the agent")
+                processes.kill_group(identity)
+                agent.wait()
+                return self.finish(
+                    RunOutcome.TIMED_OUT,
+                    log_path=log_path,
+                    workspace=workspace,
+                    error=f"timed out after {clock.human(timeout)}",
+                )
+            if self._beat.lost.is_set():
+                return self.lease_lost(agent, identity, workspace)
+        # The agent is gone; stop whatever it left running in its process group.
+        processes.kill_group(identity, grace=1.0)
+        self.note(f"agent {processes.exit_description(returncode)}")
+        current = self.board.read(lambda c: _run(c, self.run_id))
+        if current is not None and current.outcome is not None:
+            self._keep_work(workspace, reason=f"after the agent reported {current.outcome}")
+            self._tidy(workspace, current.outcome)
+            self.board.write(lambda c: None, wake_dispatcher=True)
+            return 0
+        if returncode == 0:
+            outcome, error = RunOutcome.DONE, None
+        elif returncode in profile.rate_limit_exit_codes:
+            outcome, error = RunOutcome.RATE_LIMITED, f"rate limited (exit code {returncode})"
+        elif returncode < 0:
+            outcome, error = RunOutcome.CRASHED, f"agent {processes.exit_description(returncode)}"
+        else:
+            tail = last_line(log_path, start=start_offset)
+            outcome = RunOutcome.FAILED
+            error = f"agent {processes.exit_description(returncode)}" + (
+                f": {tail}" if tail else ""
+            )
+        summary = last_line(log_path, start=start_offset) if outcome is RunOutcome.DONE else None
+        retry_after = profile.rate_limit_cooldown if outcome is RunOutcome.RATE_LIMITED else None
+        return self.finish(
+            outcome,
+            log_path=log_path,
+            workspace=workspace,
+            error=error,
+            summary=summary or None,
+            exit_code=returncode,
+            retry_after=retry_after,
+        )
+
+    def lease_lost(
+        self, agent: subprocess.Popen[bytes], identity: processes.Identity, workspace: Workspace
+    ) -> int:
+        current = self.board.read(lambda c: _run(c, self.run_id))
+        outcome = current.outcome if current is not None else None
+        if outcome in ("done", "blocked", "failed"):
+            self.note(f"the agent reported {outcome}; waiting for it to exit")
+            try:
+                agent.wait(timeout=AGENT_REPORT_GRACE)
+            except subprocess.TimeoutExpired:
+                processes.kill_group(identity)
+                agent.wait()
+            self._keep_work(workspace, reason=f"after the agent reported {outcome}")
+            self._tidy(workspace, outcome)
+            self.board.write(lambda c: None, wake_dispatcher=True)
+            return 0
+        self.note(f"lease lost (run {outcome or 'gone'}): stopping the agent")
+        processes.kill_group(identity)
+        agent.wait()
+        if outcome == "cancelled":
+            self._keep_work(workspace, reason="after the card was cancelled")
+        return 0
+
+    def finish(
+        self,
+        outcome: RunOutcome,
+        *,
+        log_path: Path,
+        workspace: Workspace | None = None,
+        error: str | None = None,
+        summary: str | None = None,
+        exit_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> int:
+        """Commit what is left, record the outcome (fenced by the token), tidy up, wake."""
+        if self._beat is not None:
+            self._beat.stop()
+        if workspace is not None:
+            self._keep_work(workspace, reason=f"run ended {outcome}")
+        self.note(f"outcome {outcome}" + (f": {error}" if error else ""))
+        try:
+            card = self.board.write(
+                lambda c: _end(
+                    c,
+                    self,
+                    outcome=outcome,
+                    error=error,
+                    summary=summary,
+                    exit_code=exit_code,
+                    retry_after=retry_after,
+                    log_path=log_path,
+                ),
+                wake_dispatcher=True,
+            )
+        except errors.LeaseLost as exc:
+            self.note(f"{exc.message}")
+            return 0
+        self.note(f"card {self.card_id} is now {card.status}")
+        if workspace is not None:
+            self._tidy(workspace, outcome.value)
+        return 0
+
+    # ------------------------------------------------------------------ pieces
+
+    def note(self, text: str) -> None:
+        if self._log is not None:
+            stamp = clock.iso(clock.now())
+            with contextlib.suppress(OSError):
+                self._log.write(f"[kanban] {stamp} {text}\n".encode())
+                self._log.flush()
+
+    def _profile(self, card: views.CardView) -> profiles.Profile:
+        if not card.profile:
+            raise errors.ProfileError(f"card {card.id} has no profile; set one with --profile")
+        return profiles.load(card.profile, repo=self.config.repo)
+
+    def _workspace(self, detail: views.CardDetail, profile: profiles.Profile) -> Workspace:
+        if profile.workspace == "none":
+            scratch = self.config.state_dir / "scratch" / f"run-{self.run_id}"
+            scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
+            return Workspace(path=scratch, branch=None)
+        if self.config.repo is None:
+            raise errors.WorktreeError(
+                f"profile {profile.name} needs a git repository (workspace = "
+                f"{profile.workspace!r}) and this board has none; set `repo` in .kanban/config.toml"
+            )
+        if profile.workspace == "shared":
+            return Workspace(path=self.config.repo, branch=None)
+        if self.worktrees is None:
+            self.worktrees = Worktrees(
+                self.config.repo, root=self.config.worktrees, base_branch=self.config.base_branch
+            )
+        parents = [p.branch for p in detail.parents if p.branch]
+        workspace = self.worktrees.prepare(detail.card.id, detail.card.title, parents)
+        self.note(
+            f"worktree {workspace.path} on {workspace.branch}"
+            + (" (reused)" if workspace.reused else f" from {workspace.base}")
+        )
+        return workspace
+
+    def _keep_work(self, workspace: Workspace, *, reason: str) -> None:
+        if self.worktrees is None or workspace.branch is None:
+            return
+        try:
+            commit = self.worktrees.commit_all(
+                workspace.path,
+                f"kanban: changes left by card {self.card_id} run {self.run_id} ({reason})",
+            )
+        except errors.WorktreeError as exc:
+            self.note(f"could not commit leftover changes: {exc.message}")
+            return
+        if commit:
+            self.note(f"committed leftover changes as {commit[:12]}")
+
+    def _tidy(self, workspace: Workspace, outcome: str) -> None:
+        if self.worktrees is None or workspace.branch is None or outcome != "done":
+            return
+        card = self.board.get(self.card_id)
+        if card.status != "done":
+            return  # in review: a person may want to look at the worktree
+        try:
+            removed = self.worktrees.remove(workspace.path)
+        except errors.WorktreeError as exc:
+            self.note(f"could not remove worktree: {exc.message}")
+            return
+        self.note("worktree removed (branch kept)" if removed else "worktree kept: not clean")
+
+
+def _record(
+    conn: Any, sup: Supervisor, *, ttl: float | None = None, **fields: Any
+) -> views.RunView:
+    from kanban import board
+
+    return board.record_start(
+        conn, card_id=sup.card_id, token=sup.token, now=clock.now(), ttl=ttl, **fields
+    )
+
+
+def _run(conn: Any, run_id: int) -> views.RunView | None:
+    from kanban import board
+
+    return board.get_run(conn, run_id)
+
+
+def _end(
+    conn: Any,
+    sup: Supervisor,
+    *,
+    outcome: RunOutcome,
+    error: str | None,
+    summary: str | None,
+    exit_code: int | None,
+    retry_after: float | None,
+    log_path: Path,
+) -> views.CardView:
+    from kanban import board
+
+    board.record_start(
+        conn, card_id=sup.card_id, token=sup.token, now=clock.now(), log_path=str(log_path)
+    )
+    board.end_run(
+        conn,
+        card_id=sup.card_id,
+        token=sup.token,
+        outcome=outcome,
+        now=clock.now(),
+        backoff=sup.board.backoff,
+        summary=summary,
+        error=error,
+        exit_code=exit_code,
+        retry_after=retry_after,
+        actor=f"supervisor:{sup.config.host_id}",
+    )
+    return board.get_card(conn, sup.card_id)
+
+
+def _open_log(path: Path) -> IO[bytes]:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    return os.fdopen(fd, "ab", buffering=0)
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kanban-supervisor", description=__doc__)
+    parser.add_argument("--card", type=int, required=True)
+    parser.add_argument("--run", type=int, required=True)
+    args = parser.parse_args(argv)
+    token = os.environ.pop("KANBAN_TOKEN", "")
+    if not token:
+        parser.error("KANBAN_TOKEN is not set")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s supervisor %(process)d %(message)s")
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    with api.open_board() as board:
+        return Supervisor(
+            board, card_id=args.card, run_id=args.run, token=token, stopping=stopping
+        ).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

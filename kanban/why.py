@@ -1,0 +1,143 @@
+"""`kanban why CARD`: why a card is not running, from the same planner the dispatcher uses."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from kanban import api, board, clock, planning, views
+from kanban.states import CardStatus
+
+S = CardStatus
+DISPATCHER_SLACK = 3.0  # a dispatcher is down when silent for 3 intervals (and 30 s)
+
+
+def dispatcher_liveness(b: api.Board, now: dt.datetime) -> tuple[bool, str]:
+    rows = b.read(board.list_dispatchers)
+    alive = [
+        r
+        for r in rows
+        if r["stopped_at"] is None
+        and (now - _utc(r["heartbeat_at"])).total_seconds()
+        <= DISPATCHER_SLACK * float(str(r["interval_s"])) + 30
+    ]
+    if alive:
+        names = ", ".join(
+            f"{r['name']} (ticked {clock.human(_age(now, r['heartbeat_at']))} ago)" for r in alive
+        )
+        return True, f"dispatcher alive: {names}"
+    if not rows:
+        return False, "no dispatcher has ever run on this board: start `kanban dispatch`"
+    last = rows[0]
+    state = "stopped" if last["stopped_at"] is not None else "silent"
+    ago = clock.human((now - _utc(last["heartbeat_at"])).total_seconds())
+    return False, (
+        f"no dispatcher is running: the last one ({last['name']}) {state} "
+        f"{ago} ago; start `kanban dispatch`"
+    )
+
+
+def _utc(value: Any) -> dt.datetime:
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    assert isinstance(value, dt.datetime)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _age(now: dt.datetime, then: Any) -> float:
+    return (now - _utc(then)).total_seconds()
+
+
+def explain(b: api.Board, card_id: int, *, max_workers: int | None = None) -> list[str]:
+    """Reasons, most important first. An empty list never happens: a claimable card says so."""
+    from kanban.dispatcher import Dispatcher
+
+    now = clock.now()
+    detail = b.show(card_id)
+    card = detail.card
+    reasons: list[str] = []
+    if card.status != S.READY:
+        reasons += _not_ready(detail, now)
+        return reasons
+    unfinished = [p for p in detail.parents if p.status not in ("done", "archived")]
+    if unfinished:
+        listed = ", ".join(f"{p.id} ({p.status})" for p in unfinished)
+        reasons.append(f"a parent is not done yet: {listed}")
+    if card.not_before is not None and card.not_before > now:
+        last = next((r for r in reversed(detail.runs) if r.error), None)
+        reasons.append(
+            f"backing off until {clock.iso(card.not_before)} "
+            f"(in {clock.human((card.not_before - now).total_seconds())}) after "
+            f"{card.attempts} failed attempt(s)" + (f"; last error: {last.error}" if last else "")
+        )
+    alive, liveness = dispatcher_liveness(b, now)
+    if not alive:
+        reasons.append(liveness)
+    dispatcher = Dispatcher(b, max_workers=max_workers or _live_max_workers(b))
+    snap = dispatcher.snapshot(now)
+    if card.id not in {c.id for c in snap.candidates}:
+        snap = planning.Snapshot(**{**_fields(snap), "candidates": [*snap.candidates, card]})
+    plan = planning.plan(snap)
+    if card.id in plan.waiting:
+        reasons.append(plan.waiting[card.id])
+    elif not reasons:
+        reasons.append(
+            "nothing holds it back: the next tick claims it"
+            + ("" if alive else " once a dispatcher runs")
+        )
+    return reasons
+
+
+def _fields(snap: planning.Snapshot) -> dict[str, Any]:
+    return {f: getattr(snap, f) for f in snap.__dataclass_fields__}
+
+
+def _live_max_workers(b: api.Board) -> int:
+    for row in b.read(board.list_dispatchers):
+        tick = row.get("last_tick") or {}
+        if isinstance(tick, dict) and tick.get("max_workers"):
+            return int(tick["max_workers"])
+    return b.settings.max_workers
+
+
+def _not_ready(detail: views.CardDetail, now: dt.datetime) -> list[str]:
+    card = detail.card
+    if card.status == S.TODO:
+        unfinished = [p for p in detail.parents if p.status not in ("done", "archived")]
+        stuck = [
+            p
+            for p in unfinished
+            if p.status in ("blocked", "review", "failed", "cancelled", "triage")
+        ]
+        reasons = [
+            "it waits for its parents: " + ", ".join(f"{p.id} ({p.status})" for p in unfinished)
+        ]
+        for p in stuck:
+            reasons.append(
+                f"parent {p.id} needs a person: it is {p.status}"
+                + (f" ({p.reason})" if p.reason else "")
+            )
+        return reasons
+    if card.status == S.RUNNING:
+        live = next((r for r in detail.runs if r.outcome is None), None)
+        if live is None:
+            return ["it is running"]
+        beat = live.heartbeat_at or live.claimed_at
+        return [
+            f"it is running: run {live.id}, attempt {live.attempt}, on {live.host}"
+            + (f" pid {live.pid}" if live.pid else " (starting)")
+            + f", heartbeat {clock.human((now - beat).total_seconds())} ago"
+        ]
+    if card.status == S.BLOCKED:
+        return [
+            f"it is blocked: {card.reason or 'no reason given'}; `kanban unblock {card.id}` "
+            "resumes it"
+        ]
+    if card.status == S.REVIEW:
+        return [
+            f"it waits for review: `kanban complete {card.id}` approves, "
+            f"`kanban retry {card.id}` sends it back"
+        ]
+    if card.status == S.TRIAGE:
+        return [f"it is in triage: `kanban retry {card.id}` accepts it"]
+    return [f"it is {card.status}" + (f" ({card.reason})" if card.reason else "")]

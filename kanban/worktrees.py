@@ -1,0 +1,295 @@
+"""Git worktrees and branches for cards, and merging finished branches.
+
+Each card works in `<root>/<id>-<slug>` on branch `kanban/<id>-<slug>`. A card with one parent
+starts from the parent's branch; with several, from a merge of them (a conflict names the
+files); with none, from the base branch. A worktree is removed only when it is clean; the
+branch always stays. Nothing here touches the board.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import re
+import unicodedata
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import git
+
+from kanban import errors, retrying
+
+logger = logging.getLogger(__name__)
+
+FALLBACK_IDENTITY = ("kanban", "kanban@localhost")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Workspace:
+    path: Path
+    branch: str | None
+    base: str | None = None
+    reused: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MergeReport:
+    target: str
+    merged: tuple[str, ...]
+    already: tuple[str, ...]
+    conflict: str | None = None
+    conflict_files: tuple[str, ...] = ()
+
+
+def slug(title: str, *, limit: int = 40) -> str:
+    """Lowercase ASCII words joined by '-': safe as a path part and a branch name."""
+    text = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    result = "-".join(words)[:limit].strip("-")
+    return result or "card"
+
+
+class WorktreePort(Protocol):
+    """What the supervisor and `kanban gc`/`merge` need; a fake lives in kanban.testing."""
+
+    def names(self, card_id: int, title: str) -> tuple[Path, str]: ...
+    def prepare(self, card_id: int, title: str, parents: Sequence[str]) -> Workspace: ...
+    def commit_all(self, path: Path, message: str) -> str | None: ...
+    def is_clean(self, path: Path) -> bool: ...
+    def remove(self, path: Path) -> bool: ...
+
+
+class Worktrees:
+    def __init__(self, repo: Path, *, root: Path, base_branch: str | None = None) -> None:
+        try:
+            self.repo = git.Repo(repo)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+            raise errors.WorktreeError(
+                f"{repo} is not a git repository; run `git init` there"
+            ) from exc
+        self.root = root.absolute()
+        self.base_branch = base_branch
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _git(self, *args: str, cwd: Path | None = None) -> str:
+        """Run git (through GitPython), retrying while another git process holds a lock."""
+        runner = git.Git(str(cwd)) if cwd is not None else self.repo.git
+        env = self._identity_env()
+
+        def call() -> str:
+            try:
+                return str(runner.execute(["git", *args], env=env))
+            except git.GitCommandError as exc:
+                raise errors.WorktreeError(_describe(exc)) from exc
+
+        return retrying.git(call)
+
+    def _identity_env(self) -> dict[str, str]:
+        reader = self.repo.config_reader()
+        name = reader.get_value("user", "name", default="")
+        email = reader.get_value("user", "email", default="")
+        if name and email:
+            return {}
+        return {
+            "GIT_AUTHOR_NAME": FALLBACK_IDENTITY[0],
+            "GIT_AUTHOR_EMAIL": FALLBACK_IDENTITY[1],
+            "GIT_COMMITTER_NAME": FALLBACK_IDENTITY[0],
+            "GIT_COMMITTER_EMAIL": FALLBACK_IDENTITY[1],
+        }
+
+    def branch_exists(self, branch: str) -> bool:
+        try:
+            self._git("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}")
+        except errors.WorktreeError:
+            return False
+        return True
+
+    def base(self) -> str:
+        if self.base_branch:
+            if not self.branch_exists(self.base_branch):
+                raise errors.WorktreeError(
+                    f"base branch {self.base_branch!r} does not exist; set base_branch in "
+                    ".kanban/config.toml or create it"
+                )
+            return self.base_branch
+        try:
+            return self._git("symbolic-ref", "--short", "HEAD")
+        except errors.WorktreeError:
+            return self._git("rev-parse", "HEAD")  # a detached repository: start from its commit
+
+    def names(self, card_id: int, title: str) -> tuple[Path, str]:
+        name = f"{card_id}-{slug(title)}"
+        path = (self.root / name).absolute()
+        if path.parent != self.root:
+            raise errors.WorktreeError(f"worktree path {path} escapes {self.root}")
+        return path, f"kanban/{name}"
+
+    def _registered(self) -> dict[Path, str | None]:
+        """Worktrees git knows about: path -> branch (None when detached)."""
+        found: dict[Path, str | None] = {}
+        current: Path | None = None
+        for line in self._git("worktree", "list", "--porcelain").splitlines():
+            if line.startswith("worktree "):
+                current = Path(line.split(" ", 1)[1])
+                found[current] = None
+            elif line.startswith("branch ") and current is not None:
+                found[current] = line.split(" ", 1)[1].removeprefix("refs/heads/")
+        return found
+
+    # ------------------------------------------------------------------ cards
+
+    def prepare(self, card_id: int, title: str, parents: Sequence[str]) -> Workspace:
+        path, branch = self.names(card_id, title)
+        self.root.mkdir(parents=True, exist_ok=True)
+        if self.branch_exists(branch):
+            if path in self._registered() and path.is_dir():
+                return Workspace(path=path, branch=branch, reused=True)
+            self._git("worktree", "prune")
+            self._git("worktree", "add", str(path), branch)
+            return Workspace(path=path, branch=branch, reused=True)
+        existing = [b for b in dict.fromkeys(parents) if self.branch_exists(b)]
+        base = existing[0] if existing else self.base()
+        self._git("worktree", "add", "-b", branch, str(path), base)
+        for other in existing[1:]:
+            try:
+                self._git(
+                    "merge",
+                    "--no-edit",
+                    "--no-ff",
+                    "-m",
+                    f"kanban: merge parent {other} into {branch}",
+                    other,
+                    cwd=path,
+                )
+            except errors.WorktreeError as exc:
+                files = self._conflicted(path)
+                self._discard(path, branch)
+                if files:
+                    listed = ", ".join(files)
+                    raise errors.MergeConflict(
+                        f"merging the parents' branches conflicts ({other} into "
+                        f"{', '.join(existing[:1])}) in: {listed}; resolve it by hand and "
+                        "`kanban unblock` the card",
+                        list(files),
+                    ) from exc
+                raise
+        return Workspace(path=path, branch=branch, base=",".join(existing) or base)
+
+    def _conflicted(self, path: Path) -> tuple[str, ...]:
+        try:
+            out = self._git("diff", "--name-only", "--diff-filter=U", cwd=path)
+        except errors.WorktreeError:
+            return ()
+        return tuple(line for line in out.splitlines() if line)
+
+    def _discard(self, path: Path, branch: str) -> None:
+        """Undo a worktree we just created and that never held any work."""
+        for args in (("merge", "--abort"),):
+            with contextlib.suppress(errors.WorktreeError):
+                self._git(*args, cwd=path)
+        self._git("worktree", "remove", "--force", str(path))
+        self._git("branch", "-D", branch)
+
+    def commit_all(self, path: Path, message: str) -> str | None:
+        """Commit everything left in the worktree; returns the commit, or None if it was clean."""
+        if not path.is_dir() or self.is_clean(path):
+            return None
+        self._git("add", "-A", cwd=path)
+        self._git("commit", "-q", "--no-verify", "-m", message, cwd=path)
+        return self._git("rev-parse", "HEAD", cwd=path)
+
+    def is_clean(self, path: Path, *, untracked: bool = True) -> bool:
+        mode = "--untracked-files=all" if untracked else "--untracked-files=no"
+        return self._git("status", "--porcelain", mode, cwd=path) == ""
+
+    def remove(self, path: Path) -> bool:
+        """Remove a clean worktree (its branch stays). A dirty one is kept: returns False."""
+        if not path.exists():
+            self._git("worktree", "prune")
+            return True
+        if not self.is_clean(path):
+            return False
+        registered = self._registered()
+        if path.absolute() in registered and registered[path.absolute()] is None:
+            return False  # detached: its commits are on no branch; keep them
+        self._git("worktree", "remove", str(path))
+        return True
+
+    def worktrees(self) -> dict[Path, str | None]:
+        """The card worktrees under the root, with their branches."""
+        return {p: b for p, b in self._registered().items() if p.parent == self.root}
+
+    def head(self, branch: str) -> str:
+        return self._git("rev-parse", branch)
+
+    def files_on(self, branch: str) -> list[str]:
+        return self._git("ls-tree", "-r", "--name-only", branch).splitlines()
+
+    # ------------------------------------------------------------------ merge
+
+    def merge_into(self, target: str, branches: Sequence[str]) -> MergeReport:
+        """Merge `branches` in order into `target`, stopping cleanly at the first conflict.
+
+        Works in the main checkout when it has `target` checked out (and is clean), else in a
+        temporary worktree of `target`.
+        """
+        if not self.branch_exists(target):
+            raise errors.WorktreeError(f"target branch {target!r} does not exist")
+        where = self._registered()
+        holder = next((p for p, b in where.items() if b == target), None)
+        temporary = None
+        if holder is None:
+            temporary = self.root / f".merge-{slug(target)}"
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._git("worktree", "add", str(temporary), target)
+            holder = temporary
+        elif not self.is_clean(holder, untracked=False):
+            raise errors.WorktreeError(
+                f"{target} is checked out in {holder} with uncommitted changes; commit or "
+                "stash them first"
+            )
+        merged: list[str] = []
+        already: list[str] = []
+        try:
+            for branch in branches:
+                if self._is_ancestor(branch, target):
+                    already.append(branch)
+                    continue
+                try:
+                    self._git(
+                        "merge",
+                        "--no-edit",
+                        "--no-ff",
+                        "-m",
+                        f"kanban: merge {branch} into {target}",
+                        branch,
+                        cwd=holder,
+                    )
+                except errors.WorktreeError:
+                    files = self._conflicted(holder)
+                    with contextlib.suppress(errors.WorktreeError):
+                        self._git("merge", "--abort", cwd=holder)
+                    return MergeReport(target, tuple(merged), tuple(already), branch, files)
+                merged.append(branch)
+        finally:
+            if temporary is not None:
+                self._git("worktree", "remove", "--force", str(temporary))
+        return MergeReport(target, tuple(merged), tuple(already))
+
+    def _is_ancestor(self, branch: str, target: str) -> bool:
+        try:
+            self._git("merge-base", "--is-ancestor", branch, target)
+        except errors.WorktreeError:
+            return False
+        return True
+
+
+def _describe(exc: git.GitCommandError) -> str:
+    stderr = (exc.stderr or "").strip().replace("stderr: ", "").strip("'\" \n")
+    command = (
+        " ".join(str(a) for a in exc.command[:4]) if isinstance(exc.command, list) else exc.command
+    )
+    return f"git failed ({command}): {stderr or exc.status}"

@@ -1,0 +1,158 @@
+"""`kanban why`: one test per reason a card is not running. Real boards; no processes needed
+(running cards are made by real claims)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import kanban
+from kanban import board as verbs
+from kanban import clock, why
+from kanban.testing import board_in, write_profile
+
+
+@pytest.fixture
+def board(repo: Path) -> Iterator[kanban.Board]:
+    b = board_in(repo)
+    _dispatcher_alive(b)
+    yield b
+    b.close()
+
+
+def _dispatcher_alive(b: kanban.Board, *, ago: float = 0.0, name: str = "vm:1") -> None:
+    now = clock.now() - dt.timedelta(seconds=ago)
+    b.write(
+        lambda c: verbs.dispatchers.beat(
+            c,
+            name=name,
+            host=b.settings.host_id,
+            pid=1,
+            started_at=now,
+            now=now,
+            interval=60.0,
+            version="test",
+        )
+    )
+
+
+def _reasons(b: kanban.Board, card_id: int, **kwargs: int) -> str:
+    return "\n".join(why.explain(b, card_id, **kwargs))
+
+
+def test_waiting_for_parents(board: kanban.Board) -> None:
+    parent = board.add("parent", profile="demo")
+    child = board.add("child", profile="demo", parents=[parent.id])
+    assert f"waits for its parents: {parent.id} (ready)" in _reasons(board, child.id)
+
+
+def test_a_parent_needs_a_person(board: kanban.Board) -> None:
+    parent = board.add("parent", profile="demo")
+    child = board.add("child", profile="demo", parents=[parent.id])
+    board.block(parent.id, reason="which colour?")
+    assert f"parent {parent.id} needs a person: it is blocked (which colour?)" in _reasons(
+        board, child.id
+    )
+
+
+def test_running(board: kanban.Board) -> None:
+    card = board.add("busy", profile="demo")
+    board.claim()
+    assert "it is running: run 1, attempt 1" in _reasons(board, card.id)
+
+
+def test_blocked(board: kanban.Board) -> None:
+    card = board.add("stuck", profile="demo")
+    board.block(card.id, reason="need a key")
+    assert "blocked: need a key" in _reasons(board, card.id)
+
+
+def test_in_review(board: kanban.Board) -> None:
+    card = board.add("look", profile="demo", review=True)
+    claim = board.claim()
+    assert claim is not None
+    board.complete(card.id, token=claim.token)
+    assert "waits for review" in _reasons(board, card.id)
+
+
+def test_backing_off(board: kanban.Board) -> None:
+    card = board.add("flaky", profile="demo")
+    claim = board.claim()
+    assert claim is not None
+    board.fail(card.id, token=claim.token, error="network down")
+    reasons = _reasons(board, card.id)
+    assert "backing off until" in reasons and "network down" in reasons
+
+
+def test_no_dispatcher_has_ever_run(repo: Path) -> None:
+    with board_in(repo) as b:
+        card = b.add("lonely", profile="demo")
+        assert "no dispatcher has ever run on this board" in _reasons(b, card.id)
+
+
+def test_the_dispatcher_is_down(repo: Path) -> None:
+    with board_in(repo) as b:
+        _dispatcher_alive(b, ago=3600)
+        card = b.add("forgotten", profile="demo")
+        assert "no dispatcher is running: the last one (vm:1) silent 1h00m ago" in _reasons(
+            b, card.id
+        )
+
+
+def test_no_profile(board: kanban.Board) -> None:
+    card = board.add("who does this?")
+    assert "it has no profile" in _reasons(board, card.id)
+
+
+def test_unknown_profile(board: kanban.Board) -> None:
+    card = board.add("exotic", profile="nobody-has-this")
+    assert "its profile 'nobody-has-this' is unknown" in _reasons(board, card.id)
+
+
+def test_broken_profile(board: kanban.Board, repo: Path) -> None:
+    write_profile(repo, "broken", "command = [\n")
+    card = board.add("doomed", profile="broken")
+    assert "its profile 'broken' does not load" in _reasons(board, card.id)
+
+
+def test_profile_at_capacity(board: kanban.Board, repo: Path) -> None:
+    write_profile(repo, "single", 'command = ["true"]\nconcurrency = 1\n')
+    board.add("first", profile="single")
+    second = board.add("second", profile="single")
+    board.claim()
+    assert "profile single is at capacity" in _reasons(board, second.id)
+
+
+def test_host_at_capacity(board: kanban.Board) -> None:
+    board.add("first", profile="demo")
+    second = board.add("second", profile="shell")
+    board.claim()
+    assert "is at capacity: 1 of 1 workers busy" in _reasons(board, second.id, max_workers=1)
+
+
+def test_paths_overlap_a_running_card(board: kanban.Board) -> None:
+    first = board.add("api", profile="demo", paths=["src/api/**"])
+    second = board.add("users", profile="demo", paths=["src/api/users.py"])
+    board.claim(card_id=first.id)
+    assert f"overlap card {first.id}" in _reasons(board, second.id)
+
+
+def test_nothing_holds_it_back(board: kanban.Board) -> None:
+    card = board.add("go", profile="demo")
+    assert _reasons(board, card.id) == "nothing holds it back: the next tick claims it"
+
+
+def test_cli_why_prints_each_reason(board: kanban.Board, repo: Path) -> None:
+    from click.testing import CliRunner
+
+    from kanban.cli import cli
+
+    card = board.add("exotic", profile="nobody-has-this")
+    result = CliRunner().invoke(
+        cli, ["--db", str(repo / ".kanban" / "board.db"), "why", str(card.id)]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("- its profile 'nobody-has-this' is unknown")
