@@ -1,6 +1,6 @@
 """The dispatcher: one tick turns the board into running agents; the loop runs ticks.
 
-One tick, in order: reap exited supervisors; close runs whose supervisor died (`crashed`);
+One tick, in order: close runs whose supervisor died (`crashed`); reap exited supervisors;
 reclaim expired leases (this host's processes are killed first, confirmed dead, then
 requeued; other hosts' runs are requeued after the TTL); enforce timeouts; promote cards
 whose parents are done; run the tick hooks (schedules, goals); claim what capacity allows,
@@ -142,6 +142,7 @@ class Dispatcher:
         self.name = name or f"{self.settings.host_id}:{os.getpid()}"
         self.hooks: dict[str, TickHook] = dict(hooks or {})
         self.children: dict[int, subprocess.Popen[bytes]] = {}
+        self.tokens: dict[int, str] = {}  # run id -> token, for supervisors still starting
         self.started_at = clock.now()
         self.lock = TickLock(self.settings.state_dir)
         self._last_full_promote: float | None = None
@@ -155,8 +156,8 @@ class Dispatcher:
     def _tick(self, now: dt.datetime) -> TickReport:
         t0 = time.perf_counter()
         report = TickReport(started=now)
-        self._reap()
         self._check_processes(now, report)
+        self._reap()
         self._reclaim(now, report)
         self._enforce_timeouts(now, report)
         self._promote(now, report)
@@ -179,13 +180,21 @@ class Dispatcher:
         for run_id, child in list(self.children.items()):
             if child.poll() is not None:
                 del self.children[run_id]
+                self.tokens.pop(run_id, None)
 
     def _check_processes(self, now: dt.datetime, report: TickReport) -> None:
-        """This host's live runs whose supervisor is gone, a zombie or replaced: `crashed`."""
+        """This host's live runs whose supervisor is gone, a zombie or replaced: `crashed`.
+
+        A supervisor we started that has not checked in yet is still starting: its process is
+        our child and alive, so we renew its lease for it (its start-up time never decides).
+        """
         for run in self.board.read(lambda c: board.live_runs(c, host=self.settings.host_id)):
             if run.supervisor_pid is None or run.supervisor_started is None:
                 child = self.children.get(run.id)
-                if child is not None and child.poll() is not None:
+                if child is not None and child.poll() is None and run.id in self.tokens:
+                    with contextlib.suppress(errors.LeaseLost):
+                        self.board.heartbeat(run.card_id, token=self.tokens[run.id])
+                elif child is not None and child.poll() is not None:
                     self._end(
                         run,
                         RunOutcome.SPAWN_FAILED,
@@ -371,6 +380,7 @@ class Dispatcher:
                 report.spawn_failed.append(claim.card_id)
                 continue
             self.children[claim.run_id] = child
+            self.tokens[claim.run_id] = claim.token
 
     def _spawn_failed(self, claim: views.Claim, error: str) -> None:
         def end(conn: Any) -> None:

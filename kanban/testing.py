@@ -88,14 +88,14 @@ def claim_until_empty(
 
 FAST = {
     "KANBAN_HEARTBEAT_INTERVAL": "0.2",
-    "KANBAN_LEASE_TTL": "2",
+    "KANBAN_LEASE_TTL": "5",
     "KANBAN_BACKOFF_BASE": "0.1",
     "KANBAN_BACKOFF_CAP": "0.5",
 }
 
 
 def fast_settings() -> dict[str, str]:
-    """Settings for tests: beats every 0.2 s, leases of 2 s, retries after 0.1-0.5 s."""
+    """Settings for tests: beats every 0.2 s, leases of 5 s, retries after 0.1-0.5 s."""
     return {k.removeprefix("KANBAN_").lower(): v for k, v in FAST.items()}
 
 
