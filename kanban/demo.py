@@ -88,6 +88,8 @@ def run(
     worker.join(timeout=30)
     elapsed = time.monotonic() - started
     _wait_for_supervisors(loop)
+    if on_tick is not None:
+        on_tick(board)  # the final picture
     cards = board.cards()
     details = [board.show(c.id) for c in cards]
     runs = [r for d in details for r in d.runs]
