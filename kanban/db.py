@@ -136,11 +136,9 @@ def check_sqlite_file(path: Path) -> bool:
 
     Reads the file without changing it, and refuses anything that is not a board.
     """
+    if path.is_dir():
+        raise errors.SchemaError(f"{path} is a directory, not a board file; point --db at a file")
     if not path.exists() or path.stat().st_size == 0:
-        if path.is_dir():
-            raise errors.SchemaError(
-                f"{path} is a directory, not a board file; point --db at a file"
-            )
         return False
     with path.open("rb") as fh:
         header = fh.read(16)
@@ -171,9 +169,9 @@ def check_sqlite_file(path: Path) -> bool:
 
 def create_sqlite_file(path: Path) -> None:
     """Create the board file (and its directory) readable by its owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-    os.close(fd)
+    from kanban import fsutil
+
+    fsutil.touch_private(path)
 
 
 def read_version(engine: Engine) -> str | None:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from kanban import api, board, clock, errors, planning, processes, profiles, views, wake
+from kanban import api, board, clock, errors, fsutil, planning, processes, profiles, views, wake
 from kanban.__about__ import __version__
 from kanban.states import CardStatus, RunOutcome
 
@@ -78,7 +78,7 @@ class TickLock:
     """An exclusive lock on `<state dir>/dispatch.lock`, held for the length of one tick."""
 
     def __init__(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fsutil.private_dir(state_dir)
         self.path = state_dir / "dispatch.lock"
 
     @contextlib.contextmanager

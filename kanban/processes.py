@@ -161,7 +161,7 @@ class RealSpawner:
     def start(
         self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: Path
     ) -> subprocess.Popen[bytes]:
-        log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "ab") as out:
+        from kanban import fsutil
+
+        with fsutil.append_private(log) as out:
             return spawn(argv, cwd=cwd, env=env, stdout=out)

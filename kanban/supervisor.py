@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from kanban import api, clock, errors, processes, profiles, prompt, settings, views
+from kanban import api, clock, errors, fsutil, processes, profiles, prompt, settings, views
 from kanban.states import RunOutcome
 from kanban.worktrees import Workspace, Worktrees
 
@@ -147,7 +147,7 @@ class Supervisor:
         detail = self.board.show(self.card_id)
         run = next(r for r in detail.runs if r.id == self.run_id)
         log_path = self.config.log_dir / f"card-{self.card_id}-run-{self.run_id}.log"
-        self._log = _open_log(log_path)
+        self._log = fsutil.append_private(log_path)
         self.note(
             f"run {self.run_id} of card {self.card_id}, attempt {run.attempt}/{run.max_attempts} "
             f"on {self.config.host_id}"
@@ -164,7 +164,7 @@ class Supervisor:
             self.note("lease lost while preparing; the agent was not started")
             return 0
         run_dir = self.config.state_dir / "runs" / str(self.run_id)
-        run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fsutil.private_dir(run_dir)
         prompt_file = run_dir / "prompt.md"
         text = prompt.render(
             detail,
@@ -173,7 +173,7 @@ class Supervisor:
             worktree=str(workspace.path),
             attempt=run.attempt,
         )
-        _write_private(prompt_file, text)
+        fsutil.write_private(prompt_file, text)
         kanban_vars = {
             "KANBAN_CARD_ID": str(self.card_id),
             "KANBAN_RUN_ID": str(self.run_id),
@@ -399,7 +399,7 @@ class Supervisor:
     def _workspace(self, detail: views.CardDetail, profile: profiles.Profile) -> Workspace:
         if profile.workspace == "none":
             scratch = self.config.state_dir / "scratch" / f"run-{self.run_id}"
-            scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fsutil.private_dir(scratch)
             return Workspace(path=scratch, branch=None)
         if self.config.repo is None:
             raise errors.WorktreeError(
@@ -494,18 +494,6 @@ def _end(
         actor=f"supervisor:{sup.config.host_id}",
     )
     return board.get_card(conn, sup.card_id)
-
-
-def _open_log(path: Path) -> IO[bytes]:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    return os.fdopen(fd, "ab", buffering=0)
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,8 +22,9 @@ class CommandSpawner:
         self.command = command
         self.started: list[subprocess.Popen[bytes]] = []
 
-    def start(self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str],
-              log: Path) -> subprocess.Popen[bytes]:
+    def start(
+        self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: Path
+    ) -> subprocess.Popen[bytes]:
         proc = processes.spawn(self.command, cwd=cwd, env=env)
         self.started.append(proc)
         return proc
@@ -60,15 +61,21 @@ def test_a_starting_supervisor_keeps_its_lease_while_our_child_lives(board: kanb
         assert board.runs(card.id)[0].outcome is None
         # A new dispatcher cannot vouch for a child it did not start: the lease decides.
         fresh = dispatcher.Dispatcher(board, spawner=spawner)
-        wait_for(lambda: fresh.tick().reclaimed == [card.id], timeout=10, interval=0.3,
-                 what="the reclaim")
+        wait_for(
+            lambda: fresh.tick().reclaimed == [card.id],
+            timeout=10,
+            interval=0.3,
+            what="the reclaim",
+        )
     finally:
         for proc in spawner.started:
             proc.kill()
             proc.wait()
 
 
-def test_tick_claims_per_profile_capacity_and_never_overlapping_paths(board: kanban.Board, repo: Path) -> None:
+def test_tick_claims_per_profile_capacity_and_never_overlapping_paths(
+    board: kanban.Board, repo: Path
+) -> None:
     from kanban.testing import write_profile
 
     write_profile(repo, "solo", 'command = ["true"]\nconcurrency = 1\n')

@@ -145,9 +145,34 @@ def set_status(
     conn.execute(sa.update(cards).where(cards.c.id == card_id).values(status=status.value, **extra))
 
 
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def check_text(value: str, *, what: str, limit: int, one_line: bool = False) -> str:
+    """Refuse text that would corrupt the board or a terminal: NUL, invalid UTF-8, control
+    characters (escape sequences), and in one-line fields newlines and bidi overrides."""
     if "\x00" in value:
         raise errors.UsageError(f"{what} contains a NUL byte; remove it")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise errors.UsageError(f"{what} is not valid UTF-8 text; fix its encoding") from None
+    allowed = "\t" if one_line else "\t\n\r"
+    for ch in value:
+        if (
+            (ch < " " or "\x7f" <= ch <= "\x9f")
+            and ch not in allowed
+            and not (one_line and ch in "\n\r")
+        ):
+            raise errors.UsageError(
+                f"{what} contains the control character U+{ord(ch):04X}; remove it "
+                "(escape sequences would garble terminals that show it)"
+            )
+        if one_line and ch in BIDI_CONTROLS:
+            raise errors.UsageError(
+                f"{what} contains the bidirectional override U+{ord(ch):04X}, which can make "
+                "text display differently from what it says; remove it"
+            )
     if len(value) > limit:
         raise errors.UsageError(
             f"{what} is {len(value):,} characters; the limit is {limit:,} "
