@@ -147,11 +147,21 @@ class Supervisor:
         detail = self.board.show(self.card_id)
         run = next(r for r in detail.runs if r.id == self.run_id)
         log_path = self.config.log_dir / f"card-{self.card_id}-run-{self.run_id}.log"
-        self._log = fsutil.append_private(log_path)
-        self.note(
-            f"run {self.run_id} of card {self.card_id}, attempt {run.attempt}/{run.max_attempts} "
-            f"on {self.config.host_id}"
-        )
+        try:
+            self._log = fsutil.append_private(log_path)
+            header = (
+                f"run {self.run_id} of card {self.card_id}, attempt {run.attempt} "
+                f"(budget {run.max_attempts}) on {self.config.host_id}"
+            )
+            self._log.write(f"[kanban] {clock.iso(clock.now())} {header}\n".encode())
+        except OSError as exc:
+            # No log means no record of what the agent did: do not start it (nothing lost).
+            return self.finish(
+                RunOutcome.SPAWN_FAILED,
+                log_path=log_path,
+                error=f"cannot write the run's log in {log_path.parent}: {exc.strerror}; "
+                "free space there, then `kanban retry` the card",
+            )
         try:
             profile = self._profile(detail.card)
             workspace = self._workspace(detail, profile)
@@ -332,6 +342,8 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 processes.kill_group(identity)
                 agent.wait()
+            # Whatever the agent left running in its process group goes with it.
+            processes.kill_group(identity, grace=1.0)
             self._keep_work(workspace, reason=f"after the agent reported {outcome}")
             self._tidy(workspace, outcome)
             self.board.write(lambda c: None, wake_dispatcher=True)

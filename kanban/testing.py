@@ -120,18 +120,15 @@ def write_profile(repo: Path, name: str, body: str) -> Path:
 def kanban_process(
     repo: Path, *args: str, env: dict[str, str] | None = None, **popen: Any
 ) -> subprocess.Popen[str]:
-    """`kanban ARGS` as a real process in `repo`, with fast settings."""
+    """`kanban ARGS` as a real process in `repo`, with fast settings (output piped unless
+    `stdout=` says otherwise)."""
     import sys
 
     full_env = {**os.environ, **FAST, **(env or {})}
+    popen.setdefault("stdout", subprocess.PIPE)
+    popen.setdefault("stderr", subprocess.STDOUT)
     return subprocess.Popen(
-        [sys.executable, "-m", "kanban", *args],
-        cwd=repo,
-        env=full_env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        **popen,
+        [sys.executable, "-m", "kanban", *args], cwd=repo, env=full_env, text=True, **popen
     )
 
 

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import re
+import time
 import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
@@ -146,6 +147,7 @@ class Worktrees:
         self.root.mkdir(parents=True, exist_ok=True)
         if self.branch_exists(branch):
             if path in self._registered() and path.is_dir():
+                self.clear_stale_lock(path)
                 return Workspace(path=path, branch=branch, reused=True)
             self._git("worktree", "prune")
             self._git("worktree", "add", str(path), branch)
@@ -192,6 +194,25 @@ class Worktrees:
                 self._git(*args, cwd=path)
         self._git("worktree", "remove", "--force", str(path))
         self._git("branch", "-D", branch)
+
+    def clear_stale_lock(self, path: Path, *, older_than: float = 60.0) -> bool:
+        """Remove the `index.lock` a crashed git left in a worktree, if it is old and no
+        process holds it open. Git never does this itself, and every later git command in
+        that worktree would fail on it. Returns True when a lock was removed."""
+        try:
+            gitdir = Path(self._git("rev-parse", "--absolute-git-dir", cwd=path))
+        except errors.WorktreeError:
+            return False
+        lock = gitdir / "index.lock"
+        try:
+            age = time.time() - lock.stat().st_mtime
+        except FileNotFoundError:
+            return False
+        if age < older_than or _held_open(lock):
+            return False
+        lock.unlink(missing_ok=True)
+        logger.warning("removed a stale %s (%.0fs old, no process holds it)", lock, age)
+        return True
 
     def commit_all(self, path: Path, message: str) -> str | None:
         """Commit everything left in the worktree; returns the commit, or None if it was clean."""
@@ -285,6 +306,22 @@ class Worktrees:
         except errors.WorktreeError:
             return False
         return True
+
+
+def _held_open(path: Path) -> bool:
+    """Does any git process have `path` open? (A live git holding its lock.)"""
+    import psutil
+
+    target = str(path)
+    for proc in psutil.process_iter(["name"]):
+        if not str(proc.info.get("name") or "").startswith("git"):
+            continue
+        try:
+            if any(f.path == target for f in proc.open_files()):
+                return True
+        except psutil.Error:
+            continue
+    return False
 
 
 def _describe(exc: git.GitCommandError) -> str:
