@@ -322,6 +322,7 @@ class Dispatcher:
                 broken_profiles=broken,
                 running=running,
                 candidates=candidates,
+                max_running=self.settings.max_running,
             )
 
         return self.board.read(read)

@@ -34,6 +34,7 @@ class Settings:
     heartbeat_interval: float = 10.0  # the supervisor renews the lease this often
     tick_interval: float = 60.0  # the dispatcher's periodic tick (it also wakes on changes)
     max_workers: int = 4  # running cards at once on this host
+    max_running: int | None = None  # running cards at once on the whole board (all hosts)
     max_attempts: int = 3  # when neither card nor profile says
     backoff_base: float = 30.0  # first retry after about this long, doubling, with jitter
     backoff_cap: float = 1800.0
@@ -56,7 +57,7 @@ class Settings:
 
 # name -> (environment variable, parser)
 _DURATIONS = ("lease_ttl", "heartbeat_interval", "tick_interval", "backoff_base", "backoff_cap")
-_INTS = ("max_workers", "max_attempts")
+_INTS = ("max_workers", "max_attempts", "max_running")
 _PATHS = ("worktree_root",)
 _STRINGS = ("base_branch", "remote", "host_id", "actor")
 KNOWN_KEYS = frozenset({"db", "repo", *_DURATIONS, *_INTS, *_PATHS, *_STRINGS})

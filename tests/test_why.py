@@ -156,3 +156,12 @@ def test_cli_why_prints_each_reason(board: kanban.Board, repo: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert result.output.startswith("- its profile 'nobody-has-this' is unknown")
+
+
+def test_the_board_wide_limit(repo: Path) -> None:
+    with board_in(repo, max_running="1") as b:
+        _dispatcher_alive(b)
+        b.add("first", profile="demo")
+        second = b.add("second", profile="shell")
+        b.claim()
+        assert "the board-wide limit of 1 running cards is reached" in _reasons(b, second.id)
