@@ -87,11 +87,31 @@ class DatabaseError(KanbanError):
 
 
 class PlanError(KanbanError):
+    """A plan or verdict that does not validate (a cycle, an unknown profile, bad JSON...)."""
+
     exit_code = 11
 
 
 class ScheduleError(KanbanError):
+    """A schedule that cannot work: a malformed cron expression, an unknown time zone..."""
+
     exit_code = 12
+
+
+class GoalNotFound(KanbanError, LookupError):
+    exit_code = 3
+
+    def __init__(self, goal_id: object) -> None:
+        super().__init__(f"no goal {goal_id} on this board (see `kanban goal ls`)")
+        self.goal_id = goal_id
+
+
+class ScheduleNotFound(KanbanError, LookupError):
+    exit_code = 3
+
+    def __init__(self, name: object) -> None:
+        super().__init__(f"no schedule named {name!r} on this board (see `kanban cron ls`)")
+        self.name = name
 
 
 __all__ = [
@@ -99,6 +119,7 @@ __all__ = [
     "CardNotFound",
     "CycleError",
     "DatabaseError",
+    "GoalNotFound",
     "InvalidTransition",
     "KanbanError",
     "LeaseLost",
@@ -106,6 +127,7 @@ __all__ = [
     "PlanError",
     "ProfileError",
     "ScheduleError",
+    "ScheduleNotFound",
     "SchemaError",
     "SpawnError",
     "UsageError",

@@ -7,12 +7,21 @@ comparisons in SQL are plain string/timestamp comparisons on both SQLite and Pos
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from kanban.states import CardStatus, RunOutcome
+from kanban.states import (
+    CardRole,
+    CardStatus,
+    CatchUp,
+    GoalStatus,
+    Overlap,
+    RunOutcome,
+    ScheduleKind,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -43,7 +52,7 @@ class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
         return value.replace(tzinfo=dt.UTC)
 
 
-def _in(column: str, values: type[CardStatus] | type[RunOutcome]) -> str:
+def _in(column: str, values: type[enum.StrEnum]) -> str:
     listed = ", ".join(f"'{v.value}'" for v in values)
     return f"{column} IN ({listed})"
 
@@ -80,9 +89,13 @@ class Card(Base):
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
     ready_at: Mapped[dt.datetime | None]  # when it last became ready (queue age)
+    goal_id: Mapped[int | None] = mapped_column(sa.ForeignKey("goals.id", ondelete="SET NULL"))
+    role: Mapped[str | None] = mapped_column(sa.String(16))  # a goal's planner or judge card
 
     __table_args__ = (
         sa.CheckConstraint(_in("status", CardStatus), name="status"),
+        sa.CheckConstraint(f"role IS NULL OR {_in('role', CardRole)}", name="role"),
+        sa.Index("ix_cards_goal", "goal_id"),
         sa.CheckConstraint("length(title) > 0", name="title_not_empty"),
         sa.CheckConstraint("attempts >= 0", name="attempts_not_negative"),
         # The claim query: ready cards by priority, then age.
@@ -215,6 +228,105 @@ class Dispatcher(Base):
     last_tick: Mapped[dict[str, Any] | None]  # what the last tick did (counts, duration)
 
 
+class Goal(Base):
+    """An objective that a planner breaks into cards and a judge checks, turn after turn."""
+
+    __tablename__ = "goals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    objective: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.String(16))
+    planner: Mapped[str | None] = mapped_column(sa.String(128))  # profile of its planner cards
+    judge: Mapped[str | None] = mapped_column(sa.String(128))  # profile of its judge cards
+    max_turns: Mapped[int]
+    auto: Mapped[bool] = mapped_column(default=False)  # plans run without `goal approve`
+    turn: Mapped[int] = mapped_column(default=0)  # the current turn (1 is the first)
+    reason: Mapped[str | None] = mapped_column(sa.Text)  # why blocked / cancelled, last verdict
+    created_by: Mapped[str | None] = mapped_column(sa.String(255))
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+    ended_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (
+        sa.CheckConstraint(_in("status", GoalStatus), name="status"),
+        sa.CheckConstraint("length(objective) > 0", name="objective_not_empty"),
+        sa.CheckConstraint("max_turns >= 1", name="max_turns_positive"),
+        sa.CheckConstraint("turn >= 0", name="turn_not_negative"),
+        sa.Index("ix_goals_status", "status"),
+    )
+
+
+class GoalTurn(Base):
+    """One planning turn of a goal: its plan, its approval, and the judge's verdict."""
+
+    __tablename__ = "goal_turns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    goal_id: Mapped[int] = mapped_column(sa.ForeignKey("goals.id", ondelete="CASCADE"))
+    number: Mapped[int]
+    feedback: Mapped[str | None] = mapped_column(sa.Text)  # the last verdict's reason
+    planner_card_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("cards.id", ondelete="SET NULL")
+    )
+    plan: Mapped[dict[str, Any] | None]  # the accepted plan, with the card made for each key
+    proposed_at: Mapped[dt.datetime | None]
+    approved_at: Mapped[dt.datetime | None]
+    judge_card_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("cards.id", ondelete="SET NULL")
+    )
+    verdict_done: Mapped[bool | None]
+    verdict_reason: Mapped[str | None] = mapped_column(sa.Text)
+    judged_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime]
+
+    __table_args__ = (sa.UniqueConstraint("goal_id", "number"),)
+
+
+class Schedule(Base):
+    """A cron expression that puts a card (from a template) or a goal on the board."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(128), unique=True)
+    spec: Mapped[str] = mapped_column(sa.String(255))  # five crontab fields, or @daily ...
+    tz: Mapped[str] = mapped_column(sa.String(64))  # IANA zone the spec is read in
+    kind: Mapped[str] = mapped_column(sa.String(8))
+    template: Mapped[dict[str, Any]]  # what each fire creates
+    overlap: Mapped[str] = mapped_column(sa.String(8))
+    catch_up: Mapped[str] = mapped_column(sa.String(8))
+    paused: Mapped[bool] = mapped_column(default=False)
+    # Every fire time up to here has been dealt with (fired, skipped or missed on purpose).
+    last_fire_at: Mapped[dt.datetime | None]
+    created_by: Mapped[str | None] = mapped_column(sa.String(255))
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+    __table_args__ = (
+        sa.CheckConstraint(_in("kind", ScheduleKind), name="kind"),
+        sa.CheckConstraint(_in("overlap", Overlap), name="overlap"),
+        sa.CheckConstraint(_in("catch_up", CatchUp), name="catch_up"),
+    )
+
+
+class ScheduleFire(Base):
+    """One fire of a schedule. UNIQUE(schedule, fire time) is what stops a double fire: the
+    row is inserted in the same transaction as the card or goal it creates."""
+
+    __tablename__ = "schedule_fires"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(sa.ForeignKey("schedules.id", ondelete="CASCADE"))
+    fire_at: Mapped[dt.datetime]  # the scheduled moment (or the moment of a manual fire)
+    at: Mapped[dt.datetime]  # when it was recorded
+    manual: Mapped[bool] = mapped_column(default=False)  # `kanban cron run`
+    card_id: Mapped[int | None] = mapped_column(sa.ForeignKey("cards.id", ondelete="SET NULL"))
+    goal_id: Mapped[int | None] = mapped_column(sa.ForeignKey("goals.id", ondelete="SET NULL"))
+    skipped: Mapped[str | None] = mapped_column(sa.Text)  # why nothing was created
+
+    __table_args__ = (sa.UniqueConstraint("schedule_id", "fire_at"),)
+
+
 # Core tables for the board's set-based statements (the ORM classes above define them).
 cards = cast(sa.Table, Card.__table__)
 dependencies = cast(sa.Table, Dependency.__table__)
@@ -222,3 +334,7 @@ runs = cast(sa.Table, Run.__table__)
 events = cast(sa.Table, Event.__table__)
 comments = cast(sa.Table, Comment.__table__)
 dispatchers = cast(sa.Table, Dispatcher.__table__)
+goals = cast(sa.Table, Goal.__table__)
+goal_turns = cast(sa.Table, GoalTurn.__table__)
+schedules = cast(sa.Table, Schedule.__table__)
+schedule_fires = cast(sa.Table, ScheduleFire.__table__)

@@ -1,4 +1,4 @@
-"""Card statuses, run outcomes and the one table of allowed moves.
+"""Card statuses, run outcomes, goal statuses, and the tables of allowed moves.
 
 Statuses are stored as strings with a CHECK constraint built from these enums.
 """
@@ -68,6 +68,55 @@ SPENDS_ATTEMPT = frozenset(
 )
 
 
+class CardRole(enum.StrEnum):
+    """What a goal's card is for; work cards have no role."""
+
+    PLANNER = "planner"  # writes a plan to $KANBAN_PLAN_FILE
+    JUDGE = "judge"  # writes a verdict to $KANBAN_VERDICT_FILE
+
+
+class GoalStatus(enum.StrEnum):
+    PLANNING = "planning"  # the planner card of the current turn is at work
+    PROPOSED = "proposed"  # the plan's cards wait in triage for `kanban goal approve`
+    WORKING = "working"  # the plan's cards are being worked
+    JUDGING = "judging"  # every card is finished; the judge card is at work
+    DONE = "done"
+    BLOCKED = "blocked"  # needs a person: the turn budget is spent, or nothing can go on
+    CANCELLED = "cancelled"
+
+
+G = GoalStatus
+
+GOAL_TRANSITIONS: dict[GoalStatus, frozenset[GoalStatus]] = {
+    G.PLANNING: frozenset({G.PROPOSED, G.WORKING, G.BLOCKED, G.CANCELLED}),
+    G.PROPOSED: frozenset({G.WORKING, G.BLOCKED, G.CANCELLED}),
+    G.WORKING: frozenset({G.JUDGING, G.DONE, G.BLOCKED, G.CANCELLED}),
+    G.JUDGING: frozenset({G.PLANNING, G.DONE, G.BLOCKED, G.CANCELLED}),
+    G.BLOCKED: frozenset({G.CANCELLED}),
+    G.DONE: frozenset(),
+    G.CANCELLED: frozenset(),
+}
+GOAL_FINISHED = frozenset({G.DONE, G.CANCELLED})
+
+
+class ScheduleKind(enum.StrEnum):
+    CARD = "card"
+    GOAL = "goal"
+
+
+class Overlap(enum.StrEnum):
+    SKIP = "skip"  # no new fire while the previous fire's card (or goal) is open
+    ALLOW = "allow"
+
+
+class CatchUp(enum.StrEnum):
+    """Fires missed while no dispatcher ran (more than a grace period late)."""
+
+    NONE = "none"  # drop them
+    LATEST = "latest"  # fire the most recent one
+    ALL = "all"  # fire each of them (up to a limit)
+
+
 def check_move(card_id: int, current: str, target: CardStatus) -> None:
     """Raise InvalidTransition unless `current -> target` is in the table."""
     source = CardStatus(current)
@@ -84,3 +133,13 @@ def parse_status(value: str) -> CardStatus:
     except ValueError:
         known = ", ".join(s.value for s in CardStatus)
         raise errors.UsageError(f"unknown status {value!r}; use one of: {known}") from None
+
+
+def check_goal_move(goal_id: int, current: str, target: GoalStatus) -> None:
+    """Raise InvalidTransition unless the goal may go from `current` to `target`."""
+    source = GoalStatus(current)
+    if target not in GOAL_TRANSITIONS[source]:
+        allowed = ", ".join(sorted(GOAL_TRANSITIONS[source])) or "nothing (it is final)"
+        raise errors.InvalidTransition(
+            f"goal {goal_id} is {source}; it cannot become {target} (from {source}: {allowed})"
+        )

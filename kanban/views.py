@@ -13,21 +13,22 @@ from typing import Any
 from kanban.clock import iso
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """Views, datetimes, sequences and mappings as JSON-ready values (ISO-8601 UTC times)."""
     if isinstance(value, dt.datetime):
         return iso(value)
     if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Mapping):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     return value
 
 
 class _View:
     def to_json(self) -> dict[str, Any]:
-        result: dict[str, Any] = _jsonable(self)
+        result: dict[str, Any] = jsonable(self)
         return result
 
 
@@ -54,6 +55,8 @@ class CardView(_View):
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
     ready_at: dt.datetime | None = None
+    goal_id: int | None = None
+    role: str | None = None  # "planner" or "judge" for a goal's own cards
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -149,3 +152,74 @@ class BoardStatus(_View):
     ready_waiting: int
     dispatchers: tuple[Mapping[str, Any], ...] = ()
     now: dt.datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GoalView(_View):
+    id: int
+    objective: str
+    status: str
+    planner: str | None
+    judge: str | None
+    max_turns: int
+    auto: bool
+    turn: int
+    reason: str | None = None
+    created_by: str | None = None
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+    ended_at: dt.datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GoalTurnView(_View):
+    number: int
+    feedback: str | None  # what the judge said at the end of the turn before
+    planner_card: int | None
+    cards: tuple[int, ...]  # the cards its plan made
+    plan: Mapping[str, Any] | None
+    proposed_at: dt.datetime | None
+    approved_at: dt.datetime | None
+    judge_card: int | None
+    verdict: Mapping[str, Any] | None  # {"done": bool, "reason": str} once judged
+    judged_at: dt.datetime | None
+    created_at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GoalDetail(_View):
+    """Everything `kanban goal show` prints: the goal, its turns and verdicts, its cards."""
+
+    goal: GoalView
+    turns: tuple[GoalTurnView, ...]
+    cards: tuple[CardView, ...]  # every card of the goal: planners, work, judges
+    progress: Mapping[str, int]  # work cards per status, plus "total"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ScheduleView(_View):
+    id: int
+    name: str
+    spec: str
+    tz: str
+    kind: str
+    template: Mapping[str, Any]
+    overlap: str
+    catch_up: str
+    paused: bool
+    last_fire_at: dt.datetime | None = None
+    created_by: str | None = None
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FireView(_View):
+    id: int
+    schedule_id: int
+    fire_at: dt.datetime
+    at: dt.datetime
+    manual: bool
+    card_id: int | None = None
+    goal_id: int | None = None
+    skipped: str | None = None

@@ -76,6 +76,8 @@ def card_view(row: Row[Any] | Any, parents: tuple[int, ...]) -> views.CardView:
         created_at=m["created_at"],
         updated_at=m["updated_at"],
         ready_at=m["ready_at"],
+        goal_id=m["goal_id"],
+        role=m["role"],
     )
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from kanban import errors, views
 from kanban.board import _rows
 from kanban.models import cards, comments, dependencies, runs
-from kanban.states import FINISHED, CardStatus, RunOutcome, check_move
+from kanban.states import FINISHED, CardRole, CardStatus, RunOutcome, check_move
 
 S = CardStatus
 
@@ -35,8 +35,12 @@ def add_card(
     review: bool = False,
     triage: bool = False,
     actor: str | None = None,
+    goal_id: int | None = None,
+    role: CardRole | None = None,
 ) -> tuple[views.CardView, bool]:
-    """Add a card; returns (card, created). A known `key` returns the existing card unchanged."""
+    """Add a card; returns (card, created). A known `key` returns the existing card unchanged.
+
+    `goal_id` and `role` are set by the goal verbs (board.goals) for the cards of a goal."""
     title = _rows.check_text(title.strip(), what="title", limit=_rows.MAX_TITLE, one_line=True)
     if not title:
         raise errors.UsageError("a card needs a title: kanban add 'what to do'")
@@ -91,6 +95,8 @@ def add_card(
             created_at=now,
             updated_at=now,
             ready_at=now if status is S.READY else None,
+            goal_id=goal_id,
+            role=role.value if role is not None else None,
         )
         .returning(cards.c.id)
     ).scalar_one()
