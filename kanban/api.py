@@ -237,8 +237,12 @@ class Board:
         retry_after: float | None = None,
     ) -> views.CardView:
         def end(c: Connection) -> views.CardView:
-            board.end_run(
+            from kanban import goals
+
+            goals.end_run(  # a goal's planner or judge delivers its plan or verdict
                 c,
+                config=self.settings,
+                refuse_bad_output=True,
                 card_id=card_id,
                 token=token,
                 outcome=outcome,

@@ -15,10 +15,24 @@ card's branch and reports with the run's token. Lines in the card body change wh
     demo: follow-up TITLE    add a follow-up card after this one
     demo: touch PATH         also write PATH (for path-overlap demos)
     demo: no-report          just exit 0 and let the exit code speak
+
+As a goal's planner ($KANBAN_PLAN_FILE set) it splits the objective deterministically: parts
+separated by ';' run side by side and an integration card follows them; a single objective
+becomes design -> build and document -> check. Later turns plan one card that addresses the
+judge's reason. As a judge ($KANBAN_VERDICT_FILE set) it checks that the file of every done
+card of the goal is in its worktree. Lines in the goal's objective steer both:
+
+    demo: plan-malformed     write a plan that is not JSON
+    demo: plan-cycle         write a plan whose `after` links form a cycle
+    demo: plan-unknown-profile   give a card a profile that does not exist
+    demo: plan-none          write no plan at all
+    demo: judge-fail-once    judge the first turn not done, later turns on the files
+    demo: judge-fail         never judge it done
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -26,6 +40,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 def directives(text: str) -> list[tuple[str, str]]:
@@ -49,6 +64,8 @@ def main() -> int:
     token = os.environ["KANBAN_TOKEN"]
     attempt = int(os.environ.get("KANBAN_ATTEMPT", "1"))
     with api.open_board(os.environ["KANBAN_DB"]) as board:
+        if os.environ.get("KANBAN_PLAN_FILE") or os.environ.get("KANBAN_VERDICT_FILE"):
+            return _goal_role(board, int(os.environ["KANBAN_GOAL_ID"]))
         card = board.get(card_id)
         steps = directives(card.body)
         report = True
@@ -110,6 +127,78 @@ def main() -> int:
             board.complete(card_id, token=token, summary=summary)
         print(f"demo agent finished card {card_id}", flush=True)
         return 0
+
+
+def _goal_role(board: Any, goal_id: int) -> int:
+    """Plan or judge a goal (see the module docstring), then exit 0: the supervisor reads the
+    file when the run ends."""
+    from kanban import goals
+
+    detail = goals.show(board, goal_id)
+    steps = {verb for verb, _ in directives(detail.goal.objective)}
+    plan_file = os.environ.get("KANBAN_PLAN_FILE")
+    if plan_file:
+        if "plan-none" in steps:
+            print("demo planner writing no plan, as asked", flush=True)
+            return 0
+        text = json.dumps(_plan(detail, steps), indent=2)
+        Path(plan_file).write_text("{not json" if "plan-malformed" in steps else text)
+        print(f"demo planner wrote a plan for goal {goal_id}", flush=True)
+        return 0
+    verdict = _verdict(detail, steps)
+    Path(os.environ["KANBAN_VERDICT_FILE"]).write_text(json.dumps(verdict))
+    print(f"demo judge: {'done' if verdict['done'] else 'not done'}: {verdict['reason']}")
+    return 0
+
+
+def _plan(detail: Any, steps: set[str]) -> dict[str, Any]:
+    objective = " ".join(
+        ln.strip() for ln in detail.goal.objective.splitlines() if not directives(ln)
+    ).strip()
+    short = objective if len(objective) <= 80 else objective[:79] + "…"
+    profile = "no-such-agent" if "plan-unknown-profile" in steps else "demo"
+    turn = detail.goal.turn
+    cards: list[dict[str, Any]]
+    if turn > 1:
+        feedback = (detail.turns[-1].feedback or "the judge's reason").splitlines()[0][:200]
+        cards = [{"key": "fix", "title": f"Address review: {feedback}", "profile": profile}]
+    else:
+        parts = [p.strip() for p in objective.split(";") if p.strip()]
+        if len(parts) > 1:
+            cards = [
+                {"key": f"part-{i}", "title": part[:200], "profile": profile}
+                for i, part in enumerate(parts, start=1)
+            ]
+            after = [c["key"] for c in cards]
+            cards.append({"key": "integrate", "title": f"Integrate: {short}", "after": after})
+        else:
+            cards = [
+                {"key": "design", "title": f"Design: {short}"},
+                {"key": "build", "title": f"Build: {short}", "after": ["design"]},
+                {"key": "document", "title": f"Document: {short}", "after": ["design"]},
+                {"key": "check", "title": f"Check: {short}", "after": ["build", "document"]},
+            ]
+        for card in cards:
+            card["profile"] = profile
+    if "plan-cycle" in steps:
+        cards[0]["after"] = [cards[-1]["key"]]
+    return {"cards": cards}
+
+
+def _verdict(detail: Any, steps: set[str]) -> dict[str, Any]:
+    from kanban.worktrees import slug
+
+    done = [c for c in detail.cards if c.role is None and c.status == "done"]
+    missing = [
+        f"cards/{c.id}-{slug(c.title)}.md"
+        for c in done
+        if not (Path("cards") / f"{c.id}-{slug(c.title)}.md").exists()
+    ]
+    if missing:
+        return {"done": False, "reason": f"missing from the work: {', '.join(missing)}"}
+    if "judge-fail" in steps or ("judge-fail-once" in steps and detail.goal.turn == 1):
+        return {"done": False, "reason": "the demo judge was asked to find turn 1 not done"}
+    return {"done": True, "reason": f"the files of all {len(done)} done cards are present"}
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from kanban import api, clock, errors, fsutil, processes, profiles, prompt, settings, views
+from kanban import api, clock, errors, fsutil, goals, processes, profiles, prompt, settings, views
 from kanban.states import RunOutcome
 from kanban.worktrees import Workspace, Worktrees
 
@@ -173,7 +173,7 @@ class Supervisor:
         if self._beat.lost.is_set() or self.stopping.is_set():
             self.note("lease lost while preparing; the agent was not started")
             return 0
-        run_dir = self.config.state_dir / "runs" / str(self.run_id)
+        run_dir = goals.run_dir(self.config.state_dir, self.run_id)
         fsutil.private_dir(run_dir)
         prompt_file = run_dir / "prompt.md"
         text = prompt.render(
@@ -193,6 +193,7 @@ class Supervisor:
             "KANBAN_BRANCH": workspace.branch or "",
             "KANBAN_PROMPT_FILE": str(prompt_file),
             "KANBAN_ATTEMPT": str(run.attempt),
+            **goals.agent_vars(detail.card, run_dir),  # a goal's planner or judge: its file
         }
         argv = profile.argv(
             {
@@ -492,8 +493,9 @@ def _end(
     board.record_start(
         conn, card_id=sup.card_id, token=sup.token, now=clock.now(), log_path=str(log_path)
     )
-    board.end_run(
+    goals.end_run(  # board.end_run, plus the plan or verdict of a goal's planner or judge
         conn,
+        config=sup.config,
         card_id=sup.card_id,
         token=sup.token,
         outcome=outcome,

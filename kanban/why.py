@@ -138,6 +138,11 @@ def _not_ready(detail: views.CardDetail, now: dt.datetime) -> list[str]:
             f"it waits for review: `kanban complete {card.id}` approves, "
             f"`kanban retry {card.id}` sends it back"
         ]
+    if card.status == S.TRIAGE and card.goal_id is not None:
+        return [
+            f"it is part of goal {card.goal_id}'s proposed plan: "
+            f"`kanban goal approve {card.goal_id}` starts the plan"
+        ]
     if card.status == S.TRIAGE:
         return [f"it is in triage: `kanban retry {card.id}` accepts it"]
     return [f"it is {card.status}" + (f" ({card.reason})" if card.reason else "")]
