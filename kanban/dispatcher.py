@@ -39,6 +39,8 @@ FULL_PROMOTE_EVERY = 600.0  # completions promote their children at once; this i
 TIMEOUT_GRACE = 30.0  # the supervisor enforces timeouts; the dispatcher steps in after this
 SPAWN_GRACE = 60.0  # a supervisor that has not checked in by then is treated as lost
 
+# A tick hook runs once per tick after promotion and before claiming (schedules, goals). It may
+# return `next_due` (a datetime) to have the loop tick again then.
 TickHook = Callable[[api.Board, dt.datetime], Mapping[str, Any]]
 
 
@@ -60,6 +62,7 @@ class TickReport:
         data = dataclasses.asdict(self)
         data["started"] = clock.iso(self.started)
         data["next_due"] = clock.iso(self.next_due)
+        data["hooks"] = views.jsonable(self.hooks)
         return data
 
     @property
@@ -169,7 +172,11 @@ class Dispatcher:
                 report.hooks[name] = {"error": exc.message}
         claims = self._claim(now, report)
         self._start(claims, report)
-        report.next_due = self.board.read(lambda c: board.next_due(c, now=now))
+        # The next moment something is due: a backoff ending, a lease expiring, or whatever a
+        # hook says (`next_due` in its result: the next schedule fire).
+        due = [self.board.read(lambda c: board.next_due(c, now=now))]
+        due += [r.get("next_due") for r in report.hooks.values()]
+        report.next_due = min((d for d in due if isinstance(d, dt.datetime)), default=None)
         report.duration_ms = round((time.perf_counter() - t0) * 1000, 2)
         self._beat(now, report)
         if report.busy:

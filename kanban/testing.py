@@ -84,6 +84,22 @@ def claim_until_empty(
     return count
 
 
+def fire_schedules(db: str, at: str, go: str | None = None) -> int:
+    """Fire the schedules of the board at `db` as of `at` (like `dispatch --once --at`) but
+    without the dispatcher's tick lock, so that only the fire rows' unique constraint stands
+    between racing processes. With `go`, wait for that file first. Returns the fires made."""
+    import time
+
+    from kanban import api, clock, cron, schedules
+
+    if go is not None:
+        while not os.path.exists(go):
+            time.sleep(0.001)
+    with api.open_board(db) as board:
+        report = schedules.tick(board, clock.now(), at=cron.parse_at(at))
+    return len(report.get("fired", []))
+
+
 # ---------------------------------------------------------------------- dispatcher tests
 
 FAST = {

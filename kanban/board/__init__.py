@@ -5,7 +5,7 @@ arguments, and returns frozen views. Import the package, not its names:
 `from kanban import board; board.claim(conn, ...)`.
 """
 
-from kanban.board import dispatchers
+from kanban.board import dispatchers, goals, schedules
 from kanban.board.cards import (
     add_card,
     check_profile_name,
@@ -59,6 +59,7 @@ __all__ = [
     "expired_runs",
     "get_card",
     "get_run",
+    "goals",
     "heartbeat",
     "lease_lost",
     "link",
@@ -74,6 +75,7 @@ __all__ = [
     "record_start",
     "running",
     "runs_of",
+    "schedules",
     "status_summary",
     "token_of",
     "unlink",

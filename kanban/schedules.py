@@ -1,0 +1,312 @@
+"""Schedules: cron expressions that put a card or a goal on the board at set times.
+
+The dispatcher calls `tick` once per tick (a tick hook): for each schedule it works out which
+fire times are due (`kanban.cron`, pure) and applies each in the dispatcher's transaction:
+insert the (schedule, fire time) row under its unique constraint, then create the card or
+goal. A fire that another dispatcher (or an earlier run of this one) already made is skipped.
+`dispatch --once --at TIME` evaluates schedules as of TIME, to replay a missed window.
+
+Each card or goal text may say {date}, {time} or {datetime}: the fire time in the
+schedule's zone (2026-03-02, 09:00, 2026-03-02 09:00).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import Connection
+
+from kanban import board, clock, cron, errors, goals, plans, profiles, settings, views
+from kanban.states import CatchUp, Overlap, ScheduleKind
+
+if TYPE_CHECKING:
+    from kanban.api import Board
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ScheduleState:
+    """A schedule with what `kanban cron ls` shows beside it."""
+
+    schedule: views.ScheduleView
+    next_fire: dt.datetime | None
+    last_fire: views.FireView | None
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.schedule.to_json()
+        data["next_fire"] = clock.iso(self.next_fire)
+        data["last_fire"] = self.last_fire.to_json() if self.last_fire else None
+        return data
+
+
+def choice(enum_type: Any, value: str, what: str) -> Any:
+    try:
+        return enum_type(value.lower())
+    except ValueError:
+        known = ", ".join(v.value for v in enum_type)
+        raise errors.UsageError(f"{what} {value!r} is not one of: {known}") from None
+
+
+# ---------------------------------------------------------------------- templates
+
+
+def card_template(title: str, *, profile: str | None, body: str, repo: Any) -> dict[str, Any]:
+    """What a card schedule makes at each fire; checked now, not at the first fire."""
+    if not title.strip() or "\n" in title or len(title) > 500:
+        raise errors.UsageError("--card needs a one-line title of at most 500 characters")
+    if profile is not None:
+        board.check_profile_name(profile)
+        profiles.find(profile, repo=repo)
+    return {"title": title.strip(), "profile": profile, "body": body}
+
+
+def goal_template(
+    objective: str,
+    *,
+    planner: str | None,
+    plan: plans.Plan | None,
+    judge: str | None,
+    max_turns: int,
+    auto: bool,
+    repo: Any,
+) -> dict[str, Any]:
+    """What a goal schedule makes at each fire; the profiles and plan are checked now."""
+    if not objective.strip():
+        raise errors.UsageError("--goal needs an objective")
+    if planner is None and plan is None:
+        raise errors.UsageError("a goal schedule needs --planner PROFILE or --plan FILE")
+    if not 1 <= max_turns <= 100:
+        raise errors.UsageError(f"max turns {max_turns} is out of range (1 to 100)")
+    for name in (planner, judge):
+        if name is not None:
+            profiles.find(name, repo=repo)
+    return {
+        "objective": objective.strip(),
+        "planner": planner,
+        "plan": plan.to_json() if plan else None,
+        "judge": judge,
+        "max_turns": max_turns,
+        "auto": auto,
+    }
+
+
+def _fill(text: str, fire_at: dt.datetime, where: Any) -> str:
+    local = fire_at.astimezone(where)
+    return (
+        text.replace("{datetime}", local.strftime("%Y-%m-%d %H:%M"))
+        .replace("{date}", local.strftime("%Y-%m-%d"))
+        .replace("{time}", local.strftime("%H:%M"))
+    )
+
+
+# --------------------------------------------------------------------------- a fire
+
+
+def fire(
+    conn: Connection,
+    config: settings.Settings,
+    schedule: views.ScheduleView,
+    fire_at: dt.datetime,
+    *,
+    now: dt.datetime,
+    manual: bool = False,
+) -> views.FireView | None:
+    """Fire `schedule` for `fire_at` in the caller's transaction; None if it already fired."""
+    fire_id = board.schedules.claim_fire(
+        conn, schedule_id=schedule.id, fire_at=fire_at, now=now, manual=manual
+    )
+    if fire_id is None:
+        return None
+    if schedule.overlap == Overlap.SKIP and not manual:
+        still_open = board.schedules.open_from_earlier_fire(
+            conn, schedule_id=schedule.id, fire_id=fire_id
+        )
+        if still_open is not None:
+            why = f"overlap: {still_open} from an earlier fire is still open"
+            return board.schedules.settle_fire(conn, fire_id=fire_id, skipped=why)
+    where = cron.zone(schedule.tz)
+    template = schedule.template
+    actor = f"cron:{schedule.name}"
+    try:
+        with conn.begin_nested():
+            if schedule.kind == ScheduleKind.CARD:
+                card, _ = board.add_card(
+                    conn,
+                    title=_fill(template["title"], fire_at, where),
+                    body=_fill(template.get("body") or "", fire_at, where),
+                    profile=template.get("profile"),
+                    now=now,
+                    actor=actor,
+                )
+                return board.schedules.settle_fire(conn, fire_id=fire_id, card_id=card.id)
+            plan = template.get("plan")
+            goal = goals.create(
+                conn,
+                config,
+                objective=_fill(template["objective"], fire_at, where),
+                planner=template.get("planner"),
+                judge=template.get("judge"),
+                plan=plans.check_plan(plan, known_profiles=goals.known_profiles(config.repo))
+                if plan
+                else None,
+                max_turns=template.get("max_turns", goals.DEFAULT_MAX_TURNS),
+                auto=bool(template.get("auto")),
+                now=now,
+                actor=actor,
+            )
+            return board.schedules.settle_fire(conn, fire_id=fire_id, goal_id=goal.id)
+    except errors.KanbanError as exc:  # recorded on the fire, so it is not retried every tick
+        logger.error("schedule %s could not fire for %s: %s", schedule.name, fire_at, exc.message)
+        return board.schedules.settle_fire(conn, fire_id=fire_id, skipped=f"error: {exc.message}")
+
+
+# ----------------------------------------------------------------------- the tick hook
+
+
+def tick(board_: Board, now: dt.datetime, *, at: cron.At | None = None) -> Mapping[str, Any]:
+    """Fire every due schedule (a dispatcher tick hook). With `at`, schedules are evaluated as
+    of that time instead of `now`. Returns what fired and `next_due`, the next fire time."""
+    fired: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    next_due: dt.datetime | None = None
+    for schedule in board_.read(board.schedules.list_schedules):
+        if schedule.paused:
+            continue
+        try:
+            rule = cron.parse(schedule.spec, schedule.tz)
+        except errors.ScheduleError as exc:  # e.g. the zone left the system's tz database
+            logger.error("schedule %s: %s", schedule.name, exc.message)
+            continue
+        moment = at.moment(rule.zone, now) if at is not None else now
+        mark = schedule.last_fire_at or schedule.created_at or now
+        # Replaying a time at or before the mark looks at that time's window alone.
+        since = mark if moment > mark else moment - cron.GRACE
+        times = cron.due(rule, catch_up=CatchUp(schedule.catch_up), since=since, now=moment)
+        if times:
+            made = board_.write(_fire_all(board_.settings, schedule, times, now))
+            for item in made:
+                (skipped if item.skipped else fired).append(_fire_json(schedule, item))
+            mark = max(mark, times[-1])
+        upcoming = rule.next_after(max(moment, mark))
+        if at is None and upcoming is not None:
+            next_due = upcoming if next_due is None else min(next_due, upcoming)
+    report: dict[str, Any] = {"next_due": next_due}
+    if fired:
+        report["fired"] = fired
+    if skipped:
+        report["skipped"] = skipped
+    return report
+
+
+def _fire_all(
+    config: settings.Settings,
+    schedule: views.ScheduleView,
+    times: list[dt.datetime],
+    now: dt.datetime,
+) -> Callable[[Connection], list[views.FireView]]:
+    """One transaction for the schedule's due fires, and its mark moved past them."""
+
+    def apply(conn: Connection) -> list[views.FireView]:
+        made = [f for t in times if (f := fire(conn, config, schedule, t, now=now)) is not None]
+        board.schedules.advance(conn, schedule_id=schedule.id, to=times[-1], now=now)
+        return made
+
+    return apply
+
+
+def _fire_json(schedule: views.ScheduleView, item: views.FireView) -> dict[str, Any]:
+    return {
+        "schedule": schedule.name,
+        "fire_at": clock.iso(item.fire_at),
+        "card": item.card_id,
+        "goal": item.goal_id,
+        "skipped": item.skipped,
+    }
+
+
+# --------------------------------------------------------------- library functions
+
+
+def add(
+    board_: Board,
+    spec: str,
+    *,
+    name: str,
+    kind: ScheduleKind,
+    template: Mapping[str, Any],
+    tz: str = "UTC",
+    overlap: Overlap = Overlap.SKIP,
+    catch_up: CatchUp = CatchUp.LATEST,
+) -> ScheduleState:
+    rule = cron.parse(spec, tz)
+    now = clock.now()
+    if rule.next_after(now) is None:
+        raise errors.ScheduleError(f"cron expression {spec!r} never fires; check its fields")
+    made = board_.write(
+        lambda c: board.schedules.add(
+            c,
+            name=name,
+            spec=rule.spec,
+            tz=rule.zone.key,
+            kind=kind,
+            template=template,
+            overlap=overlap,
+            catch_up=catch_up,
+            now=now,
+            actor=board_.actor,
+        )
+    )
+    return ScheduleState(made, rule.next_after(now), None)
+
+
+def ls(board_: Board, *, now: dt.datetime | None = None) -> list[ScheduleState]:
+    now = now or clock.now()
+
+    def read(conn: Connection) -> list[ScheduleState]:
+        found = []
+        for item in board.schedules.list_schedules(conn):
+            last = board.schedules.fires_of(conn, schedule_id=item.id, limit=1)
+            found.append(ScheduleState(item, _next(item, now), last[0] if last else None))
+        return found
+
+    return board_.read(read)
+
+
+def _next(schedule: views.ScheduleView, now: dt.datetime) -> dt.datetime | None:
+    if schedule.paused:
+        return None
+    try:
+        rule = cron.parse(schedule.spec, schedule.tz)
+    except errors.ScheduleError:
+        return None
+    return rule.next_after(max(now, schedule.last_fire_at or now))
+
+
+def remove(board_: Board, name: str) -> views.ScheduleView:
+    return board_.write(lambda c: board.schedules.remove(c, name=name))
+
+
+def pause(board_: Board, name: str, *, paused: bool = True) -> views.ScheduleView:
+    return board_.write(
+        lambda c: board.schedules.set_paused(c, name=name, paused=paused, now=clock.now())
+    )
+
+
+def run_now(board_: Board, name: str) -> views.FireView:
+    """Fire `name` now, whatever its spec, pause or overlap policy say (`kanban cron run`)."""
+
+    def go(conn: Connection) -> views.FireView:
+        now = clock.now()
+        made = fire(
+            conn, board_.settings, board.schedules.get(conn, name), now, now=now, manual=True
+        )
+        if made is None:  # the same microsecond twice: nothing to do
+            raise errors.ScheduleError(f"schedule {name!r} fired at this very moment already")
+        return made
+
+    return board_.write(go, wake_dispatcher=True)
