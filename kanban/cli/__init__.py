@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from kanban.__about__ import __version__
-from kanban.cli import cards, dbcmd, dispatch, ops, profiles, runs
+from kanban.cli import cards, cron, dbcmd, dispatch, goals, ops, profiles, runs
 from kanban.cli._common import Group, State
 
 
@@ -41,6 +41,8 @@ def cli(ctx: click.Context, db: str | None) -> None:
 for _module in (cards, runs, dispatch, ops):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
+cli.add_command(goals.goal_group, name="goal")
+cli.add_command(cron.cron_group, name="cron")
 cli.add_command(profiles.profiles_group, name="profiles")
 cli.add_command(dbcmd.db_group, name="db")
 

@@ -32,6 +32,13 @@ def _logging(verbose: int, quiet: bool) -> None:
     "--max-workers", type=click.IntRange(1, 1000), help="Running cards on this host (default 4)."
 )
 @click.option("--drain", is_flag=True, help="Exit once nothing is running or ready.")
+@click.option(
+    "--at",
+    "at_text",
+    metavar="TIME",
+    help="With --once: evaluate schedules as of TIME (HH:MM[:SS] today in each schedule's "
+    "zone, or ISO-8601), to replay a missed window.",
+)
 @click.option("-v", "--verbose", count=True, help="Log more.")
 @click.option("-q", "--quiet", is_flag=True, help="Log only warnings and errors.")
 @json_option
@@ -42,6 +49,7 @@ def dispatch(
     interval: str | None,
     max_workers: int | None,
     drain: bool,
+    at_text: str | None,
     verbose: int,
     quiet: bool,
     as_json: bool,
@@ -54,18 +62,23 @@ def dispatch(
     SIGTERM or Ctrl-C stops the loop after the current tick; running agents carry on under
     their supervisors and a restarted dispatcher picks them up.
 
+    Each tick also fires due schedules (`kanban cron`) and moves goals along (`kanban goal`).
     `--once` runs a single tick; two at once on one board wait for each other, so it is safe
-    from system cron.
+    from system cron. `--once --at TIME` fires schedules as if it were TIME.
 
     \b
     Examples:
       kanban dispatch
       kanban dispatch --max-workers 8 --interval 30s
       * * * * * cd ~/src/project && kanban dispatch --once -q     # crontab
+      kanban dispatch --once --at 09:00:30     # replay this morning's 09:00 fires
     """
-    from kanban import dispatcher
+    from kanban import cron, dispatcher, errors, goals, schedules
 
     _logging(verbose, quiet)
+    if at_text is not None and not once:
+        raise errors.UsageError("--at needs --once: it evaluates one tick as of that time")
+    at = cron.parse_at(at_text) if at_text is not None else None
     seconds = clock.parse_duration(interval, what="--interval") if interval else None
     if seconds is not None and seconds < 0.05:
         from kanban import errors
@@ -76,16 +89,18 @@ def dispatch(
         max_workers=max_workers,
         interval=seconds,
         name=f"{board.settings.host_id}:once" if once else None,
+        hooks={"schedules": lambda b, now: schedules.tick(b, now, at=at), "goals": goals.tick},
     )
     if once:
         report = loop.tick()
         if as_json:
             emit_json(report.to_json())
         elif not quiet:
+            fired = report.hooks.get("schedules", {}).get("fired", [])
             click.echo(
                 f"tick: claimed {len(report.claimed)}, reclaimed {len(report.reclaimed)}, "
-                f"crashed {len(report.crashed)}, waiting {report.waiting} "
-                f"({report.duration_ms:.0f} ms)"
+                f"crashed {len(report.crashed)}, waiting {report.waiting}, "
+                f"fired {len(fired)} ({report.duration_ms:.0f} ms)"
             )
         return
     stop = threading.Event()
