@@ -402,6 +402,15 @@ def tick(board_: Board, now: dt.datetime) -> Mapping[str, Any]:
     return board_.write(lambda c: _advance(c, board_.settings, now))
 
 
+def due(board_: Board) -> bool:
+    """Would the next tick move a goal along? (`dispatch --drain` waits for that tick.)"""
+
+    def read(conn: Connection) -> bool:
+        return bool(board.goals.finished_working(conn) or board.goals.stalled(conn))
+
+    return board_.read(read)
+
+
 def _advance(conn: Connection, config: settings.Settings, now: dt.datetime) -> dict[str, Any]:
     report: dict[str, list[int]] = {"judging": [], "done": [], "blocked": []}
     for goal_id in board.goals.finished_working(conn):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -279,3 +280,51 @@ def test_unknown_goals_and_profiles_are_refused(board: kanban.Board) -> None:
     with pytest.raises(errors.UsageError, match="max turns 0"):
         goals.add(board, "x", planner="demo", max_turns=0)
     assert snapshot(board.engine) == before
+
+
+def test_goal_commands_with_a_plan_of_your_own(cli: Any, board_url: str, tmp_path: Path) -> None:
+    good = tmp_path / "release.json"
+    good.write_text(_plan(("notes", []), ("tag", ["notes"])))
+    made = json.loads(
+        cli.ok("goal", "add", "Release 2.1", "--plan", str(good), "--auto", "--json").stdout
+    )
+    assert (made["status"], made["planner"]) == ("working", None)
+    with kanban.open_board(board_url) as board:
+        assert [(c.title, c.status) for c in board.cards()] == [
+            ("Do notes", "ready"),
+            ("Do tag", "todo"),
+        ]
+        before = snapshot(board.engine)
+    listed = cli.ok("goal", "ls").stdout
+    assert "working" in listed and "Release 2.1" in listed
+    assert "turn 1" in cli.ok("goal", "show", "1").stdout
+
+    bad = tmp_path / "cycle.json"
+    bad.write_text(_plan(("a", ["b"]), ("b", ["a"])))
+    for args, code, message in [
+        (
+            ["goal", "add", "x", "--plan", str(bad)],
+            11,
+            f"kanban: plan {bad} refused: the plan's `after` links form a cycle",
+        ),
+        (
+            ["goal", "add", "x", "--plan", str(tmp_path / "none.json")],
+            11,
+            "kanban: cannot read the plan",
+        ),
+        (["goal", "add", "x", "--planner", "gpt-9"], 6, "kanban: unknown profile 'gpt-9'"),
+        (
+            ["goal", "approve", "1"],
+            4,
+            "kanban: goal 1 is working; only a proposed plan can be approved",
+        ),
+        (["goal", "show", "9"], 3, "kanban: no goal 9 on this board"),
+        (["goal", "ls", "--status", "sleeping"], 2, "kanban: unknown goal status 'sleeping'"),
+    ]:
+        result = cli(*args)
+        assert result.exit_code == code, result.output
+        assert result.output.startswith(message), result.output
+        assert result.output.count("\n") == 1
+    with kanban.open_board(board_url) as board:
+        assert snapshot(board.engine) == before
+    assert "cancelled" in cli.ok("goal", "cancel", "1").stdout

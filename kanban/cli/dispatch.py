@@ -105,7 +105,9 @@ def dispatch(
         return
     stop = threading.Event()
     dispatcher.install_signal_handlers(stop)
-    loop.run(stop=stop, until=(lambda _r: dispatcher.drained(board)) if drain else None)
+    # Drained: nothing running or ready, and no goal waiting for a tick to make its judge card.
+    until = (lambda _r: dispatcher.drained(board) and not goals.due(board)) if drain else None
+    loop.run(stop=stop, until=until)
 
 
 @click.command()
