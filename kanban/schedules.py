@@ -44,14 +44,6 @@ class ScheduleState:
         return data
 
 
-def choice(enum_type: Any, value: str, what: str) -> Any:
-    try:
-        return enum_type(value.lower())
-    except ValueError:
-        known = ", ".join(v.value for v in enum_type)
-        raise errors.UsageError(f"{what} {value!r} is not one of: {known}") from None
-
-
 # ---------------------------------------------------------------------- templates
 
 

@@ -81,8 +81,6 @@ def dispatch(
     at = cron.parse_at(at_text) if at_text is not None else None
     seconds = clock.parse_duration(interval, what="--interval") if interval else None
     if seconds is not None and seconds < 0.05:
-        from kanban import errors
-
         raise errors.UsageError("--interval must be at least 50ms")
     loop = dispatcher.Dispatcher(
         board,
