@@ -397,7 +397,7 @@ def tick(board_: Board, now: dt.datetime) -> Mapping[str, Any]:
     """Move goals along (a dispatcher tick hook): judge goals whose cards are all finished
     (or end them without a judge), and block goals whose planner or judge card finished
     without delivering."""
-    if not board_.read(board.goals.active):
+    if not due(board_):  # two cheap reads; the write lock only when there is work
         return {}
     return board_.write(lambda c: _advance(c, board_.settings, now))
 

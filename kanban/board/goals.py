@@ -160,15 +160,6 @@ def stalled(conn: Connection) -> list[tuple[int, int, str, str]]:
     return found
 
 
-def active(conn: Connection) -> bool:
-    """Is any goal at a stage the dispatcher moves along (cheap; checked every tick)?"""
-    statuses = [G.PLANNING.value, G.WORKING.value, G.JUDGING.value]
-    return (
-        conn.execute(sa.select(sa.literal(1)).where(goals.c.status.in_(statuses)).limit(1)).first()
-        is not None
-    )
-
-
 # ------------------------------------------------------------------------------ writes
 
 
@@ -218,6 +209,15 @@ def _set_status(
         sa.update(goals)
         .where(goals.c.id == goal.id)
         .values(status=target.value, updated_at=now, **values)
+    )
+
+
+def _update_turn(conn: Connection, goal: Row[Any], **values: Any) -> None:
+    """Write to the goal's current turn."""
+    conn.execute(
+        sa.update(goal_turns)
+        .where(goal_turns.c.goal_id == goal.id, goal_turns.c.number == goal.turn)
+        .values(**values)
     )
 
 
@@ -292,11 +292,7 @@ def propose(
         )
         made[item.key] = card.id
     stored = {"cards": [{**c.to_json(), "card": made[c.key]} for c in plan.cards]}
-    conn.execute(
-        sa.update(goal_turns)
-        .where(goal_turns.c.goal_id == goal_id, goal_turns.c.number == goal.turn)
-        .values(plan=stored, proposed_at=now)
-    )
+    _update_turn(conn, goal, plan=stored, proposed_at=now)
     if goal.auto:
         approve(conn, goal_id=goal_id, now=now, actor=actor)
     return [_rows.get_card(conn, made[c.key]) for c in plan.cards]
@@ -318,11 +314,7 @@ def approve(
     for card_id in turn.cards:
         if _rows.card_row(conn, card_id).status == CardStatus.TRIAGE:
             moved.append(move(conn, card_id=card_id, to=CardStatus.READY, now=now, actor=actor))
-    conn.execute(
-        sa.update(goal_turns)
-        .where(goal_turns.c.goal_id == goal_id, goal_turns.c.number == goal.turn)
-        .values(approved_at=now)
-    )
+    _update_turn(conn, goal, approved_at=now)
     return moved
 
 
@@ -348,11 +340,7 @@ def begin_judging(
         goal_id=goal_id,
         role=CardRole.JUDGE,
     )
-    conn.execute(
-        sa.update(goal_turns)
-        .where(goal_turns.c.goal_id == goal_id, goal_turns.c.number == goal.turn)
-        .values(judge_card_id=card.id)
-    )
+    _update_turn(conn, goal, judge_card_id=card.id)
     return card
 
 
@@ -363,10 +351,8 @@ def record_verdict(
     goal = _goal_row(conn, goal_id)
     if goal.status != G.JUDGING:
         raise errors.InvalidTransition(f"goal {goal_id} is {goal.status}, not waiting for a judge")
-    conn.execute(
-        sa.update(goal_turns)
-        .where(goal_turns.c.goal_id == goal_id, goal_turns.c.number == goal.turn)
-        .values(verdict_done=verdict.done, verdict_reason=verdict.reason, judged_at=now)
+    _update_turn(
+        conn, goal, verdict_done=verdict.done, verdict_reason=verdict.reason, judged_at=now
     )
     conn.execute(sa.update(goals).where(goals.c.id == goal_id).values(reason=verdict.reason))
     if verdict.done:
