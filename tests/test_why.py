@@ -78,12 +78,14 @@ def test_in_review(board: kanban.Board) -> None:
     assert "waits for review" in _reasons(board, card.id)
 
 
-def test_backing_off(board: kanban.Board) -> None:
-    card = board.add("flaky", profile="demo")
-    claim = board.claim()
-    assert claim is not None
-    board.fail(card.id, token=claim.token, error="network down")
-    reasons = _reasons(board, card.id)
+def test_backing_off(repo: Path) -> None:
+    with board_in(repo, backoff_base="10m") as b:  # long enough to still be backing off
+        _dispatcher_alive(b)
+        card = b.add("flaky", profile="demo")
+        claim = b.claim()
+        assert claim is not None
+        b.fail(card.id, token=claim.token, error="network down")
+        reasons = _reasons(b, card.id)
     assert "backing off until" in reasons and "network down" in reasons
 
 
