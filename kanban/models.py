@@ -91,6 +91,7 @@ class Card(Base):
     ready_at: Mapped[dt.datetime | None]  # when it last became ready (queue age)
     goal_id: Mapped[int | None] = mapped_column(sa.ForeignKey("goals.id", ondelete="SET NULL"))
     role: Mapped[str | None] = mapped_column(sa.String(16))  # a goal's planner or judge card
+    max_cost_usd: Mapped[float | None]  # cost cap over all of the card's runs
 
     __table_args__ = (
         sa.CheckConstraint(_in("status", CardStatus), name="status"),
@@ -162,6 +163,10 @@ class Run(Base):
     outcome: Mapped[str | None] = mapped_column(sa.String(16))
     summary: Mapped[str | None] = mapped_column(sa.Text)
     error: Mapped[str | None] = mapped_column(sa.Text)
+    # What the run used, as the agent reported it (NULL: the agent does not say).
+    tokens_in: Mapped[int | None]
+    tokens_out: Mapped[int | None]
+    cost_usd: Mapped[float | None]
 
     __table_args__ = (
         sa.CheckConstraint(f"outcome IS NULL OR {_in('outcome', RunOutcome)}", name="outcome"),

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from kanban import clock, errors
+from kanban import clock, errors, outputs
 
 PLACEHOLDERS = frozenset(
     {
@@ -50,7 +50,15 @@ _KNOWN_KEYS = {
     "rate_limit_exit_codes",
     "rate_limit_cooldown",
     "persona",
+    "output",
+    "idle_timeout",
+    "auth_patterns",
+    "rate_limit_patterns",
+    "noise_patterns",
+    "max_cost_usd",
+    "token_prices",
 }
+_PATTERN_KEYS = ("auth_patterns", "rate_limit_patterns", "noise_patterns")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -68,6 +76,14 @@ class Profile:
     rate_limit_exit_codes: tuple[int, ...] = (75,)
     rate_limit_cooldown: float = 300.0
     persona: str = ""
+    # How to read the agent's output (kanban.outputs) and judge how it ended (kanban.outcomes).
+    output: str = "text"
+    idle_timeout: float | None = None  # no output for this long: the run stalled
+    auth_patterns: tuple[str, ...] = ()  # cannot log in / not configured: block at once
+    rate_limit_patterns: tuple[str, ...] = ()  # a failed run saying so requeues after cooldown
+    noise_patterns: tuple[str, ...] = ()  # lines that are not progress (reconnect loops...)
+    max_cost_usd: float | None = None  # cost cap for each card of this profile
+    token_prices: tuple[float, float] | None = None  # USD per million tokens in, out
     path: Path | None = None
     source: str = ""  # "repo", "user" or "shipped"
 
@@ -210,6 +226,16 @@ def parse(name: str, raw: bytes, *, path: Path | None = None, source: str = "") 
         raise errors.ProfileError(
             f"profile {where}: rate_limit_exit_codes must be exit codes 1-255"
         )
+    output = data.get("output", "text")
+    if output not in outputs.OUTPUTS:
+        raise errors.ProfileError(
+            f"profile {where}: output must be one of {', '.join(outputs.OUTPUTS)}"
+        )
+    patterns = {key: _patterns(data, key, where) for key in _PATTERN_KEYS}
+    if data.get("idle_timeout") in (0, "0", "0s"):
+        raise errors.ProfileError(
+            f"profile {where}: idle_timeout must be more than 0 (leave it out for no limit)"
+        )
     persona_text = ""
     persona = data.get("persona")
     if persona is not None:
@@ -238,6 +264,13 @@ def parse(name: str, raw: bytes, *, path: Path | None = None, source: str = "") 
                 data.get("rate_limit_cooldown", "5m"), what=f"profile {where}: rate_limit_cooldown"
             ),
             persona=persona_text,
+            output=output,
+            idle_timeout=None
+            if data.get("idle_timeout") is None
+            else clock.parse_duration(data["idle_timeout"], what=f"profile {where}: idle_timeout"),
+            **patterns,
+            max_cost_usd=_cost(data, "max_cost_usd", where),
+            token_prices=_prices(data, where),
             path=path,
             source=source,
         )
@@ -250,6 +283,45 @@ def _int(data: Mapping[str, Any], key: str, default: int, where: str, low: int, 
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise errors.ProfileError(f"profile {where}: {key} must be a whole number {low}-{high}")
     return value
+
+
+def _patterns(data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
+        raise errors.ProfileError(f"profile {where}: {key} must be a list of regular expressions")
+    for pattern in value:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise errors.ProfileError(
+                f"profile {where}: {key}: {pattern!r} is not a regular expression ({exc})"
+            ) from None
+    return tuple(value)
+
+
+def _cost(data: Mapping[str, Any], key: str, where: str) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < 1e9:
+        raise errors.ProfileError(f"profile {where}: {key} must be an amount in USD above 0")
+    return float(value)
+
+
+def _prices(data: Mapping[str, Any], where: str) -> tuple[float, float] | None:
+    value = data.get("token_prices")
+    if value is None:
+        return None
+    prices = value if isinstance(value, dict) else {}
+    numbers = [prices.get(k) for k in ("input", "output")]
+    if set(prices) != {"input", "output"} or not all(
+        isinstance(n, int | float) and not isinstance(n, bool) and 0 <= n < 1e6 for n in numbers
+    ):
+        raise errors.ProfileError(
+            f"profile {where}: token_prices must be {{ input = USD, output = USD }} "
+            "per million tokens"
+        )
+    return float(numbers[0]), float(numbers[1])  # type: ignore[arg-type]
 
 
 def _check_placeholders(arg: str, where: str) -> None:

@@ -28,6 +28,7 @@ class RunOutcome(enum.StrEnum):
     FAILED = "failed"
     CRASHED = "crashed"
     TIMED_OUT = "timed_out"
+    STALLED = "stalled"  # no output for the profile's idle_timeout: stopped, attempt spent
     RECLAIMED = "reclaimed"
     RATE_LIMITED = "rate_limited"
     SPAWN_FAILED = "spawn_failed"
@@ -62,6 +63,7 @@ SPENDS_ATTEMPT = frozenset(
         RunOutcome.FAILED,
         RunOutcome.CRASHED,
         RunOutcome.TIMED_OUT,
+        RunOutcome.STALLED,
         RunOutcome.RECLAIMED,
         RunOutcome.SPAWN_FAILED,
     }

@@ -25,7 +25,22 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from kanban import api, clock, errors, fsutil, goals, processes, profiles, prompt, settings, views
+from kanban import (
+    api,
+    board,
+    clock,
+    errors,
+    fsutil,
+    goals,
+    outcomes,
+    outputs,
+    processes,
+    profiles,
+    prompt,
+    settings,
+    views,
+    watching,
+)
 from kanban.states import RunOutcome
 from kanban.worktrees import Workspace, Worktrees
 
@@ -66,44 +81,6 @@ def agent_env(
     return env
 
 
-def last_line(log: Path, *, start: int, limit: int = 500) -> str:
-    """The agent's last non-empty output line (a fallback summary)."""
-    try:
-        with log.open("rb") as fh:
-            fh.seek(max(start, log.stat().st_size - 64 * 1024))
-            lines = [ln.strip() for ln in fh.read().decode(errors="replace").splitlines()]
-    except OSError:
-        return ""
-    lines = [ln for ln in lines if ln and not ln.startswith("[kanban]")]
-    return lines[-1][:limit] if lines else ""
-
-
-class Heartbeat(threading.Thread):
-    """Renews the run's lease every interval from the moment the supervisor checks in, so a
-    slow checkout or merge never lets the lease lapse. Sets `lost` when the lease is gone."""
-
-    def __init__(self, board: api.Board, card_id: int, token: str, interval: float) -> None:
-        super().__init__(name="heartbeat", daemon=True)
-        self.board, self.card_id, self.token, self.interval = board, card_id, token, interval
-        self.lost = threading.Event()
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(self.interval):
-            try:
-                self.board.heartbeat(self.card_id, token=self.token)
-            except errors.LeaseLost:
-                self.lost.set()
-                return
-            except errors.KanbanError as exc:  # the database is briefly unavailable: go on
-                logger.warning("heartbeat failed: %s", exc)
-
-    def stop(self) -> None:
-        self.done.set()
-        if self.is_alive() and threading.current_thread() is not self:
-            self.join(timeout=5)
-
-
 @dataclasses.dataclass
 class Supervisor:
     board: api.Board
@@ -113,7 +90,7 @@ class Supervisor:
     worktrees: Worktrees | None = None
     stopping: threading.Event = dataclasses.field(default_factory=threading.Event)
     _log: IO[bytes] | None = None
-    _beat: Heartbeat | None = None
+    _beat: watching.Heartbeat | None = None
 
     @property
     def config(self) -> settings.Settings:
@@ -135,7 +112,9 @@ class Supervisor:
             )
         except errors.LeaseLost:
             return 0  # the run ended before we started (cancelled): nothing to do
-        self._beat = Heartbeat(self.board, self.card_id, self.token, self.config.heartbeat_interval)
+        self._beat = watching.Heartbeat(
+            self.board, self.card_id, self.token, self.config.heartbeat_interval
+        )
         self._beat.start()
         try:
             return self._run()
@@ -169,6 +148,15 @@ class Supervisor:
             return self.finish(RunOutcome.BLOCKED, error=exc.message, log_path=log_path)
         except (errors.ProfileError, errors.WorktreeError, errors.SpawnError) as exc:
             return self.finish(RunOutcome.SPAWN_FAILED, error=exc.message, log_path=log_path)
+        caps = self._caps(detail.card, profile)
+        over = outcomes.cap_reached(caps, 0.0)
+        if over is not None:
+            return self.finish(
+                RunOutcome.BLOCKED,
+                error=f"{over} before this run started; raise it with "
+                f"`kanban retry {self.card_id} --max-cost USD`",
+                log_path=log_path,
+            )
 
         if self._beat.lost.is_set() or self.stopping.is_set():
             self.note("lease lost while preparing; the agent was not started")
@@ -254,6 +242,7 @@ class Supervisor:
             log_path=log_path,
             timeout=timeout,
             start_offset=start_offset,
+            caps=caps,
         )
 
     def watch(
@@ -266,75 +255,86 @@ class Supervisor:
         log_path: Path,
         timeout: float,
         start_offset: int,
+        caps: list[outcomes.Cap] | None = None,
     ) -> int:
+        """Watch the agent (kanban.watching) and turn how it ended into the run's outcome."""
         assert self._beat is not None
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            try:
-                returncode = agent.wait(timeout=max(0.0, min(0.25, left)))
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            if self.stopping.is_set():
-                self.note("supervisor stopped (SIGTERM): stopping the agent")
-                processes.kill_group(identity)
-                agent.wait()
-                return self.finish(
-                    RunOutcome.CRASHED,
-                    log_path=log_path,
-                    workspace=workspace,
-                    error="its supervisor was stopped (SIGTERM)",
-                )
-            if time.monotonic() >= deadline:
-                self.note(f"timeout after {clock.human(timeout)}: stopping the agent")
-                processes.kill_group(identity)
-                agent.wait()
-                return self.finish(
-                    RunOutcome.TIMED_OUT,
-                    log_path=log_path,
-                    workspace=workspace,
-                    error=f"timed out after {clock.human(timeout)}",
-                )
-            if self._beat.lost.is_set():
-                return self.lease_lost(agent, identity, workspace)
+        watcher = watching.Watcher(
+            agent,
+            profile=profile,
+            log_path=log_path,
+            start_offset=start_offset,
+            timeout=timeout,
+            caps=caps or [],
+            stopping=self.stopping,
+            lease_lost=self._beat.lost,
+        )
+        ended = watcher.watch()
+        if ended.why == "lease_lost":
+            return self.lease_lost(agent, identity, workspace, watcher)
+        if ended.why != "exited":
+            verdict = outcomes.stopped(ended.why, ended.detail, profile=profile, timeout=timeout)
+            self.note(f"{verdict.error}: stopping the agent")
+            processes.kill_group(identity)
+            agent.wait()
+            watcher.finish()
+            return self.finish(
+                verdict.outcome,
+                log_path=log_path,
+                workspace=workspace,
+                error=verdict.error,
+                summary=watcher.report().summary if verdict.outcome is RunOutcome.BLOCKED else None,
+                spends_attempt=verdict.spends_attempt,
+                usage=watcher,
+            )
+        returncode = ended.returncode if ended.returncode is not None else -1
         # The agent is gone; stop whatever it left running in its process group.
         processes.kill_group(identity, grace=1.0)
         self.note(f"agent {processes.exit_description(returncode)}")
-        current = self.board.read(lambda c: _run(c, self.run_id))
+        current = self.board.read(lambda c: board.get_run(c, self.run_id))
         if current is not None and current.outcome is not None:
+            self._record_usage(watcher)
             self._keep_work(workspace, reason=f"after the agent reported {current.outcome}")
             self._tidy(workspace, current.outcome)
             self.board.write(lambda c: None, wake_dispatcher=True)
             return 0
-        if returncode == 0:
-            outcome, error = RunOutcome.DONE, None
-        elif returncode in profile.rate_limit_exit_codes:
-            outcome, error = RunOutcome.RATE_LIMITED, f"rate limited (exit code {returncode})"
-        elif returncode < 0:
-            outcome, error = RunOutcome.CRASHED, f"agent {processes.exit_description(returncode)}"
-        else:
-            tail = last_line(log_path, start=start_offset)
-            outcome = RunOutcome.FAILED
-            error = f"agent {processes.exit_description(returncode)}" + (
-                f": {tail}" if tail else ""
+        verdict = outcomes.on_exit(
+            profile,
+            returncode=returncode,
+            report=watcher.report(),
+            messages=watcher.reader.messages(),
+            now=time.time(),
+        )
+        over = outcomes.cap_reached(caps or [], watcher.cost())
+        if over is not None and verdict.outcome is not RunOutcome.RATE_LIMITED:
+            # Over budget: no retry spends more; a finished run waits for a person's approval.
+            ended_as = "finished" if verdict.outcome is RunOutcome.DONE else verdict.error
+            verdict = outcomes.Verdict(
+                RunOutcome.BLOCKED,
+                error=f"{over}; the agent {ended_as}",
+                summary=verdict.summary,
+                spends_attempt=verdict.outcome is not RunOutcome.DONE,
             )
-        summary = last_line(log_path, start=start_offset) if outcome is RunOutcome.DONE else None
-        retry_after = profile.rate_limit_cooldown if outcome is RunOutcome.RATE_LIMITED else None
         return self.finish(
-            outcome,
+            verdict.outcome,
             log_path=log_path,
             workspace=workspace,
-            error=error,
-            summary=summary or None,
+            error=verdict.error,
+            summary=verdict.summary,
             exit_code=returncode,
-            retry_after=retry_after,
+            retry_after=verdict.retry_after,
+            spends_attempt=verdict.spends_attempt,
+            usage=watcher,
         )
 
     def lease_lost(
-        self, agent: subprocess.Popen[bytes], identity: processes.Identity, workspace: Workspace
+        self,
+        agent: subprocess.Popen[bytes],
+        identity: processes.Identity,
+        workspace: Workspace,
+        watcher: watching.Watcher | None = None,
     ) -> int:
-        current = self.board.read(lambda c: _run(c, self.run_id))
+        current = self.board.read(lambda c: board.get_run(c, self.run_id))
         outcome = current.outcome if current is not None else None
         if outcome in ("done", "blocked", "failed"):
             self.note(f"the agent reported {outcome}; waiting for it to exit")
@@ -345,6 +345,9 @@ class Supervisor:
                 agent.wait()
             # Whatever the agent left running in its process group goes with it.
             processes.kill_group(identity, grace=1.0)
+            if watcher is not None:
+                watcher.finish()
+                self._record_usage(watcher)
             self._keep_work(workspace, reason=f"after the agent reported {outcome}")
             self._tidy(workspace, outcome)
             self.board.write(lambda c: None, wake_dispatcher=True)
@@ -352,9 +355,31 @@ class Supervisor:
         self.note(f"lease lost (run {outcome or 'gone'}): stopping the agent")
         processes.kill_group(identity)
         agent.wait()
+        if watcher is not None:
+            watcher.finish()
+            self._record_usage(watcher)
         if outcome == "cancelled":
             self._keep_work(workspace, reason="after the card was cancelled")
         return 0
+
+    def _record_usage(self, watcher: watching.Watcher) -> None:
+        """What the run used, after its outcome was recorded by someone else."""
+        report = watcher.report()
+        cost = watcher.cost()
+        if report.tokens_in is None and report.tokens_out is None and cost is None:
+            return
+        self.note(f"usage: {outcomes.usage_text(report, cost)}")
+        with contextlib.suppress(errors.LeaseLost):
+            self.board.write(
+                lambda c: board.record_usage(
+                    c,
+                    card_id=self.card_id,
+                    token=self.token,
+                    tokens_in=report.tokens_in,
+                    tokens_out=report.tokens_out,
+                    cost_usd=cost,
+                )
+            )
 
     def finish(
         self,
@@ -366,12 +391,19 @@ class Supervisor:
         summary: str | None = None,
         exit_code: int | None = None,
         retry_after: float | None = None,
+        spends_attempt: bool | None = None,
+        usage: watching.Watcher | None = None,
     ) -> int:
-        """Commit what is left, record the outcome (fenced by the token), tidy up, wake."""
+        """Commit what is left, record the outcome and usage (fenced by the token), tidy up,
+        wake the dispatcher."""
         if self._beat is not None:
             self._beat.stop()
         if workspace is not None:
             self._keep_work(workspace, reason=f"run ended {outcome}")
+        report = usage.report() if usage is not None else outputs.Report()
+        cost = usage.cost() if usage is not None else None
+        if usage is not None and (report.tokens_in is not None or cost is not None):
+            self.note(f"usage: {outcomes.usage_text(report, cost)}")
         self.note(f"outcome {outcome}" + (f": {error}" if error else ""))
         try:
             card = self.board.write(
@@ -384,6 +416,10 @@ class Supervisor:
                     exit_code=exit_code,
                     retry_after=retry_after,
                     log_path=log_path,
+                    spends_attempt=spends_attempt,
+                    tokens_in=report.tokens_in,
+                    tokens_out=report.tokens_out,
+                    cost_usd=cost,
                 ),
                 wake_dispatcher=True,
             )
@@ -403,6 +439,22 @@ class Supervisor:
             with contextlib.suppress(OSError):
                 self._log.write(f"[kanban] {stamp} {text}\n".encode())
                 self._log.flush()
+
+    def _caps(self, card: views.CardView, profile: profiles.Profile) -> list[outcomes.Cap]:
+        """The cost caps this run must stay under, with what was spent before it started.
+        (Goals: a card's goal budget joins here as `Cap(f"goal {id}", budget, goal_spend)`.)"""
+        limit = card.max_cost_usd or profile.max_cost_usd
+        if limit is None:
+            return []
+        label = (
+            f"card {card.id}'s cap"
+            if card.max_cost_usd
+            else f"profile {profile.name}'s cap per card"
+        )
+        spent = self.board.read(
+            lambda c: board.spend(c, card_ids=[card.id], exclude_run=self.run_id)
+        ).cost_usd
+        return [outcomes.Cap(label, limit, spent)]
 
     def _profile(self, card: views.CardView) -> profiles.Profile:
         if not card.profile:
@@ -464,17 +516,9 @@ class Supervisor:
 def _record(
     conn: Any, sup: Supervisor, *, ttl: float | None = None, **fields: Any
 ) -> views.RunView:
-    from kanban import board
-
     return board.record_start(
         conn, card_id=sup.card_id, token=sup.token, now=clock.now(), ttl=ttl, **fields
     )
-
-
-def _run(conn: Any, run_id: int) -> views.RunView | None:
-    from kanban import board
-
-    return board.get_run(conn, run_id)
 
 
 def _end(
@@ -487,8 +531,11 @@ def _end(
     exit_code: int | None,
     retry_after: float | None,
     log_path: Path,
+    spends_attempt: bool | None = None,
+    tokens_in: int | None = None,
+    tokens_out: int | None = None,
+    cost_usd: float | None = None,
 ) -> views.CardView:
-    from kanban import board
 
     board.record_start(
         conn, card_id=sup.card_id, token=sup.token, now=clock.now(), log_path=str(log_path)
@@ -506,6 +553,10 @@ def _end(
         exit_code=exit_code,
         retry_after=retry_after,
         actor=f"supervisor:{sup.config.host_id}",
+        spends_attempt=spends_attempt,
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        cost_usd=cost_usd,
     )
     return board.get_card(conn, sup.card_id)
 

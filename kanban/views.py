@@ -57,6 +57,7 @@ class CardView(_View):
     ready_at: dt.datetime | None = None
     goal_id: int | None = None
     role: str | None = None  # "planner" or "judge" for a goal's own cards
+    max_cost_usd: float | None = None  # cost cap over all of its runs
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -84,6 +85,9 @@ class RunView(_View):
     outcome: str | None = None
     summary: str | None = None
     error: str | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    cost_usd: float | None = None
 
     @property
     def live(self) -> bool:
@@ -145,6 +149,17 @@ class RunEnd(_View):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Spend(_View):
+    """What a set of runs used. Tokens and cost count only runs whose agent reported them."""
+
+    runs: int = 0  # runs in the set
+    reported: int = 0  # of which reported a cost
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class BoardStatus(_View):
     counts: Mapping[str, int]
     running: tuple[RunView, ...]
@@ -152,6 +167,8 @@ class BoardStatus(_View):
     ready_waiting: int
     dispatchers: tuple[Mapping[str, Any], ...] = ()
     now: dt.datetime | None = None
+    spend: Spend = dataclasses.field(default_factory=Spend)  # every run on the board
+    spend_24h: Spend = dataclasses.field(default_factory=Spend)  # runs ended in the last 24 h
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

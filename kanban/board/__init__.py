@@ -44,6 +44,7 @@ from kanban.board.runs import (
     record_start,
     token_of,
 )
+from kanban.board.usage import goal_spend, record_usage, set_cost_cap, spend
 
 __all__ = [
     "Backoff",
@@ -59,6 +60,7 @@ __all__ = [
     "expired_runs",
     "get_card",
     "get_run",
+    "goal_spend",
     "goals",
     "heartbeat",
     "lease_lost",
@@ -73,9 +75,12 @@ __all__ = [
     "ready_profiles",
     "reclaim_expired",
     "record_start",
+    "record_usage",
     "running",
     "runs_of",
     "schedules",
+    "set_cost_cap",
+    "spend",
     "status_summary",
     "token_of",
     "unlink",

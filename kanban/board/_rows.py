@@ -78,6 +78,7 @@ def card_view(row: Row[Any] | Any, parents: tuple[int, ...]) -> views.CardView:
         ready_at=m["ready_at"],
         goal_id=m["goal_id"],
         role=m["role"],
+        max_cost_usd=m["max_cost_usd"],
     )
 
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from kanban import errors, views
-from kanban.board import _rows
+from kanban.board import _rows, usage
 from kanban.models import cards, comments, dependencies, runs
 from kanban.states import FINISHED, CardRole, CardStatus, RunOutcome, check_move
 
@@ -37,6 +37,7 @@ def add_card(
     actor: str | None = None,
     goal_id: int | None = None,
     role: CardRole | None = None,
+    max_cost_usd: float | None = None,
 ) -> tuple[views.CardView, bool]:
     """Add a card; returns (card, created). A known `key` returns the existing card unchanged.
 
@@ -56,6 +57,7 @@ def add_card(
             f"timeout {timeout}s is out of range (more than 0, at most 30 days)"
         )
     clean_paths = _check_paths(paths)
+    max_cost_usd = usage.check_cost(max_cost_usd)
     if key is not None:
         key = _rows.check_text(key.strip(), what="key", limit=255, one_line=True)
         if not key:
@@ -90,6 +92,7 @@ def add_card(
             timeout_s=timeout,
             idem_key=key,
             review=review,
+            max_cost_usd=max_cost_usd,
             attempts=0,
             created_by=actor,
             created_at=now,

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from kanban import views
-from kanban.board import _rows
+from kanban.board import _rows, usage
 from kanban.models import cards, dependencies, events, runs
 from kanban.models import dispatchers as models_dispatchers
 from kanban.states import CardStatus
@@ -130,6 +130,8 @@ def status_summary(conn: Connection, *, now: dt.datetime) -> views.BoardStatus:
         oldest_ready_at=oldest,
         ready_waiting=waiting,
         now=now,
+        spend=usage.spend(conn),
+        spend_24h=usage.spend(conn, since=now - dt.timedelta(hours=24)),
     )
 
 

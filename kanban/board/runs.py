@@ -225,6 +225,10 @@ def end_run(
     retry_after: float | None = None,
     expired_before: dt.datetime | None = None,
     actor: str | None = None,
+    spends_attempt: bool | None = None,
+    tokens_in: int | None = None,
+    tokens_out: int | None = None,
+    cost_usd: float | None = None,
 ) -> views.RunEnd:
     """Close the live run holding `token` with `outcome` and move its card accordingly.
 
@@ -232,6 +236,9 @@ def end_run(
     cooldown, no attempt spent; anything else spends an attempt: ready after backoff, or
     blocked with the last error once the run's budget is spent.
     `expired_before` makes the close conditional on the lease having expired (reclaims).
+    `spends_attempt` overrides whether the outcome spends an attempt (a run blocked because
+    its agent failed, e.g. it cannot log in, spends one; an agent asking a person does not).
+    Usage (tokens, cost) is stored with the outcome when given.
     """
     if outcome is Outcome.CANCELLED:
         raise ValueError("runs are cancelled by moving their card (board.cards.move)")
@@ -242,11 +249,21 @@ def end_run(
     conditions = _fenced(card_id, token)
     if expired_before is not None:
         conditions.append(runs.c.lease_expires_at < expired_before)
+    usage = {
+        k: v
+        for k, v in (("tokens_in", tokens_in), ("tokens_out", tokens_out), ("cost_usd", cost_usd))
+        if v is not None
+    }
     row = conn.execute(
         sa.update(runs)
         .where(*conditions)
         .values(
-            outcome=outcome.value, ended_at=now, summary=summary, error=error, exit_code=exit_code
+            outcome=outcome.value,
+            ended_at=now,
+            summary=summary,
+            error=error,
+            exit_code=exit_code,
+            **usage,
         )
         .returning(*runs.c)
     ).first()
@@ -256,6 +273,7 @@ def end_run(
     card = _rows.card_row(conn, card_id)
     retry_at: dt.datetime | None = None
     promoted: list[int] = []
+    spends = outcome in SPENDS_ATTEMPT if spends_attempt is None else spends_attempt
     if outcome is Outcome.DONE:
         target = S.REVIEW if card.review else S.DONE
         _rows.set_status(
@@ -265,9 +283,16 @@ def end_run(
             promoted = promote(conn, now=now, parent_ids=[card_id])
     elif outcome is Outcome.BLOCKED:
         target = S.BLOCKED
-        _rows.set_status(conn, card_id, target, now=now, reason=error or summary or "blocked")
+        _rows.set_status(
+            conn,
+            card_id,
+            target,
+            now=now,
+            reason=error or summary or "blocked",
+            attempts=card.attempts + (1 if spends else 0),
+        )
     else:
-        attempts = card.attempts + (1 if outcome in SPENDS_ATTEMPT else 0)
+        attempts = card.attempts + (1 if spends else 0)
         if attempts >= run.max_attempts:
             target = S.BLOCKED
             reason = f"gave up after {attempts} of {run.max_attempts} attempts; last: {outcome}"

@@ -1,0 +1,190 @@
+"""Watching a running agent: its process, and its output as it lands in the run's log.
+
+The agent writes stdout and stderr straight into the log file (so its output survives the
+supervisor), and the watcher tails that file. Each new line is fed to the profile's output
+reader; the watcher ends the watch when
+
+- the agent exits (`exited`),
+- the run passes its timeout (`timeout`),
+- nothing but noise was printed for the profile's `idle_timeout` (`stalled`),
+- the agent said it cannot log in or is not configured (`auth`; it gets a moment to exit
+  by itself first, so its last words and usage are kept),
+- the run's cost reaches a cap (`cost_cap`),
+- the supervisor is told to stop, or its lease is lost (`stopping`, `lease_lost`).
+
+It never signals the agent itself: the supervisor decides and stops the process group.
+`Heartbeat` renews the run's lease beside it, and says when the lease is lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Literal
+
+from kanban import api, errors, outcomes, outputs, profiles
+
+logger = logging.getLogger(__name__)
+
+POLL = 0.25
+AUTH_GRACE = 3.0  # an agent that cannot log in may take this long to exit by itself
+SUPERVISOR_PREFIX = "[kanban] "
+
+Why = Literal["exited", "timeout", "stalled", "auth", "cost_cap", "stopping", "lease_lost"]
+
+
+class LogTail:
+    """New complete lines of a file from an offset on; `rest()` also returns a last line
+    with no newline (once the writer is gone)."""
+
+    def __init__(self, path: Path, start: int) -> None:
+        self.path = path
+        self.offset = start
+        self.partial = b""
+
+    def lines(self) -> list[str]:
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(self.offset)
+                chunk = fh.read()
+        except OSError:
+            return []
+        self.offset += len(chunk)
+        data = self.partial + chunk
+        *complete, self.partial = data.split(b"\n")
+        return [line.decode(errors="replace") for line in complete]
+
+    def rest(self) -> list[str]:
+        found = self.lines()
+        if self.partial:
+            found.append(self.partial.decode(errors="replace"))
+            self.partial = b""
+        return found
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ended:
+    why: Why
+    returncode: int | None = None
+    detail: str | None = None  # the line, cap or limit that ended it
+
+
+class Watcher:
+    def __init__(
+        self,
+        agent: subprocess.Popen[bytes],
+        *,
+        profile: profiles.Profile,
+        log_path: Path,
+        start_offset: int,
+        timeout: float,
+        caps: Sequence[outcomes.Cap] = (),
+        stopping: threading.Event | None = None,
+        lease_lost: threading.Event | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.agent = agent
+        self.profile = profile
+        self.tail = LogTail(log_path, start_offset)
+        self.reader = outputs.reader(profile.output)
+        self.timeout = timeout
+        self.caps = list(caps)
+        self.stopping = stopping or threading.Event()
+        self.lease_lost = lease_lost or threading.Event()
+        self.clock = clock
+        self.started = clock()
+        self.last_progress = self.started
+        self.last_noise: str | None = None
+        self.auth_line: str | None = None
+        self.auth_deadline: float | None = None
+
+    def report(self) -> outputs.Report:
+        return self.reader.report()
+
+    def cost(self) -> float | None:
+        return outcomes.run_cost(self.profile, self.reader.report())
+
+    def feed(self, lines: list[str]) -> None:
+        for line in lines:
+            if line.startswith(SUPERVISOR_PREFIX):
+                continue
+            if outcomes.is_noise(self.profile, line):
+                self.last_noise = line
+                continue
+            if line.strip():
+                self.last_progress = self.clock()
+            said = self.reader.feed(line)
+            if self.auth_line is None:
+                found = outcomes.first_match(self.profile.auth_patterns, said)
+                if found is not None:
+                    self.auth_line = found
+                    self.auth_deadline = self.clock() + AUTH_GRACE
+
+    def watch(self) -> Ended:
+        """Until the agent exits or something must stop it. Never signals it."""
+        deadline = self.started + self.timeout
+        idle = self.profile.idle_timeout
+        while True:
+            now = self.clock()
+            try:
+                code = self.agent.wait(timeout=max(0.0, min(POLL, deadline - now)))
+            except subprocess.TimeoutExpired:
+                code = None
+            before = self.tail.partial
+            self.feed(self.tail.lines())
+            if len(self.tail.partial) > len(before) and not outcomes.is_noise(
+                self.profile, self.tail.partial.decode(errors="replace")
+            ):
+                self.last_progress = self.clock()  # a long line is still being written
+            if code is not None:
+                self.finish()
+                return Ended("exited", returncode=code)
+            reached = outcomes.cap_reached(self.caps, self.cost())
+            if reached is not None:
+                return Ended("cost_cap", detail=reached)
+            now = self.clock()
+            if self.stopping.is_set():
+                return Ended("stopping")
+            if self.lease_lost.is_set():
+                return Ended("lease_lost")
+            if now >= deadline:
+                return Ended("timeout", detail=f"{self.timeout}")
+            if self.auth_deadline is not None and now >= self.auth_deadline:
+                return Ended("auth", detail=self.auth_line)
+            if idle is not None and now - self.last_progress >= idle:
+                return Ended("stalled", detail=self.last_noise)
+
+    def finish(self) -> None:
+        """After the agent is gone: read what is left, including a last unfinished line."""
+        self.feed(self.tail.rest())
+
+
+class Heartbeat(threading.Thread):
+    """Renews the run's lease every interval from the moment the supervisor checks in, so a
+    slow checkout or merge never lets the lease lapse. Sets `lost` when the lease is gone."""
+
+    def __init__(self, board: api.Board, card_id: int, token: str, interval: float) -> None:
+        super().__init__(name="heartbeat", daemon=True)
+        self.board, self.card_id, self.token, self.interval = board, card_id, token, interval
+        self.lost = threading.Event()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.interval):
+            try:
+                self.board.heartbeat(self.card_id, token=self.token)
+            except errors.LeaseLost:
+                self.lost.set()
+                return
+            except errors.KanbanError as exc:  # the database is briefly unavailable: go on
+                logger.warning("heartbeat failed: %s", exc)
+
+    def stop(self) -> None:
+        self.done.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout=5)
