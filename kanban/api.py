@@ -87,8 +87,10 @@ class Board:
         key: str | None = None,
         review: bool = False,
         triage: bool = False,
+        max_cost_usd: float | None = None,
     ) -> views.CardView:
-        """Add a card: `ready` with no unfinished parents, else `todo` (`triage` if asked)."""
+        """Add a card: `ready` with no unfinished parents, else `todo` (`triage` if asked).
+        `max_cost_usd` caps what all of its runs may cost together."""
         seconds = None if timeout is None else clock.parse_duration(timeout, what="timeout")
         card, _created = self.write(
             lambda c: board.add_card(
@@ -104,12 +106,27 @@ class Board:
                 key=key,
                 review=review,
                 triage=triage,
+                max_cost_usd=max_cost_usd,
                 actor=self.actor,
                 now=clock.now(),
             ),
             wake_dispatcher=True,
         )
         return card
+
+    def set_cost_cap(self, card_id: int, max_cost_usd: float | None) -> views.CardView:
+        """Cap what all of a card's runs may cost together (None removes the cap)."""
+        return self.write(
+            lambda c: board.set_cost_cap(
+                c, card_id=card_id, max_cost_usd=max_cost_usd, now=clock.now(), actor=self.actor
+            )
+        )
+
+    def spend(
+        self, *, card_ids: list[int] | None = None, since: dt.datetime | None = None
+    ) -> views.Spend:
+        """Tokens and cost of the runs of `card_ids` (all cards by default) ended since `since`."""
+        return self.read(lambda c: board.spend(c, card_ids=card_ids, since=since))
 
     def link(self, parent: int, child: int) -> bool:
         """`child` waits for `parent`. Refuses a cycle (CycleError names it)."""

@@ -16,7 +16,9 @@ Exit code 0 from an agent that does not say it failed is `done`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import re
 from collections.abc import Iterable, Sequence
 
@@ -32,7 +34,8 @@ class Verdict:
     error: str | None = None
     summary: str | None = None
     retry_after: float | None = None  # seconds; a rate limit's cooldown
-    spends_attempt: bool = False  # a blocked run that failed (not one that asked a person)
+    spends_attempt: bool | None = None  # None: as the outcome says; True: a blocked run that
+    # failed (cannot log in, over its cap), unlike an agent that asked a person
 
 
 def first_match(patterns: Sequence[str], lines: Iterable[str]) -> str | None:
@@ -51,6 +54,11 @@ def is_noise(profile: profiles.Profile, line: str) -> bool:
 
 
 def _clip(text: str) -> str:
+    """One line of at most MAX_MESSAGE characters; a JSON event becomes its message."""
+    if text.lstrip().startswith("{"):
+        with contextlib.suppress(ValueError, AttributeError):
+            data = json.loads(text)
+            text = str(data.get("message") or data.get("result") or text)
     text = " ".join(text.split())
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
 
@@ -62,11 +70,16 @@ def on_exit(
     report: outputs.Report,
     messages: Sequence[str],
     now: float,
+    auth_line: str | None = None,
 ) -> Verdict:
     """The outcome of a run whose agent exited by itself with `returncode`.
 
-    `messages` are the agent's own lines (`Reader.messages()`); `now` is epoch seconds, for
-    an agent that says when its rate limit resets."""
+    `messages` are the agent's own lines (`Reader.messages()`); `auth_line` is a line that
+    matched `auth_patterns` while it ran (it decides even after exit code 0: aider, for one,
+    exits 0 after its model call was refused); `now` is epoch seconds, for an agent that says
+    when its rate limit resets."""
+    if auth_line is not None:
+        return blocked_auth(profile, auth_line)
     if returncode == 0 and not report.is_error:
         return Verdict(RunOutcome.DONE, summary=report.summary)
     exited = processes.exit_description(returncode)
@@ -148,9 +161,10 @@ class Cap:
     """A cost cap that applies to a run: `spent` is what the capped set of runs cost before
     this one started."""
 
-    label: str  # "card 12", "profile claude-code", "goal 3"
+    label: str  # "card 12's cap", "goal 3's budget"
     limit: float
     spent: float = 0.0
+    hint: str = ""  # what a person does about it
 
 
 def cap_reached(caps: Sequence[Cap], cost: float | None) -> str | None:
@@ -158,7 +172,8 @@ def cap_reached(caps: Sequence[Cap], cost: float | None) -> str | None:
     for cap in caps:
         total = cap.spent + (cost or 0.0)
         if total >= cap.limit:
-            return f"cost cap reached: {usd(total)} of {usd(cap.limit)} ({cap.label})"
+            hint = f"; {cap.hint}" if cap.hint else ""
+            return f"cost cap reached: {usd(total)} of {usd(cap.limit)} ({cap.label}){hint}"
     return None
 
 

@@ -153,8 +153,7 @@ class Supervisor:
         if over is not None:
             return self.finish(
                 RunOutcome.BLOCKED,
-                error=f"{over} before this run started; raise it with "
-                f"`kanban retry {self.card_id} --max-cost USD`",
+                error=f"{over} (before this run started)",
                 log_path=log_path,
             )
 
@@ -304,14 +303,17 @@ class Supervisor:
             report=watcher.report(),
             messages=watcher.reader.messages(),
             now=time.time(),
+            auth_line=watcher.auth_line,
         )
         over = outcomes.cap_reached(caps or [], watcher.cost())
         if over is not None and verdict.outcome is not RunOutcome.RATE_LIMITED:
             # Over budget: no retry spends more; a finished run waits for a person's approval.
-            ended_as = "finished" if verdict.outcome is RunOutcome.DONE else verdict.error
+            ended_as = (
+                "finished" if verdict.outcome is RunOutcome.DONE else f"failed ({verdict.error})"
+            )
             verdict = outcomes.Verdict(
                 RunOutcome.BLOCKED,
-                error=f"{over}; the agent {ended_as}",
+                error=f"the agent {ended_as}, but {over}",
                 summary=verdict.summary,
                 spends_attempt=verdict.outcome is not RunOutcome.DONE,
             )
@@ -454,7 +456,8 @@ class Supervisor:
         spent = self.board.read(
             lambda c: board.spend(c, card_ids=[card.id], exclude_run=self.run_id)
         ).cost_usd
-        return [outcomes.Cap(label, limit, spent)]
+        hint = f"raise it with `kanban cap {card.id} USD`, then `kanban unblock {card.id}`"
+        return [outcomes.Cap(label, limit, spent, hint)]
 
     def _profile(self, card: views.CardView) -> profiles.Profile:
         if not card.profile:

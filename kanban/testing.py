@@ -217,3 +217,39 @@ class FakeWorktrees:
             return False
         shutil.rmtree(path, ignore_errors=True)
         return True
+
+
+# ---------------------------------------------------------------------- recorded agents
+
+
+def replay(path: Path, *, delay: float = 0.02, exit_code: int = 0, hold: float = 0.0) -> int:
+    """Behave like an agent that printed `path` (a recorded transcript): print its lines with
+    `delay` seconds between them, stay alive `hold` seconds more, then exit with `exit_code`.
+    Profiles run it as `{python} -m kanban.testing replay FILE`."""
+    import sys
+    import time
+
+    for line in path.read_text().splitlines():
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+        time.sleep(delay)
+    time.sleep(hold)
+    return exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m kanban.testing", description=replay.__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    play = commands.add_parser("replay", help="print a recorded agent transcript, then exit")
+    play.add_argument("file", type=Path)
+    play.add_argument("--delay", type=float, default=0.02, help="seconds between lines")
+    play.add_argument("--exit", dest="exit_code", type=int, default=0, help="exit code")
+    play.add_argument("--hold", type=float, default=0.0, help="seconds to stay alive after")
+    args = parser.parse_args(argv)
+    return replay(args.file, delay=args.delay, exit_code=args.exit_code, hold=args.hold)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

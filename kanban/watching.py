@@ -114,11 +114,12 @@ class Watcher:
             if line.startswith(SUPERVISOR_PREFIX):
                 continue
             if outcomes.is_noise(self.profile, line):
-                self.last_noise = line
-                continue
-            if line.strip():
-                self.last_progress = self.clock()
-            said = self.reader.feed(line)
+                self.last_noise = line  # not progress, not for the reader; still its words
+                said = [line]
+            else:
+                if line.strip():
+                    self.last_progress = self.clock()
+                said = self.reader.feed(line)
             if self.auth_line is None:
                 found = outcomes.first_match(self.profile.auth_patterns, said)
                 if found is not None:

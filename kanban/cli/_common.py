@@ -81,6 +81,29 @@ class CardId(click.ParamType):  # type: ignore[type-arg]  # generic only in newe
 CARD = CardId()
 
 
+class Usd(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click stubs
+    """An amount in US dollars: `2.50` or `$2.50`."""
+
+    name = "USD"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        text = str(value).strip().removeprefix("$").replace(",", "")
+        try:
+            amount = float(text)
+        except ValueError:
+            self.fail(f"an amount in USD is a number like 2.50, not {value!r}", param, ctx)
+        if not 0 < amount < float("inf"):
+            self.fail(f"an amount in USD must be above 0, not {value!r}", param, ctx)
+        return amount
+
+
+USD = Usd()
+
+
 def card_from_env(card: int | None) -> int:
     """CARD may be omitted inside an agent's run: it defaults to $KANBAN_CARD_ID."""
     if card is not None:

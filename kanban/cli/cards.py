@@ -11,6 +11,7 @@ from kanban import clock, errors
 from kanban.cli import render
 from kanban.cli._common import (
     CARD,
+    USD,
     State,
     emit_json,
     json_option,
@@ -106,6 +107,11 @@ def _exclude_from_git(root: Path) -> None:
 )
 @click.option("--max-attempts", type=int, help="Attempts before it is blocked (default: profile).")
 @click.option("--timeout", help="Per-run limit such as 30m or 2h (default: profile).")
+@click.option(
+    "--max-cost",
+    type=USD,
+    help="Cost cap in USD over all its runs; reaching it stops the run (default: profile).",
+)
 @click.option("--key", help="Idempotency key: adding the same key again returns the first card.")
 @click.option(
     "--review", is_flag=True, help="Stop in `review` for a person when the agent is done."
@@ -126,6 +132,7 @@ def add(
     paths: tuple[str, ...],
     max_attempts: int | None,
     timeout: str | None,
+    max_cost: float | None,
     key: str | None,
     review: bool,
     triage: bool,
@@ -142,6 +149,7 @@ def add(
       kanban add "Write the CSV parser" --profile claude-code --path 'src/csv/**'
       kanban add "Test the parser" --parent 12 --body - < spec.md
       id=$(kanban add -q "Nightly report" --key report-2026-11-21)
+      kanban add "Refactor the cache" --profile claude-code --max-cost 2.50
     """
     card = board.add(
         title,
@@ -155,6 +163,7 @@ def add(
         key=key,
         review=review,
         triage=triage,
+        max_cost_usd=max_cost,
     )
     if as_json:
         emit_json(card)

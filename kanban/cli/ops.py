@@ -18,7 +18,8 @@ from kanban.cli._common import CARD, emit_json, json_option, pass_board
 @json_option
 @pass_board
 def status(board: Any, as_json: bool) -> None:
-    """How the board is doing: dispatchers, cards per state, running runs, the oldest waiter.
+    """How the board is doing: dispatchers, cards per state, running runs, the oldest waiter,
+    and what the agents used (tokens and cost, all time and the last 24 hours).
 
     \b
     Example:
@@ -48,6 +49,9 @@ def status(board: Any, as_json: bool) -> None:
             f"ready: {summary.ready_waiting} claimable now, oldest waiting "
             f"{clock.human((summary.now - summary.oldest_ready_at).total_seconds())}"
         )
+    if summary.spend.runs:
+        click.echo(f"usage: {render.cost_line(summary.spend, None)}")
+        click.echo(f"  last 24 h: {render.cost_line(summary.spend_24h, None)}")
     if summary.running:
         click.echo(f"running ({len(summary.running)}):")
         for run in summary.running:
@@ -81,7 +85,7 @@ def why(board: Any, card: int, as_json: bool) -> None:
 @json_option
 @pass_board
 def runs(board: Any, card: int, as_json: bool) -> None:
-    """List every run of a card: attempt, host, pid, outcome, exit code, error, log.
+    """List every run of a card: attempt, host, pid, outcome, exit code, usage, error, log.
 
     \b
     Example:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from kanban import clock, views
+from kanban import clock, outcomes, views
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -71,6 +71,8 @@ def run_line(run: views.RunView, now: dt.datetime | None = None) -> str:
         bits.append(f"ended {ago(run.ended_at, now)}")
     if run.exit_code is not None:
         bits.append(f"exit {run.exit_code}")
+    if run.tokens_in is not None or run.tokens_out is not None or run.cost_usd is not None:
+        bits.append(usage(run.tokens_in, run.tokens_out, run.cost_usd))
     line = "  ".join(bits)
     if run.error:
         line += f"\n        error: {run.error.splitlines()[0] if run.error.strip() else run.error}"
@@ -94,6 +96,8 @@ def detail(d: views.CardDetail) -> str:
         lines.append(f"branch    {c.branch}")
     if c.summary:
         lines.append(f"summary   {c.summary}")
+    if c.max_cost_usd is not None or any(r.cost_usd is not None for r in d.runs):
+        lines.append(f"cost      {cost_line(spend_of(d.runs), c.max_cost_usd)}")
     if c.body:
         lines += ["", c.body]
     if d.parents:
@@ -114,6 +118,48 @@ def detail(d: views.CardDetail) -> str:
                 extra = " " + " ".join(f"{k}={v}" for k, v in shown.items())
             lines.append(f"  {clock.iso(e.at)}  {e.kind:<10} {e.actor or ''}{extra}")
     return "\n".join(lines)
+
+
+def tokens(count: int | None) -> str:
+    if count is None:
+        return "?"
+    if count >= 1_000_000:
+        return f"{count / 1_000_000:.1f}M"
+    if count >= 10_000:
+        return f"{count / 1000:.0f}k"
+    return f"{count:,}"
+
+
+def usage(tokens_in: int | None, tokens_out: int | None, cost_usd: float | None) -> str:
+    """`12k in / 1,204 out  $0.42`: what one run (or a set of runs) used."""
+    parts = []
+    if tokens_in is not None or tokens_out is not None:
+        parts.append(f"{tokens(tokens_in)} in / {tokens(tokens_out)} out")
+    if cost_usd is not None:
+        parts.append(outcomes.usd(cost_usd))
+    return "  ".join(parts) or "usage not reported"
+
+
+def spend_of(runs: Sequence[views.RunView]) -> views.Spend:
+    costed = [r.cost_usd for r in runs if r.cost_usd is not None]
+    return views.Spend(
+        runs=len(runs),
+        reported=len(costed),
+        tokens_in=sum(r.tokens_in or 0 for r in runs),
+        tokens_out=sum(r.tokens_out or 0 for r in runs),
+        cost_usd=sum(costed),
+    )
+
+
+def cost_line(spent: views.Spend, cap: float | None) -> str:
+    """`$1.20 of $3.00 cap  (3 runs, 2 reported cost; 120k in / 4,210 out)`."""
+    text = outcomes.usd(spent.cost_usd) + (f" of {outcomes.usd(cap)} cap" if cap else "")
+    detail = f"{spent.runs} run{'s' if spent.runs != 1 else ''}"
+    if spent.reported != spent.runs:
+        detail += f", {spent.reported} reported cost"
+    if spent.tokens_in or spent.tokens_out:
+        detail += f"; {usage(spent.tokens_in, spent.tokens_out, None)}"
+    return f"{text}  ({detail})"
 
 
 def demo_view(board: object | None) -> Table:
