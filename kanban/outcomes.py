@@ -167,13 +167,15 @@ class Cap:
     hint: str = ""  # what a person does about it
 
 
-def cap_reached(caps: Sequence[Cap], cost: float | None) -> str | None:
-    """The error that stops a run whose `cost` (so far) reaches a cap, or None."""
+def cap_reached(caps: Sequence[Cap], cost: float | None, *, when: str = "") -> str | None:
+    """The error that stops a run whose `cost` (so far) reaches a cap, or None. `when` says
+    more about the moment ("before this run started")."""
     for cap in caps:
         total = cap.spent + (cost or 0.0)
         if total >= cap.limit:
             hint = f"; {cap.hint}" if cap.hint else ""
-            return f"cost cap reached: {usd(total)} of {usd(cap.limit)} ({cap.label}){hint}"
+            when = f" {when}" if when else ""
+            return f"cost cap reached{when}: {usd(total)} of {usd(cap.limit)} ({cap.label}){hint}"
     return None
 
 
@@ -189,4 +191,5 @@ def usage_text(report: outputs.Report, cost: float | None) -> str:
 def usd(amount: float | None) -> str:
     if amount is None:
         return "-"
-    return f"${amount:.2f}" if amount >= 0.1 or amount == 0 else f"${amount:.4f}"
+    whole_cents = abs(amount - round(amount, 2)) < 1e-9
+    return f"${amount:.2f}" if amount >= 0.1 or whole_cents else f"${amount:.4f}"

@@ -149,13 +149,9 @@ class Supervisor:
         except (errors.ProfileError, errors.WorktreeError, errors.SpawnError) as exc:
             return self.finish(RunOutcome.SPAWN_FAILED, error=exc.message, log_path=log_path)
         caps = self._caps(detail.card, profile)
-        over = outcomes.cap_reached(caps, 0.0)
+        over = outcomes.cap_reached(caps, 0.0, when="before this run started")
         if over is not None:
-            return self.finish(
-                RunOutcome.BLOCKED,
-                error=f"{over} (before this run started)",
-                log_path=log_path,
-            )
+            return self.finish(RunOutcome.BLOCKED, error=over, log_path=log_path)
 
         if self._beat.lost.is_set() or self.stopping.is_set():
             self.note("lease lost while preparing; the agent was not started")

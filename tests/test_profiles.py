@@ -61,6 +61,15 @@ def test_the_user_config_dir_comes_between(
         ('command = ["x"]\npersona = "missing.md"\n', "is missing"),
         ('command = ["x"]\nflavour = "spicy"\n', "unknown key(s) flavour"),
         ('command = ["x"]\nenv = { A = 1 }\n', "table of strings"),
+        ('command = ["x"]\noutput = "xml"\n', "output must be one of"),
+        ('command = ["x"]\nidle_timeout = "0s"\n', "idle_timeout must be more than 0"),
+        ('command = ["x"]\nidle_timeout = "whenever"\n', "not a duration"),
+        ('command = ["x"]\nauth_patterns = "login"\n', "list of regular expressions"),
+        ('command = ["x"]\nnoise_patterns = ["(unclosed"]\n', "is not a regular expression"),
+        ('command = ["x"]\nmax_cost_usd = -1\n', "amount in USD above 0"),
+        ('command = ["x"]\nmax_cost_usd = "2"\n', "amount in USD above 0"),
+        ('command = ["x"]\ntoken_prices = { input = 1 }\n', "token_prices must be"),
+        ('command = ["x"]\ntoken_prices = [1, 2]\n', "token_prices must be"),
     ],
 )
 def test_bad_profiles_are_refused_with_the_reason(repo: Path, body: str, message: str) -> None:
@@ -79,6 +88,34 @@ def test_profile_names_cannot_escape_the_profile_directories(name: str) -> None:
 def test_unknown_profile_lists_the_known_ones() -> None:
     with pytest.raises(errors.ProfileError, match=r"known profiles: .*claude-code"):
         profiles.load("nobody", repo=None)
+
+
+def test_output_failure_and_cost_keys_parse() -> None:
+    profile = profiles.parse(
+        "t",
+        b'command = ["x"]\noutput = "codex-json"\nidle_timeout = "90s"\n'
+        b'auth_patterns = ["^Not logged in"]\nrate_limit_patterns = ["429"]\n'
+        b'noise_patterns = ["Reconnecting"]\nmax_cost_usd = 2.5\n'
+        b"token_prices = { input = 1.25, output = 10 }\n",
+    )
+    assert profile.output == "codex-json" and profile.idle_timeout == 90.0
+    assert profile.auth_patterns == ("^Not logged in",)
+    assert profile.rate_limit_patterns == ("429",)
+    assert profile.noise_patterns == ("Reconnecting",)
+    assert profile.max_cost_usd == 2.5 and profile.token_prices == (1.25, 10.0)
+    plain = profiles.parse("t", b'command = ["x"]\n')
+    assert (plain.output, plain.idle_timeout, plain.auth_patterns) == ("text", None, ())
+
+
+def test_the_shipped_agent_profiles_read_their_output_and_know_their_failures() -> None:
+    good, _ = profiles.load_all(repo=None)
+    assert good["claude-code"].output == "claude-stream-json"
+    assert good["codex"].output == "codex-json" and "--json" in good["codex"].command
+    assert good["aider"].output == "aider"
+    assert good["hermes"].output == "text"
+    for name in ("claude-code", "codex", "aider", "hermes"):
+        assert good[name].idle_timeout is not None, name
+        assert good[name].auth_patterns and good[name].rate_limit_patterns, name
 
 
 def test_placeholders_are_filled_literally_without_a_shell() -> None:
