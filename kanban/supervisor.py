@@ -269,7 +269,11 @@ class Supervisor:
             return self.lease_lost(agent, identity, workspace, watcher)
         if ended.why != "exited":
             verdict = outcomes.stopped(ended.why, ended.detail, profile=profile, timeout=timeout)
-            self.note(f"{verdict.error}: stopping the agent")
+            why = {
+                "timeout": f"timeout after {clock.human(timeout)}",
+                "stopping": "supervisor stopped (SIGTERM)",
+            }.get(ended.why, verdict.error)
+            self.note(f"{why}: stopping the agent")
             processes.kill_group(identity)
             agent.wait()
             watcher.finish()
