@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
-from kanban import board, clock, errors, plans, profiles, settings, views
+from kanban import board, clock, errors, outcomes, plans, profiles, settings, views
 from kanban.board.goals import RoleCard
 from kanban.states import CardRole, CardStatus, GoalStatus, RunOutcome
 
@@ -161,10 +161,17 @@ def _judged(
     goal = board.goals.record_verdict(conn, goal_id=goal_id, verdict=verdict, now=now)
     if verdict.done:
         return
+    spent = board.goal_spend(conn, goal_id).cost_usd
     if goal.turn >= goal.max_turns:
         reason = (
             f"the turn budget is spent ({goal.turn} of {goal.max_turns} turns) and the judge "
             f"says it is not done: {verdict.reason}"
+        )
+    elif goal.max_cost_usd is not None and spent >= goal.max_cost_usd:
+        reason = (
+            f"the cost budget is spent ({outcomes.usd(spent)} of "
+            f"{outcomes.usd(goal.max_cost_usd)}) and the judge says it is not done: "
+            f"{verdict.reason}"
         )
     elif goal.planner is None:
         reason = f"the judge says it is not done and the goal has no planner: {verdict.reason}"
@@ -292,6 +299,7 @@ def create(
     auto: bool = False,
     now: dt.datetime,
     actor: str | None = None,
+    max_cost_usd: float | None = None,
 ) -> views.GoalView:
     """A goal with its first turn: a planner card, or the given plan proposed at once."""
     if planner is None and plan is None:
@@ -310,6 +318,7 @@ def create(
         auto=auto,
         now=now,
         actor=actor,
+        max_cost_usd=max_cost_usd,
     )
     if plan is None:
         _next_turn(conn, config, goal, feedback=None, parents=(), now=now, actor=actor)
@@ -340,6 +349,7 @@ def add(
     judge: str | None = None,
     max_turns: int = DEFAULT_MAX_TURNS,
     auto: bool = False,
+    max_cost_usd: float | None = None,
 ) -> views.GoalView:
     return board_.write(
         lambda c: create(
@@ -353,6 +363,7 @@ def add(
             auto=auto,
             now=clock.now(),
             actor=board_.actor,
+            max_cost_usd=max_cost_usd,
         ),
         wake_dispatcher=True,
     )

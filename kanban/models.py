@@ -246,6 +246,7 @@ class Goal(Base):
     max_turns: Mapped[int]
     auto: Mapped[bool] = mapped_column(default=False)  # plans run without `goal approve`
     turn: Mapped[int] = mapped_column(default=0)  # the current turn (1 is the first)
+    max_cost_usd: Mapped[float | None]  # budget over all of its cards' runs
     reason: Mapped[str | None] = mapped_column(sa.Text)  # why blocked / cancelled, last verdict
     created_by: Mapped[str | None] = mapped_column(sa.String(255))
     created_at: Mapped[dt.datetime]

@@ -443,21 +443,26 @@ class Supervisor:
                 self._log.flush()
 
     def _caps(self, card: views.CardView, profile: profiles.Profile) -> list[outcomes.Cap]:
-        """The cost caps this run must stay under, with what was spent before it started.
-        (Goals: a card's goal budget joins here as `Cap(f"goal {id}", budget, goal_spend)`.)"""
-        limit = card.max_cost_usd or profile.max_cost_usd
-        if limit is None:
-            return []
-        label = (
-            f"card {card.id}'s cap"
-            if card.max_cost_usd
-            else f"profile {profile.name}'s cap per card"
-        )
-        spent = self.board.read(
-            lambda c: board.spend(c, card_ids=[card.id], exclude_run=self.run_id)
-        ).cost_usd
+        """The cost caps this run must stay under, with what was spent before it started: the
+        card's own cap (else its profile's), and its goal's budget."""
+        limit, mine = card.max_cost_usd or profile.max_cost_usd, card.max_cost_usd is not None
+        label = f"card {card.id}'s cap" if mine else f"profile {profile.name}'s cap per card"
         hint = f"raise it with `kanban cap {card.id} USD`, then `kanban unblock {card.id}`"
-        return [outcomes.Cap(label, limit, spent, hint)]
+
+        def read(conn: Any) -> list[outcomes.Cap]:
+            caps = []
+            if limit is not None:
+                spent = board.spend(conn, card_ids=[card.id], exclude_run=self.run_id)
+                caps.append(outcomes.Cap(label, limit, spent.cost_usd, hint))
+            goal = board.goals.get_goal(conn, card.goal_id) if card.goal_id else None
+            if goal is not None and goal.max_cost_usd is not None:
+                spent = board.goal_spend(conn, goal.id, exclude_run=self.run_id)
+                caps.append(
+                    outcomes.Cap(f"goal {goal.id}'s budget", goal.max_cost_usd, spent.cost_usd)
+                )
+            return caps
+
+        return self.board.read(read)
 
     def _profile(self, card: views.CardView) -> profiles.Profile:
         if not card.profile:
@@ -539,7 +544,6 @@ def _end(
     tokens_out: int | None = None,
     cost_usd: float | None = None,
 ) -> views.CardView:
-
     board.record_start(
         conn, card_id=sup.card_id, token=sup.token, now=clock.now(), log_path=str(log_path)
     )

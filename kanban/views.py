@@ -186,6 +186,7 @@ class GoalView(_View):
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
     ended_at: dt.datetime | None = None
+    max_cost_usd: float | None = None  # budget over all of its cards' runs
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -211,6 +212,7 @@ class GoalDetail(_View):
     turns: tuple[GoalTurnView, ...]
     cards: tuple[CardView, ...]  # every card of the goal: planners, work, judges
     progress: Mapping[str, int]  # work cards per status, plus "total"
+    spend: Spend = dataclasses.field(default_factory=Spend)  # what all its cards' runs used
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

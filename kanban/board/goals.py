@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from kanban import errors, plans, views
-from kanban.board import _rows
+from kanban.board import _rows, usage
 from kanban.board.cards import add_card, move
 from kanban.models import cards, goal_turns, goals
 from kanban.states import (
@@ -124,6 +124,7 @@ def goal_detail(conn: Connection, goal_id: int) -> views.GoalDetail:
         turns=tuple(turns_of(conn, goal_id)),
         cards=tuple(every),
         progress=dict(progress),
+        spend=usage.goal_spend(conn, goal_id),
     )
 
 
@@ -173,13 +174,16 @@ def create(
     auto: bool,
     now: dt.datetime,
     actor: str | None = None,
+    max_cost_usd: float | None = None,
 ) -> views.GoalView:
-    """A new goal in `planning` at turn 0; `start_turn` begins its first turn."""
+    """A new goal in `planning` at turn 0; `start_turn` begins its first turn.
+    `max_cost_usd` is its budget: what all of its cards' runs may cost together."""
     objective = _rows.check_text(objective.strip(), what="objective", limit=MAX_OBJECTIVE)
     if not objective:
         raise errors.UsageError('a goal needs an objective: kanban goal add "what to achieve"')
     if not 1 <= max_turns <= 100:
         raise errors.UsageError(f"max turns {max_turns} is out of range (1 to 100)")
+    max_cost_usd = usage.check_cost(max_cost_usd, what="goal budget")
     goal_id = conn.execute(
         sa.insert(goals)
         .values(
@@ -188,6 +192,7 @@ def create(
             planner=planner,
             judge=judge,
             max_turns=max_turns,
+            max_cost_usd=max_cost_usd,
             auto=auto,
             turn=0,
             created_by=actor,

@@ -119,10 +119,7 @@ def spend(
     )
 
 
-def goal_spend(conn: Connection, goal_id: int) -> views.Spend:
-    """What the cards of one goal have used (needs `cards.goal_id`, from the goals schema).
-
-    The goals code compares it with the goal's budget before it plans a new turn:
-    `outcomes.cap_reached([outcomes.Cap(f"goal {id}", goal.max_cost_usd)], spent.cost_usd)`.
-    """
-    return spend(conn, where=cards.c.goal_id == goal_id)
+def goal_spend(conn: Connection, goal_id: int, *, exclude_run: int | None = None) -> views.Spend:
+    """What all the cards of one goal (planners and judges too) have used: what its budget
+    (`goals.max_cost_usd`) is compared with."""
+    return spend(conn, where=cards.c.goal_id == goal_id, exclude_run=exclude_run)

@@ -9,7 +9,7 @@ import click
 
 from kanban import clock
 from kanban.cli import render
-from kanban.cli._common import Group, emit_json, json_option, pass_board, read_text_arg
+from kanban.cli._common import USD, Group, emit_json, json_option, pass_board, read_text_arg
 
 GOAL = click.IntRange(min=1)
 
@@ -47,6 +47,11 @@ def goal_group() -> None:
     show_default=True,
     help="Planning turns before a goal judged not done is blocked for a person.",
 )
+@click.option(
+    "--max-cost",
+    type=USD,
+    help="Budget in USD over all its cards' runs: spent, no new turn is planned.",
+)
 @click.option("--auto", is_flag=True, help="Run each plan at once, without `kanban goal approve`.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the new goal's id.")
 @json_option
@@ -58,6 +63,7 @@ def add(
     plan_file: Path | None,
     judge: str | None,
     max_turns: int,
+    max_cost: float | None,
     auto: bool,
     quiet: bool,
     as_json: bool,
@@ -73,6 +79,7 @@ def add(
       kanban goal add "Add CSV export" --planner claude-code-planner --judge claude-code-judge
       kanban goal add "Release 2.1" --plan release.json --auto
       kanban goal add "Greet; Say goodbye" --planner demo --judge demo --auto    # no LLM
+      kanban goal add "Port the CLI to click" --planner claude-code --max-cost 20
     """
     from kanban import goals
 
@@ -85,6 +92,7 @@ def add(
         judge=judge,
         max_turns=max_turns,
         auto=auto,
+        max_cost_usd=max_cost,
     )
     if as_json:
         emit_json(goal)
@@ -147,6 +155,7 @@ def show(board: Any, goal: int, as_json: bool) -> None:
         f"turn      {g.turn} of at most {g.max_turns}" + ("  (auto)" if g.auto else ""),
         f"planner   {g.planner or '-'}    judge {g.judge or '-'}",
         f"cards     {detail.progress.get('total', 0)} ({progress or 'none yet'})",
+        f"cost      {render.cost_line(detail.spend, g.max_cost_usd, what='budget')}",
     ]
     for turn in detail.turns:
         lines.append("")

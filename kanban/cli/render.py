@@ -151,9 +151,9 @@ def spend_of(runs: Sequence[views.RunView]) -> views.Spend:
     )
 
 
-def cost_line(spent: views.Spend, cap: float | None) -> str:
+def cost_line(spent: views.Spend, cap: float | None, *, what: str = "cap") -> str:
     """`$1.20 of $3.00 cap  (3 runs, 2 reported cost; 120k in / 4,210 out)`."""
-    text = outcomes.usd(spent.cost_usd) + (f" of {outcomes.usd(cap)} cap" if cap else "")
+    text = outcomes.usd(spent.cost_usd) + (f" of {outcomes.usd(cap)} {what}" if cap else "")
     detail = f"{spent.runs} run{'s' if spent.runs != 1 else ''}"
     if spent.reported != spent.runs:
         detail += f", {spent.reported} reported cost"

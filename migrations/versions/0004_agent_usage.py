@@ -1,4 +1,4 @@
-"""agent usage: tokens and cost per run, cost caps per card, the `stalled` run outcome
+"""agent usage: tokens and cost per run, cost caps per card and goal, the `stalled` outcome
 
 Revision ID: 0004
 Revises: 0003
@@ -27,6 +27,8 @@ _WITH_STALLED = (
 def upgrade() -> None:
     with op.batch_alter_table("cards") as batch_op:
         batch_op.add_column(sa.Column("max_cost_usd", sa.Double(), nullable=True))
+    with op.batch_alter_table("goals") as batch_op:
+        batch_op.add_column(sa.Column("max_cost_usd", sa.Double(), nullable=True))
     with op.batch_alter_table("runs") as batch_op:
         batch_op.add_column(sa.Column("tokens_in", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("tokens_out", sa.Integer(), nullable=True))
@@ -47,5 +49,7 @@ def downgrade() -> None:
         batch_op.drop_column("cost_usd")
         batch_op.drop_column("tokens_out")
         batch_op.drop_column("tokens_in")
+    with op.batch_alter_table("goals") as batch_op:
+        batch_op.drop_column("max_cost_usd")
     with op.batch_alter_table("cards") as batch_op:
         batch_op.drop_column("max_cost_usd")
