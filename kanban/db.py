@@ -66,6 +66,9 @@ def create_engine(url: str, *, foreign_keys: bool = True) -> Engine:
                 f"unsupported database URL {_redact(url)}: use a file path (SQLite) "
                 "or postgresql+psycopg://user@host/db"
             )
+        from kanban import models
+
+        models.use_postgresql()  # the partial indexes' PostgreSQL form (see models._partial)
         try:
             return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
         except ImportError as exc:

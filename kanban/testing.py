@@ -44,7 +44,7 @@ def snapshot(engine: object) -> dict[str, list[tuple[object, ...]]]:
     """Every row of every board table, for 'this changed nothing' assertions."""
     import sqlalchemy as sa
 
-    from kanban.models import Base
+    from kanban.models import metadata
 
     assert isinstance(engine, sa.Engine)
     with engine.connect() as conn:
@@ -53,7 +53,7 @@ def snapshot(engine: object) -> dict[str, list[tuple[object, ...]]]:
                 tuple(r)
                 for r in conn.execute(sa.select(table).order_by(*table.primary_key.columns))
             ]
-            for table in Base.metadata.sorted_tables
+            for table in metadata.sorted_tables
         }
 
 
@@ -253,3 +253,31 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def board_processes(db_url: str) -> list[str]:
+    """Live processes working for the board at `db_url` (supervisors and agents carry
+    KANBAN_DB in their environment), as 'pid command' lines."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        if proc.pid == os.getpid():
+            continue
+        try:
+            if proc.environ().get("KANBAN_DB") == db_url and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(f"{proc.pid} {' '.join(proc.cmdline())[:80]}")
+        except psutil.Error:
+            continue
+    return found
+
+
+def wait_for_quiet(db_url: str, *, timeout: float = 30.0) -> None:
+    """Wait until no supervisor or agent of this board is left (they finish tidying up after
+    the board itself looks drained)."""
+    wait_for(
+        lambda: not board_processes(db_url),
+        timeout=timeout,
+        interval=0.1,
+        what=f"the processes of {db_url} to end: {board_processes(db_url)}",
+    )

@@ -19,7 +19,7 @@ config = context.config
 def run(connection: object) -> None:
     context.configure(
         connection=connection,
-        target_metadata=models.Base.metadata,
+        target_metadata=models.metadata,
         render_as_batch=connection.dialect.name == "sqlite",  # type: ignore[attr-defined]
         compare_type=True,
     )

@@ -62,7 +62,7 @@ def test_alembic_upgrade_head_from_empty_gives_exactly_the_models(tmp_path: Path
     with engine.connect() as conn, warnings.catch_warnings():
         # SQLite cannot reflect the DESC index; _indexes() compares it below instead.
         warnings.filterwarnings("ignore", message=".*expression-based index.*")
-        diff = compare_metadata(MigrationContext.configure(conn), models.Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn), models.metadata)
     engine.dispose()
     # Alembic cannot match the DESC index it cannot reflect; _indexes() compares it below.
     diff = [
@@ -77,7 +77,7 @@ def test_alembic_upgrade_head_from_empty_gives_exactly_the_models(tmp_path: Path
 
     created = tmp_path / "created.db"
     engine = db.create_engine(db.resolve_url(created))
-    models.Base.metadata.create_all(engine)
+    models.metadata.create_all(engine)
     engine.dispose()
     assert _indexes(migrated) == _indexes(created)
 

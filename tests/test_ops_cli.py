@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import kanban
-from kanban.testing import board_in, git, git_repo, kanban_process
+from kanban.testing import board_in, git, git_repo, kanban_process, wait_for_quiet
 
 pytestmark = pytest.mark.slow
 
@@ -29,6 +29,8 @@ def worked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, in
     proc = kanban_process(repo, "dispatch", "--drain")
     out, _ = proc.communicate(timeout=180)
     assert proc.returncode == 0, out
+    with board_in(repo) as b:
+        wait_for_quiet(b.settings.db_url)  # supervisors finish their notes after the drain
     return repo, ids
 
 

@@ -18,7 +18,14 @@ import pytest
 
 import kanban
 from kanban import db
-from kanban.testing import board_in, kanban_process, wait_for, write_profile
+from kanban.testing import (
+    board_in,
+    board_processes,
+    kanban_process,
+    wait_for,
+    wait_for_quiet,
+    write_profile,
+)
 
 pytestmark = pytest.mark.chaos
 
@@ -141,25 +148,10 @@ class Chaos:
         self.check_no_orphans()
 
     def check_no_orphans(self) -> None:
-        def orphans() -> list[str]:
-            found = []
-            for proc in psutil.process_iter(["pid", "name"]):
-                if proc.pid == os.getpid():
-                    continue
-                try:
-                    if (
-                        proc.environ().get("KANBAN_DB") == self.url
-                        and proc.status() != psutil.STATUS_ZOMBIE
-                    ):
-                        found.append(f"{proc.pid} {' '.join(proc.cmdline())[:80]}")
-                except psutil.Error:
-                    continue
-            return found
-
         try:
-            wait_for(lambda: not orphans(), timeout=20, interval=0.2, what="no orphans")
+            wait_for_quiet(self.url, timeout=20)
         except TimeoutError:
-            pytest.fail(f"processes left behind: {orphans()}")
+            pytest.fail(f"processes left behind: {board_processes(self.url)}")
 
 
 @pytest.fixture
