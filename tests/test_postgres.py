@@ -4,7 +4,10 @@ else runs on both backends through the `backend` fixture."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -14,6 +17,7 @@ from alembic.migration import MigrationContext
 import kanban
 from kanban import board as verbs
 from kanban import clock, db, models, wake
+from kanban.testing import git
 
 pytestmark = pytest.mark.postgres
 
@@ -130,3 +134,29 @@ def test_a_write_wakes_a_listening_dispatcher_and_a_lost_listener_reconnects(
             assert listener.wait(5) is True
         finally:
             listener.close()
+
+
+def test_init_with_a_shared_board_makes_the_clone_remember_it(
+    shared_postgres_url: str, repo: Path
+) -> None:
+    def kanban_here(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "kanban", *args],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    made = kanban_here("--db", shared_postgres_url, "init")
+    assert made.returncode == 0, made.stderr
+    config = repo / ".kanban" / "config.toml"
+    assert (config.stat().st_mode & 0o777) == 0o600
+    assert kanban_here("--db", shared_postgres_url, "init").returncode == 0  # harmless again
+    assert config.read_text().count("db = ") == 1
+    added = kanban_here("add", "found through the config")  # no --db: the clone knows
+    assert added.returncode == 0, added.stderr
+    with kanban.open_board(shared_postgres_url) as b:
+        assert [c.title for c in b.cards()] == ["found through the config"]
+    assert git(repo, "status", "--porcelain") == ""  # .kanban/ stays out of git status
