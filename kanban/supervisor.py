@@ -120,6 +120,8 @@ class Supervisor:
             return self._run()
         finally:
             self._beat.stop()
+            if self._log is not None:
+                self._log.close()
 
     def _run(self) -> int:
         assert self._beat is not None
