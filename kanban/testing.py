@@ -167,13 +167,34 @@ def fast_settings() -> dict[str, str]:
 
 
 def board_in(repo: Path, **overrides: str) -> Any:
-    """A board at `<repo>/.kanban/board.db` with fast settings (creates it if needed)."""
+    """The board of `repo` with fast settings (created if needed): the one its
+    `.kanban/config.toml` names (see `use_board`), else `<repo>/.kanban/board.db`."""
     from kanban import api, settings
 
-    config = settings.load(
-        {"db": str(repo / ".kanban" / "board.db"), **fast_settings(), **overrides}, cwd=repo
-    )
+    db = overrides.pop("db", None) or configured_db(repo) or str(repo / ".kanban" / "board.db")
+    config = settings.load({"db": db, **fast_settings(), **overrides}, cwd=repo)
     return api.connect(config)
+
+
+def use_board(repo: Path, url: str) -> None:
+    """Make `url` the board of `repo` for every command and process run in it, as
+    `kanban --db URL init` does for a shared PostgreSQL board."""
+    import json
+
+    state = repo / ".kanban"
+    state.mkdir(mode=0o700, exist_ok=True)
+    (state / "config.toml").write_text(f"db = {json.dumps(url)}\n")
+    (state / "config.toml").chmod(0o600)
+
+
+def configured_db(repo: Path) -> str | None:
+    import tomllib
+
+    config = repo / ".kanban" / "config.toml"
+    if not config.is_file():
+        return None
+    value = tomllib.loads(config.read_text()).get("db")
+    return str(value) if value else None
 
 
 def write_profile(repo: Path, name: str, body: str) -> Path:

@@ -20,7 +20,7 @@ from click.testing import CliRunner, Result
 
 import kanban
 from kanban import retrying
-from kanban.testing import POSTGRES_ENV, git_repo, postgres_schema
+from kanban.testing import POSTGRES_ENV, git_repo, postgres_schema, use_board
 
 retrying.set_testing(True)
 
@@ -44,11 +44,15 @@ BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     """The database under the board: the one parametrized fixture every board test uses."""
-    if request.param == "postgres" and not POSTGRES_URL:
+    _skip_without_postgres(request.param)
+    return str(request.param)
+
+
+def _skip_without_postgres(backend: str) -> None:
+    if backend == "postgres" and not POSTGRES_URL:
         pytest.skip(
             f"PostgreSQL half: set {POSTGRES_ENV}=postgresql+psycopg://USER@HOST/DB to run it"
         )
-    return str(request.param)
 
 
 @pytest.fixture
@@ -79,9 +83,25 @@ def board_url(postgres_url: str | None, tmp_path: Path) -> str:
 
 @pytest.fixture
 def repo_db(postgres_url: str | None, repo: Path) -> str:
-    """The board of `repo`: its `.kanban/board.db`, or the test's PostgreSQL schema. Pass it
-    to `board_in(repo, db=repo_db)` and to processes as KANBAN_DB."""
-    return postgres_url or str(repo / ".kanban" / "board.db")
+    """The board of `repo`: its `.kanban/board.db`, or the test's PostgreSQL schema, which
+    `repo`'s `.kanban/config.toml` then names (so `board_in(repo)` and every `kanban` process
+    started in `repo` use it, as on a host set up with `kanban --db URL init`)."""
+    if postgres_url is None:
+        return str(repo / ".kanban" / "board.db")
+    use_board(repo, postgres_url)
+    return postgres_url
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_postgres_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """`postgres_url` for module-scoped fixtures (a board worked once, read by many tests)."""
+    _skip_without_postgres(request.param)
+    if request.param != "postgres":
+        yield None
+        return
+    assert POSTGRES_URL is not None
+    with postgres_schema(POSTGRES_URL) as url:
+        yield url
 
 
 @pytest.fixture

@@ -158,8 +158,8 @@ def test_cli_why_prints_each_reason(board: kanban.Board, repo_db: str) -> None:
     assert result.output.startswith("- its profile 'nobody-has-this' is unknown")
 
 
-def test_the_board_wide_limit(repo: Path) -> None:
-    with board_in(repo, max_running="1") as b:
+def test_the_board_wide_limit(repo: Path, repo_db: str) -> None:
+    with board_in(repo, db=repo_db, max_running="1") as b:
         _dispatcher_alive(b)
         b.add("first", profile="demo")
         second = b.add("second", profile="shell")
