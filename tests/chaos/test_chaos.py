@@ -22,7 +22,7 @@ pytestmark = pytest.mark.chaos
 
 
 def test_kill_9_agents_supervisors_and_dispatchers_during_a_drain(chaos: Chaos) -> None:
-    """Two dispatchers share one SQLite board; random SIGKILLs hit all three kinds of process."""
+    """Two dispatchers share one board; random SIGKILLs hit all three kinds of process."""
     for i in range(150):
         chaos.board.add(f"card {i}", profile="quick")
     chaos.dispatcher()
