@@ -161,13 +161,18 @@ def check_sqlite_file(path: Path) -> bool:
         con.close()
     if not tables:
         return False
-    if {"alembic_version", "cards"} <= tables or tables == {"alembic_version"}:
-        return True  # a board (one downgraded to base has only alembic_version)
+    if _is_board(tables):
+        return True
     shown = ", ".join(sorted(tables)[:5])
     raise errors.SchemaError(
         f"{path} is a SQLite database but not a kanban board (it has tables {shown}); "
         "left it untouched. Point --db at a board, or at a new file to create one"
     )
+
+
+def _is_board(tables: set[str]) -> bool:
+    """A board's tables (one downgraded to base has only alembic_version)."""
+    return {"alembic_version", "cards"} <= tables or tables == {"alembic_version"}
 
 
 def create_sqlite_file(path: Path) -> None:
@@ -205,7 +210,7 @@ def prepare(engine: Engine) -> None:
 def _check_pg_is_board_or_empty(engine: Engine) -> None:
     with engine.connect() as conn:
         tables = set(sa.inspect(conn).get_table_names())
-    if tables and not {"alembic_version", "cards"} <= tables:
+    if tables and not _is_board(tables):
         shown = ", ".join(sorted(tables)[:5])
         raise errors.SchemaError(
             f"{_redact(str(engine.url))} holds tables that are not a kanban board ({shown}); "

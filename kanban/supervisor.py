@@ -120,6 +120,8 @@ class Supervisor:
             return self._run()
         finally:
             self._beat.stop()
+            if self._log is not None:
+                self._log.close()
 
     def _run(self) -> int:
         assert self._beat is not None
@@ -294,6 +296,8 @@ class Supervisor:
         if current is not None and current.outcome is not None:
             self._record_usage(watcher)
             self._keep_work(workspace, reason=f"after the agent reported {current.outcome}")
+            if current.outcome == RunOutcome.DONE:
+                self._publish(workspace)
             self._tidy(workspace, current.outcome)
             self.board.write(lambda c: None, wake_dispatcher=True)
             return 0
@@ -351,6 +355,8 @@ class Supervisor:
                 watcher.finish()
                 self._record_usage(watcher)
             self._keep_work(workspace, reason=f"after the agent reported {outcome}")
+            if outcome == RunOutcome.DONE:
+                self._publish(workspace)
             self._tidy(workspace, outcome)
             self.board.write(lambda c: None, wake_dispatcher=True)
             return 0
@@ -396,12 +402,14 @@ class Supervisor:
         spends_attempt: bool | None = None,
         usage: watching.Watcher | None = None,
     ) -> int:
-        """Commit what is left, record the outcome and usage (fenced by the token), tidy up,
-        wake the dispatcher."""
-        if self._beat is not None:
-            self._beat.stop()
+        """Commit what is left, push a done branch (several hosts), record the outcome and
+        usage (fenced by the token), tidy up, wake the dispatcher."""
         if workspace is not None:
             self._keep_work(workspace, reason=f"run ended {outcome}")
+            if outcome is RunOutcome.DONE and (problem := self._publish(workspace)):
+                outcome, error = RunOutcome.FAILED, problem
+        if self._beat is not None:
+            self._beat.stop()
         report = usage.report() if usage is not None else outputs.Report()
         cost = usage.cost() if usage is not None else None
         if usage is not None and (report.tokens_in is not None or cost is not None):
@@ -483,9 +491,17 @@ class Supervisor:
             return Workspace(path=self.config.repo, branch=None)
         if self.worktrees is None:
             self.worktrees = Worktrees(
-                self.config.repo, root=self.config.worktrees, base_branch=self.config.base_branch
+                self.config.repo,
+                root=self.config.worktrees,
+                base_branch=self.config.base_branch,
+                remote=self.config.remote,
             )
         parents = [p.branch for p in detail.parents if p.branch]
+        own = self.worktrees.names(detail.card.id, detail.card.title)[1]
+        if missing := self.worktrees.fetch_parents(parents, own=own, stop=self.stopping.is_set):
+            self.note(
+                f"parent branch {', '.join(missing)} is not here: set `remote` (several hosts)"
+            )
         workspace = self.worktrees.prepare(detail.card.id, detail.card.title, parents)
         self.note(
             f"worktree {workspace.path} on {workspace.branch}"
@@ -506,6 +522,21 @@ class Supervisor:
             return
         if commit:
             self.note(f"committed leftover changes as {commit[:12]}")
+
+    def _publish(self, workspace: Workspace) -> str | None:
+        """Several hosts: push a done card's branch to the remote, so that children on other
+        hosts start from it. Returns what went wrong, or None."""
+        if self.worktrees is None or workspace.branch is None or not self.config.remote:
+            return None
+        try:
+            self.worktrees.push(workspace.branch)
+        except errors.WorktreeError as exc:
+            return (
+                f"the agent finished but pushing {workspace.branch} to {self.config.remote} "
+                f"failed (its work stays on the branch here): {exc.message}"
+            )
+        self.note(f"pushed {workspace.branch} to {self.config.remote}")
+        return None
 
     def _tidy(self, workspace: Workspace, outcome: str) -> None:
         if self.worktrees is None or workspace.branch is None or outcome != "done":

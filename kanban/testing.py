@@ -3,8 +3,11 @@ an agent is a small script that behaves like one. Databases, git and processes a
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import subprocess
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,54 @@ def git_repo(path: Path, *, branch: str = "main") -> Path:
     git(path, "add", "README.md")
     git(path, "commit", "-q", "-m", "initial commit")
     return path
+
+
+# ---------------------------------------------------------------------- PostgreSQL boards
+
+POSTGRES_ENV = "KANBAN_TEST_POSTGRES_URL"
+
+
+def schema_url(base_url: str, schema: str) -> str:
+    """`base_url` with every connection's search_path set to `schema` (and named after it,
+    so that `pg_stat_activity` shows which test a connection belongs to)."""
+    import sqlalchemy as sa
+
+    from kanban import db
+
+    url = sa.engine.make_url(db.resolve_url(base_url))
+    url = url.update_query_dict({"options": f"-csearch_path={schema}", "application_name": schema})
+    return url.render_as_string(hide_password=False)
+
+
+@contextlib.contextmanager
+def postgres_schema(base_url: str, *, prefix: str = "kt") -> Iterator[str]:
+    """A fresh, empty schema on the server at `base_url`; yields a board URL that uses it.
+
+    A schema per test is much quicker than a database per test. Afterwards every connection
+    still using the schema (dispatchers or supervisors a test left behind) is ended and the
+    schema dropped with everything in it.
+    """
+    import sqlalchemy as sa
+
+    from kanban import db
+
+    schema = f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
+    admin = sa.create_engine(db.resolve_url(base_url), poolclass=sa.pool.NullPool)
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        yield schema_url(base_url, schema)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": schema},
+            )
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        admin.dispose()
 
 
 def snapshot(engine: object) -> dict[str, list[tuple[object, ...]]]:
@@ -116,13 +167,34 @@ def fast_settings() -> dict[str, str]:
 
 
 def board_in(repo: Path, **overrides: str) -> Any:
-    """A board at `<repo>/.kanban/board.db` with fast settings (creates it if needed)."""
+    """The board of `repo` with fast settings (created if needed): the one its
+    `.kanban/config.toml` names (see `use_board`), else `<repo>/.kanban/board.db`."""
     from kanban import api, settings
 
-    config = settings.load(
-        {"db": str(repo / ".kanban" / "board.db"), **fast_settings(), **overrides}, cwd=repo
-    )
+    db = overrides.pop("db", None) or configured_db(repo) or str(repo / ".kanban" / "board.db")
+    config = settings.load({"db": db, **fast_settings(), **overrides}, cwd=repo)
     return api.connect(config)
+
+
+def use_board(repo: Path, url: str) -> None:
+    """Make `url` the board of `repo` for every command and process run in it, as
+    `kanban --db URL init` does for a shared PostgreSQL board."""
+    import json
+
+    state = repo / ".kanban"
+    state.mkdir(mode=0o700, exist_ok=True)
+    (state / "config.toml").write_text(f"db = {json.dumps(url)}\n")
+    (state / "config.toml").chmod(0o600)
+
+
+def configured_db(repo: Path) -> str | None:
+    import tomllib
+
+    config = repo / ".kanban" / "config.toml"
+    if not config.is_file():
+        return None
+    value = tomllib.loads(config.read_text()).get("db")
+    return str(value) if value else None
 
 
 def write_profile(repo: Path, name: str, body: str) -> Path:
@@ -217,6 +289,73 @@ class FakeWorktrees:
             return False
         shutil.rmtree(path, ignore_errors=True)
         return True
+
+
+# ---------------------------------------------------------------------- many runs, cheaply
+
+
+class ThreadSupervisor:
+    """A supervisor run in a thread of the dispatcher's own process: the same code as
+    `python -m kanban.supervisor`, without a Python start-up per run. For tests with hundreds
+    of runs; it answers what the dispatcher asks of a supervisor process."""
+
+    def __init__(self, board: Any, argv: Any, token: str) -> None:
+        import threading
+
+        args = list(argv)
+        self.card_id = int(args[args.index("--card") + 1])
+        self.run_id = int(args[args.index("--run") + 1])
+        self.pid = os.getpid()
+        self.returncode: int | None = None
+        self._board, self._token = board, token
+        self._thread = threading.Thread(target=self._main, name=f"run-{self.run_id}", daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        from kanban import supervisor
+
+        try:
+            sup = supervisor.Supervisor(
+                self._board, card_id=self.card_id, run_id=self.run_id, token=self._token
+            )
+            self.returncode = sup.run()
+        except BaseException:
+            self.returncode = 1
+            raise
+
+    def poll(self) -> int | None:
+        return None if self._thread.is_alive() else (self.returncode or 0)
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise subprocess.TimeoutExpired(f"run {self.run_id}", timeout or 0)
+        return self.returncode or 0
+
+
+class ThreadSpawner:
+    """Starts each run's supervisor as a `ThreadSupervisor` on `board`."""
+
+    def __init__(self, board: Any) -> None:
+        self.board = board
+
+    def start(
+        self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: Path
+    ) -> subprocess.Popen[bytes]:
+        from typing import cast
+
+        child = ThreadSupervisor(self.board, argv, env["KANBAN_TOKEN"])
+        return cast("subprocess.Popen[bytes]", child)
+
+
+def dispatch_until_drained(max_workers: int) -> None:
+    """`kanban dispatch --drain` for this process's board (KANBAN_DB, KANBAN_HOST_ID...), with
+    supervisors as threads (`ThreadSpawner`). Run it as `python -c` with a host's settings."""
+    from kanban import api, dispatcher, settings
+
+    with api.connect(settings.load()) as board:
+        loop = dispatcher.Dispatcher(board, max_workers=max_workers, spawner=ThreadSpawner(board))
+        loop.run(until=lambda _report: dispatcher.drained(board))
 
 
 # ---------------------------------------------------------------------- recorded agents

@@ -109,30 +109,54 @@ class DataVersionListener:
 
 
 class PgListener:
-    """LISTEN on a dedicated psycopg connection; NOTIFYs from any host wake us."""
+    """LISTEN on a dedicated psycopg connection; NOTIFYs from any host wake us.
+
+    A lost connection (server restart, failover) is reopened on the next wait; the first wait
+    after that reports a wake, since changes made meanwhile sent no NOTIFY we could hear.
+    """
 
     def __init__(self, url: str) -> None:
-        import psycopg
-
-        dsn = (
+        self.dsn = (
             sa.engine.make_url(url)
             .set(drivername="postgresql")
             .render_as_string(hide_password=False)
         )
-        self.conn: Any = psycopg.connect(dsn, autocommit=True)
+        self.conn: Any = None
+        self._connect()
+
+    def _connect(self) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(self.dsn, autocommit=True)
         self.conn.execute(f"LISTEN {CHANNEL}")
 
     def wait(self, timeout: float) -> bool:
-        woke = False
-        for _ in self.conn.notifies(timeout=max(0.0, timeout), stop_after=1):
-            woke = True
-        if woke:  # drain whatever else arrived at the same moment
-            for _ in self.conn.notifies(timeout=0.0):
-                pass
-        return woke
+        import psycopg
+
+        try:
+            if self.conn is None:
+                self._connect()
+                logger.info("listening for wake-ups again")
+                return True
+            woke = False
+            for _ in self.conn.notifies(timeout=max(0.0, timeout), stop_after=1):
+                woke = True
+            if woke:  # drain whatever else arrived at the same moment
+                for _ in self.conn.notifies(timeout=0.0):
+                    pass
+            return woke
+        except psycopg.Error as exc:
+            if self.conn is not None:
+                logger.warning("lost the LISTEN connection (%s); reconnecting", exc)
+            self.close()
+            time.sleep(max(0.0, min(timeout, 1.0)))
+            return False
 
     def close(self) -> None:
-        self.conn.close()
+        if self.conn is not None:
+            with contextlib.suppress(Exception):
+                self.conn.close()
+        self.conn = None
 
 
 def listen(engine: sa.Engine) -> Listener:

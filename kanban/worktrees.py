@@ -14,7 +14,7 @@ import logging
 import re
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -25,6 +25,7 @@ from kanban import errors, retrying
 logger = logging.getLogger(__name__)
 
 FALLBACK_IDENTITY = ("kanban", "kanban@localhost")
+PARENT_BRANCH_WAIT = 60.0  # how long a child waits for a parent's branch to reach the remote
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -63,7 +64,14 @@ class WorktreePort(Protocol):
 
 
 class Worktrees:
-    def __init__(self, repo: Path, *, root: Path, base_branch: str | None = None) -> None:
+    def __init__(
+        self,
+        repo: Path,
+        *,
+        root: Path,
+        base_branch: str | None = None,
+        remote: str | None = None,
+    ) -> None:
         try:
             self.repo = git.Repo(repo)
         except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
@@ -72,6 +80,7 @@ class Worktrees:
             ) from exc
         self.root = root.absolute()
         self.base_branch = base_branch
+        self.remote = remote  # a git remote's name ("origin"): branches shared between hosts
 
     # ------------------------------------------------------------------ plumbing
 
@@ -299,6 +308,82 @@ class Worktrees:
             if temporary is not None:
                 self._git("worktree", "remove", "--force", str(temporary))
         return MergeReport(target, tuple(merged), tuple(already))
+
+    # ------------------------------------------------------------------ several hosts
+
+    def push(self, branch: str) -> None:
+        """Publish `branch` on the remote (a fast-forward; a rejected push raises)."""
+        if self.remote is None:
+            return
+        self._git("push", "--quiet", self.remote, f"refs/heads/{branch}:refs/heads/{branch}")
+
+    def fetch(self, branches: Sequence[str]) -> tuple[str, ...]:
+        """Bring `branches` from the remote where this clone lacks them or is behind them.
+
+        A local branch is created, or fast-forwarded when no worktree has it checked out; one
+        with commits the remote lacks is left alone. Returns the branches that are neither
+        here nor on the remote.
+        """
+        wanted = list(dict.fromkeys(branches))
+        if self.remote is not None and wanted:
+            listed = self._git(
+                "ls-remote", "--heads", self.remote, *(f"refs/heads/{b}" for b in wanted)
+            )
+            heads = {line.split("\t", 1)[1] for line in listed.splitlines() if "\t" in line}
+            found = [b for b in wanted if f"refs/heads/{b}" in heads]
+            if found:
+                self._git(
+                    "fetch",
+                    "--quiet",
+                    "--no-tags",
+                    self.remote,
+                    *(f"+refs/heads/{b}:{self._tracking(b)}" for b in found),
+                )
+            for branch in found:
+                self._adopt(branch)
+        return tuple(b for b in wanted if not self.branch_exists(b))
+
+    def fetch_parents(
+        self,
+        parents: Sequence[str],
+        *,
+        own: str,
+        wait: float = PARENT_BRANCH_WAIT,
+        stop: Callable[[], bool] = lambda: False,
+    ) -> tuple[str, ...]:
+        """Before `prepare`: fetch the parents' branches (and the card's own, from an attempt on
+        another host). A parent that finished elsewhere a moment ago may still be pushing, so
+        wait up to `wait` seconds for it; then raise naming it. Without a remote nothing is
+        fetched: returns the parents' branches this clone lacks."""
+        deadline = time.monotonic() + wait
+        while True:
+            missing = tuple(b for b in self.fetch([*parents, own]) if b != own)
+            if not missing or self.remote is None:
+                return missing
+            if time.monotonic() >= deadline or stop():
+                raise errors.WorktreeError(
+                    f"parent branch {', '.join(missing)} is neither in {self.repo.working_dir} "
+                    f"nor on remote {self.remote!r}; set `remote` on every host so finished "
+                    "branches are pushed"
+                )
+            logger.info("waiting for %s to reach %s", ", ".join(missing), self.remote)
+            time.sleep(1.0)
+
+    def _tracking(self, branch: str) -> str:
+        return f"refs/remotes/{self.remote}/{branch}"
+
+    def _adopt(self, branch: str) -> None:
+        tracking = self._tracking(branch)
+        if not self.branch_exists(branch):
+            self._git("branch", "--quiet", "--no-track", branch, tracking)
+        elif self._is_ancestor(tracking, branch):
+            return  # up to date, or ahead of the remote
+        elif not self._is_ancestor(branch, tracking):
+            logger.warning("%s has commits %s lacks; kept the local branch", branch, self.remote)
+        elif branch in self._registered().values():
+            logger.warning("%s is checked out in a worktree; not fast-forwarded", branch)
+        else:
+            self._git("branch", "--quiet", "--force", "--no-track", branch, tracking)
 
     def _is_ancestor(self, branch: str, target: str) -> bool:
         try:

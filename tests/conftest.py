@@ -1,5 +1,11 @@
 """Fixtures: real SQLite files, real git repositories, real processes. Nothing is mocked
-below the agent: the database, git and signals are the real thing."""
+below the agent: the database, git and signals are the real thing.
+
+Every test that takes a board (`board`, `board_url`, `repo_db`, `cli`) runs twice: on a
+SQLite file, and on PostgreSQL in a fresh schema when KANBAN_TEST_POSTGRES_URL names a server
+(`postgresql+psycopg://postgres@127.0.0.1:5432/test`); without it the PostgreSQL half is
+skipped, saying so.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +20,12 @@ from click.testing import CliRunner, Result
 
 import kanban
 from kanban import retrying
-from kanban.testing import git_repo
+from kanban.testing import POSTGRES_ENV, git_repo, postgres_schema, use_board
 
 retrying.set_testing(True)
+
+# Read before the loop below hides it: processes the tests start get their board explicitly.
+POSTGRES_URL = os.environ.get(POSTGRES_ENV)
 
 # Tests must not see the developer's own board or identity.
 for _name in [k for k in os.environ if k.startswith("KANBAN_")]:
@@ -29,9 +38,70 @@ def repo(tmp_path: Path) -> Path:
     return git_repo(tmp_path / "repo")
 
 
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The database under the board: the one parametrized fixture every board test uses."""
+    _skip_without_postgres(request.param)
+    return str(request.param)
+
+
+def _skip_without_postgres(backend: str) -> None:
+    if backend == "postgres" and not POSTGRES_URL:
+        pytest.skip(
+            f"PostgreSQL half: set {POSTGRES_ENV}=postgresql+psycopg://USER@HOST/DB to run it"
+        )
+
+
 @pytest.fixture
-def board_url(tmp_path: Path) -> str:
-    return str(tmp_path / "board.db")
+def postgres_url(backend: str) -> Iterator[str | None]:
+    """A fresh PostgreSQL schema for this test (dropped afterwards); None on SQLite."""
+    if backend != "postgres":
+        yield None
+        return
+    assert POSTGRES_URL is not None
+    with postgres_schema(POSTGRES_URL) as url:
+        yield url
+
+
+@pytest.fixture
+def shared_postgres_url() -> Iterator[str]:
+    """PostgreSQL only (tests of several hosts on one board): a fresh schema, or a skip."""
+    if not POSTGRES_URL:
+        pytest.skip(f"needs PostgreSQL: set {POSTGRES_ENV}=postgresql+psycopg://USER@HOST/DB")
+    with postgres_schema(POSTGRES_URL) as url:
+        yield url
+
+
+@pytest.fixture
+def board_url(postgres_url: str | None, tmp_path: Path) -> str:
+    """The board as --db takes it: a file in tmp_path, or the test's PostgreSQL schema."""
+    return postgres_url or str(tmp_path / "board.db")
+
+
+@pytest.fixture
+def repo_db(postgres_url: str | None, repo: Path) -> str:
+    """The board of `repo`: its `.kanban/board.db`, or the test's PostgreSQL schema, which
+    `repo`'s `.kanban/config.toml` then names (so `board_in(repo)` and every `kanban` process
+    started in `repo` use it, as on a host set up with `kanban --db URL init`)."""
+    if postgres_url is None:
+        return str(repo / ".kanban" / "board.db")
+    use_board(repo, postgres_url)
+    return postgres_url
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_postgres_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """`postgres_url` for module-scoped fixtures (a board worked once, read by many tests)."""
+    _skip_without_postgres(request.param)
+    if request.param != "postgres":
+        yield None
+        return
+    assert POSTGRES_URL is not None
+    with postgres_schema(POSTGRES_URL) as url:
+        yield url
 
 
 @pytest.fixture

@@ -27,8 +27,8 @@ TRANSCRIPT_COST = 0.0734214
 
 
 @pytest.fixture
-def board(repo: Path) -> Iterator[kanban.Board]:
-    b = board_in(repo)
+def board(repo: Path, repo_db: str) -> Iterator[kanban.Board]:
+    b = board_in(repo, db=repo_db)
     yield b
     for card in b.cards(include_archived=True):
         for run in b.runs(card.id):

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 import kanban
 from kanban import CardStatus as S
 from kanban import board as verbs
 from kanban import db
+from kanban.testing import wait_for
 
 
 def test_a_card_without_parents_is_ready_and_with_unfinished_parents_todo(
@@ -201,9 +205,10 @@ def test_every_run_and_move_leaves_an_event(board: kanban.Board) -> None:
     assert kinds == ["created", "claimed", "run_ended"]
 
 
-def test_board_file_is_created_readable_by_its_owner_only(board_url: str) -> None:
-    kanban.open_board(board_url).close()
-    assert (db.sqlite_path(db.resolve_url(board_url)).stat().st_mode & 0o777) == 0o600  # type: ignore[union-attr]
+def test_board_file_is_created_readable_by_its_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "board.db"  # a SQLite-file test: PostgreSQL has no file
+    kanban.open_board(path).close()
+    assert (path.stat().st_mode & 0o777) == 0o600
 
 
 def test_verbs_do_not_commit_the_callers_transaction(board: kanban.Board) -> None:
@@ -220,3 +225,44 @@ def test_states_table_has_every_status_and_final_archived() -> None:
     assert set(TRANSITIONS) == set(S)
     assert TRANSITIONS[S.ARCHIVED] == frozenset()
     assert S.RUNNING not in TRANSITIONS[S.TODO]  # only a claim starts a card, and only from ready
+
+
+def test_two_adds_with_one_key_at_the_same_moment_give_one_card(board: kanban.Board) -> None:
+    """The second add looks for the key before the first commits. SQLite's write lock makes it
+    wait; on PostgreSQL it waits at the unique index, then returns the first card."""
+    from kanban import clock
+
+    looked, release = threading.Event(), threading.Event()
+    results: dict[str, kanban.CardView] = {}
+
+    def first(conn: sa.Connection) -> kanban.CardView:
+        card, created = verbs.add_card(conn, title="nightly", key="nightly-1", now=clock.now())
+        assert created
+        looked.set()
+        release.wait(timeout=30)
+        return card
+
+    t1 = threading.Thread(target=lambda: results.update(first=board.write(first)))
+    t1.start()
+    assert looked.wait(timeout=30)
+    t2 = threading.Thread(
+        target=lambda: results.update(second=board.add("nightly (again)", key="nightly-1"))
+    )
+    t2.start()
+    if board.engine.dialect.name == "postgresql":  # the second add is past its look-up
+        wait_for(lambda: _waiting_on_a_lock(board), timeout=30, what="the second add to wait")
+    release.set()
+    t1.join(timeout=30)
+    t2.join(timeout=30)
+    assert results["second"].id == results["first"].id
+    assert [c.title for c in board.cards()] == ["nightly"]
+
+
+def _waiting_on_a_lock(board: kanban.Board) -> bool:
+    with board.engine.connect() as conn:
+        return bool(
+            conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND application_name = current_setting('application_name')"
+            ).scalar()
+        )

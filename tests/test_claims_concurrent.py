@@ -1,4 +1,5 @@
-"""Invariant 1, one winner per claim: eight processes draining 500 ready cards."""
+"""Invariant 1, one winner per claim: eight processes draining 500 ready cards (SQLite:
+BEGIN IMMEDIATE and one conditional UPDATE; PostgreSQL: FOR UPDATE SKIP LOCKED)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ CLAIMERS = 8
 
 @pytest.mark.slow
 @pytest.mark.parametrize("complete", [False, True], ids=["claim", "claim+complete"])
-def test_eight_processes_claim_every_card_exactly_once(tmp_path: Path, complete: bool) -> None:
-    db = str(tmp_path / "board.db")
+def test_eight_processes_claim_every_card_exactly_once(
+    tmp_path: Path, board_url: str, complete: bool
+) -> None:
+    db = board_url
     with kanban.open_board(db) as board:
         board.write(lambda c: None)
         for i in range(CARDS):

@@ -31,8 +31,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def board(repo: Path) -> Iterator[kanban.Board]:
-    b = board_in(repo)
+def board(repo: Path, repo_db: str) -> Iterator[kanban.Board]:
+    b = board_in(repo, db=repo_db)
     yield b
     # Leave no process behind, whatever the test did.
     for card in b.cards(include_archived=True):
@@ -57,9 +57,10 @@ def dispatchers() -> Iterator[list[subprocess.Popen[str]]]:
 
 
 def _dispatch(
-    repo: Path, started: list[subprocess.Popen[str]], *args: str
+    board: kanban.Board, started: list[subprocess.Popen[str]], *args: str
 ) -> subprocess.Popen[str]:
-    proc = kanban_process(repo, "dispatch", *args)
+    assert board.settings.repo is not None
+    proc = kanban_process(board.settings.repo, "dispatch", *args, env={"KANBAN_DB": board.url})
     started.append(proc)
     return proc
 
@@ -100,7 +101,7 @@ def test_a_30_card_graph_drains_and_work_flows_down_the_graph(
         card = board.add(f"card number {i}", profile="demo", parents=chosen)
         ids.append(card.id)
         parents[card.id] = chosen
-    _finish(_dispatch(repo, dispatchers, "--drain", "--max-workers", "4"))
+    _finish(_dispatch(board, dispatchers, "--drain", "--max-workers", "4"))
 
     cards = {c.id: c for c in board.cards()}
     assert {c.status for c in cards.values()} == {"done"}
@@ -124,7 +125,7 @@ def test_handoffs_do_not_wait_for_the_periodic_tick(
     for i in range(5):
         previous = [board.add(f"step {i}", profile="demo", parents=previous).id]
     # An hour between periodic ticks: only wake-ups can carry the chain to its end.
-    _finish(_dispatch(repo, dispatchers, "--drain", "--interval", "1h"), timeout=120)
+    _finish(_dispatch(board, dispatchers, "--drain", "--interval", "1h"), timeout=120)
     assert {c.status for c in board.cards()} == {"done"}
 
 
@@ -132,7 +133,7 @@ def test_kill_9_of_an_agent_crashes_the_run_and_the_retry_finishes(
     repo: Path, board: kanban.Board, dispatchers: list[subprocess.Popen[str]]
 ) -> None:
     card = board.add("victim", profile="demo", body="demo: hang-once")
-    proc = _dispatch(repo, dispatchers, "--drain")
+    proc = _dispatch(board, dispatchers, "--drain")
     run = _live_run(board, card.id)
     assert run.pid is not None
     os.kill(run.pid, signal.SIGKILL)
@@ -147,7 +148,7 @@ def test_kill_9_of_the_dispatcher_leaves_agents_running_and_a_restart_drains(
     repo: Path, board: kanban.Board, dispatchers: list[subprocess.Popen[str]]
 ) -> None:
     ids = [board.add(f"slow {i}", profile="demo", body="demo: sleep 2").id for i in range(6)]
-    first = _dispatch(repo, dispatchers, "--max-workers", "3")
+    first = _dispatch(board, dispatchers, "--max-workers", "3")
     wait_for(
         lambda: len([r for r in board.status().running if r.pid]) == 3,
         timeout=60,
@@ -159,7 +160,7 @@ def test_kill_9_of_the_dispatcher_leaves_agents_running_and_a_restart_drains(
     assert all(pid is not None and pid_alive(pid) for pid in agents), (
         "agents died with the dispatcher"
     )
-    _finish(_dispatch(repo, dispatchers, "--drain", "--max-workers", "3"))
+    _finish(_dispatch(board, dispatchers, "--drain", "--max-workers", "3"))
     for card_id in ids:
         runs = board.runs(card_id)
         assert [r.outcome for r in runs] == ["done"], (card_id, runs)
@@ -174,7 +175,7 @@ def test_a_hung_supervisor_is_reclaimed_after_the_ttl_and_its_group_killed(
     repo: Path, board: kanban.Board, dispatchers: list[subprocess.Popen[str]]
 ) -> None:
     card = board.add("hangs", profile="demo", body="demo: hang-once")
-    proc = _dispatch(repo, dispatchers, "--drain")
+    proc = _dispatch(board, dispatchers, "--drain")
     run = _live_run(board, card.id)
     assert run.pid is not None and run.supervisor_pid is not None
     os.kill(run.supervisor_pid, signal.SIGSTOP)  # no more heartbeats; the agent hangs on
@@ -195,7 +196,7 @@ def test_a_missing_agent_binary_is_spawn_failed_then_blocked_naming_it(
         'command = ["kanban-test-no-such-agent", "{prompt_file}"]\nmax_attempts = 2\n',
     )
     card = board.add("never runs", profile="ghost")
-    _finish(_dispatch(repo, dispatchers, "--drain"))
+    _finish(_dispatch(board, dispatchers, "--drain"))
     runs = board.runs(card.id)
     assert [r.outcome for r in runs] == ["spawn_failed", "spawn_failed"]
     assert all("kanban-test-no-such-agent" in (r.error or "") for r in runs)
@@ -215,7 +216,7 @@ def test_a_rate_limit_exit_requeues_without_spending_an_attempt(
         'max_attempts = 1\nrate_limit_cooldown = "0.2s"\n',
     )
     card = board.add("quota", profile="limited", body="demo: exit-once 75")
-    _finish(_dispatch(repo, dispatchers, "--drain"))
+    _finish(_dispatch(board, dispatchers, "--drain"))
     runs = board.runs(card.id)
     assert [r.outcome for r in runs] == ["rate_limited", "done"]  # one attempt, not spent
     assert board.get(card.id).status == "done"
@@ -227,7 +228,16 @@ def test_two_dispatch_once_at_the_same_time_never_exceed_capacity(
     for i in range(6):
         board.add(f"parallel {i}", profile="demo", body="demo: sleep 2")
     procs = [
-        kanban_process(repo, "dispatch", "--once", "-q", "--max-workers", "2", "--json")
+        kanban_process(
+            repo,
+            "dispatch",
+            "--once",
+            "-q",
+            "--max-workers",
+            "2",
+            "--json",
+            env={"KANBAN_DB": board.url},
+        )
         for _ in range(2)
     ]
     reports = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
@@ -241,7 +251,7 @@ def test_sigterm_stops_the_dispatcher_and_leaves_its_agent_to_finish(
     repo: Path, board: kanban.Board, dispatchers: list[subprocess.Popen[str]]
 ) -> None:
     card = board.add("keeps going", profile="demo", body="demo: sleep 2")
-    proc = _dispatch(repo, dispatchers)
+    proc = _dispatch(board, dispatchers)
     run = _live_run(board, card.id)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)

@@ -31,8 +31,8 @@ class CommandSpawner:
 
 
 @pytest.fixture
-def board(repo: Path) -> Iterator[kanban.Board]:
-    b = board_in(repo, lease_ttl="1", heartbeat_interval="0.2")
+def board(repo: Path, repo_db: str) -> Iterator[kanban.Board]:
+    b = board_in(repo, db=repo_db, lease_ttl="1", heartbeat_interval="0.2")
     yield b
     b.close()
 

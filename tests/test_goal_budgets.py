@@ -18,8 +18,8 @@ from kanban.testing import board_in
 
 
 @pytest.fixture
-def board(repo: Path) -> Iterator[kanban.Board]:
-    b = board_in(repo)
+def board(repo: Path, repo_db: str) -> Iterator[kanban.Board]:
+    b = board_in(repo, db=repo_db)
     yield b
     b.close()
 

@@ -22,8 +22,8 @@ def kanban(repo: Path, *args: str) -> str:
     os.chdir(repo)
     try:
         result = CliRunner().invoke(
-            kanban_cli, ["--db", str(repo / ".kanban" / "board.db"), *args], catch_exceptions=False
-        )
+            kanban_cli, args, catch_exceptions=False
+        )  # the board is the repository's own (`.kanban/`), on either backend (see repo_db)
     finally:
         os.chdir(old)
     assert result.exit_code == 0, result.output
@@ -46,8 +46,10 @@ def show(repo: Path, goal: int = 1) -> dict[str, Any]:
     return detail
 
 
-def test_a_goal_planned_approved_worked_and_judged_over_two_turns_ends_done(repo: Path) -> None:
-    board_in(repo).close()
+def test_a_goal_planned_approved_worked_and_judged_over_two_turns_ends_done(
+    repo: Path, repo_db: str
+) -> None:
+    board_in(repo, db=repo_db).close()
     objective = "Write the greeting; Write the farewell\ndemo: judge-fail-once"
     kanban(repo, "goal", "add", objective, "--planner", "demo", "--judge", "demo")
 
@@ -88,9 +90,9 @@ def test_a_goal_planned_approved_worked_and_judged_over_two_turns_ends_done(repo
 
 
 def test_a_planner_writing_a_cyclic_plan_fails_with_the_reason_and_makes_no_card(
-    repo: Path,
+    repo: Path, repo_db: str
 ) -> None:
-    board_in(repo).close()
+    board_in(repo, db=repo_db).close()
     kanban(repo, "goal", "add", "Ship it\ndemo: plan-cycle", "--planner", "demo")
     drain(repo)  # three attempts, each refused, then the planner card is blocked
     detail = show(repo)

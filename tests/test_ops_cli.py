@@ -9,14 +9,18 @@ from pathlib import Path
 import pytest
 
 import kanban
-from kanban.testing import board_in, git, git_repo, kanban_process, wait_for_quiet
+from kanban.testing import board_in, git, git_repo, kanban_process, use_board, wait_for_quiet
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def worked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
+def worked(
+    tmp_path_factory: pytest.TempPathFactory, module_postgres_url: str | None
+) -> tuple[Path, dict[str, int]]:
     repo = git_repo(tmp_path_factory.mktemp("ops") / "repo")
+    if module_postgres_url is not None:
+        use_board(repo, module_postgres_url)  # every command run in repo uses it
     with board_in(repo) as b:
         ids = {
             "parent": b.add("Write the parser", profile="demo").id,

@@ -103,7 +103,7 @@ def test_a_fire_row_that_exists_means_nothing_is_made(cli: Cli, board_url: str) 
         conn.execute(
             sa.text(
                 "INSERT INTO schedule_fires (schedule_id, fire_at, at, manual) "
-                "VALUES (1, '2026-03-02 09:00:00.000000', '2026-03-02 09:00:01.000000', 0)"
+                "VALUES (1, '2026-03-02 09:00:00.000000', '2026-03-02 09:00:01.000000', false)"
             )
         )
     assert dispatch_at(cli, "2026-03-02T09:00:30Z").get("fired") is None

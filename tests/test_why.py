@@ -16,8 +16,8 @@ from kanban.testing import board_in, write_profile
 
 
 @pytest.fixture
-def board(repo: Path) -> Iterator[kanban.Board]:
-    b = board_in(repo)
+def board(repo: Path, repo_db: str) -> Iterator[kanban.Board]:
+    b = board_in(repo, db=repo_db)
     _dispatcher_alive(b)
     yield b
     b.close()
@@ -89,14 +89,14 @@ def test_backing_off(repo: Path) -> None:
     assert "backing off until" in reasons and "network down" in reasons
 
 
-def test_no_dispatcher_has_ever_run(repo: Path) -> None:
-    with board_in(repo) as b:
+def test_no_dispatcher_has_ever_run(repo: Path, repo_db: str) -> None:
+    with board_in(repo, db=repo_db) as b:
         card = b.add("lonely", profile="demo")
         assert "no dispatcher has ever run on this board" in _reasons(b, card.id)
 
 
-def test_the_dispatcher_is_down(repo: Path) -> None:
-    with board_in(repo) as b:
+def test_the_dispatcher_is_down(repo: Path, repo_db: str) -> None:
+    with board_in(repo, db=repo_db) as b:
         _dispatcher_alive(b, ago=3600)
         card = b.add("forgotten", profile="demo")
         assert "no dispatcher is running: the last one (vm:1) silent 1h00m ago" in _reasons(
@@ -147,21 +147,19 @@ def test_nothing_holds_it_back(board: kanban.Board) -> None:
     assert _reasons(board, card.id) == "nothing holds it back: the next tick claims it"
 
 
-def test_cli_why_prints_each_reason(board: kanban.Board, repo: Path) -> None:
+def test_cli_why_prints_each_reason(board: kanban.Board, repo_db: str) -> None:
     from click.testing import CliRunner
 
     from kanban.cli import cli
 
     card = board.add("exotic", profile="nobody-has-this")
-    result = CliRunner().invoke(
-        cli, ["--db", str(repo / ".kanban" / "board.db"), "why", str(card.id)]
-    )
+    result = CliRunner().invoke(cli, ["--db", repo_db, "why", str(card.id)])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("- its profile 'nobody-has-this' is unknown")
 
 
-def test_the_board_wide_limit(repo: Path) -> None:
-    with board_in(repo, max_running="1") as b:
+def test_the_board_wide_limit(repo: Path, repo_db: str) -> None:
+    with board_in(repo, db=repo_db, max_running="1") as b:
         _dispatcher_alive(b)
         b.add("first", profile="demo")
         second = b.add("second", profile="shell")

@@ -105,3 +105,86 @@ def test_slugs_are_safe_path_parts() -> None:
 def test_not_a_git_repository(tmp_path: Path) -> None:
     with pytest.raises(errors.WorktreeError, match="not a git repository"):
         Worktrees(tmp_path, root=tmp_path / "w")
+
+
+# ---------------------------------------------------------------------- several hosts
+
+
+def _clones(repo: Path, tmp_path: Path) -> tuple[Worktrees, Worktrees]:
+    """Two hosts' clones of one bare remote, each with card worktrees and `origin`."""
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "clone", "-q", "--bare", str(repo), str(origin))
+    made = []
+    for name in ("host-a", "host-b"):
+        path = tmp_path / name
+        git(tmp_path, "clone", "-q", str(origin), str(path))
+        made.append(Worktrees(path, root=path / "worktrees", remote="origin"))
+    return made[0], made[1]
+
+
+def _work(trees: Worktrees, card: int, title: str, parents: list[str], name: str) -> str:
+    w = trees.prepare(card, title, parents)
+    (w.path / name).write_text(name)
+    trees.commit_all(w.path, name)
+    trees.remove(w.path)
+    assert w.branch is not None
+    return w.branch
+
+
+def test_a_pushed_branch_is_fetched_by_a_child_on_another_host(repo: Path, tmp_path: Path) -> None:
+    a, b = _clones(repo, tmp_path)
+    parent = _work(a, 1, "parent", [], "parent.txt")
+    a.push(parent)
+    assert b.fetch_parents([parent], own="kanban/2-child", wait=0) == ()
+    child = b.prepare(2, "child", [parent])
+    assert (child.path / "parent.txt").read_text() == "parent.txt"
+    assert b.head(parent) == a.head(parent)
+
+
+def test_a_stale_local_branch_is_fast_forwarded_and_a_diverged_one_kept(
+    repo: Path, tmp_path: Path
+) -> None:
+    a, b = _clones(repo, tmp_path)
+    branch = _work(a, 1, "parent", [], "one.txt")
+    a.push(branch)
+    b.fetch([branch])
+    _work(a, 1, "parent", [], "two.txt")  # a retry on host A adds to the branch
+    a.push(branch)
+    b.fetch([branch])
+    assert b.head(branch) == a.head(branch)  # behind: fast-forwarded
+    _work(b, 1, "parent", [], "three.txt")  # host B's own commit, not on the remote
+    mine = b.head(branch)
+    _work(a, 1, "parent", [], "four.txt")
+    a.push(branch)
+    b.fetch([branch])
+    assert b.head(branch) == mine  # diverged: nothing of B's is thrown away
+
+
+def test_a_parent_branch_missing_everywhere_is_named(repo: Path, tmp_path: Path) -> None:
+    _a, b = _clones(repo, tmp_path)
+    with pytest.raises(errors.WorktreeError, match=r"kanban/1-gone .*remote 'origin'"):
+        b.fetch_parents(["kanban/1-gone"], own="kanban/2-child", wait=0)
+    local = Worktrees(repo, root=repo / "worktrees")  # no remote: report it, start anyway
+    assert local.fetch_parents(["kanban/1-gone"], own="kanban/2-child") == ("kanban/1-gone",)
+
+
+def test_a_retry_on_another_host_continues_the_cards_own_pushed_branch(
+    repo: Path, tmp_path: Path
+) -> None:
+    a, b = _clones(repo, tmp_path)
+    own = _work(a, 1, "card", [], "first-attempt.txt")
+    a.push(own)
+    b.fetch_parents([], own=own, wait=0)
+    again = b.prepare(1, "card", [])
+    assert again.reused and (again.path / "first-attempt.txt").exists()
+    (again.path / "second.txt").write_text("x")
+    b.commit_all(again.path, "second")
+    b.push(own)  # a fast-forward of the remote's branch
+
+
+def test_a_push_that_would_lose_commits_is_refused(repo: Path, tmp_path: Path) -> None:
+    a, b = _clones(repo, tmp_path)
+    a.push(_work(a, 1, "card", [], "a.txt"))
+    branch = _work(b, 1, "card", [], "b.txt")  # B never fetched A's: the histories diverge
+    with pytest.raises(errors.WorktreeError, match="git failed"):
+        b.push(branch)

@@ -80,7 +80,7 @@ def add_card(
         waiting = False
     status = S.TRIAGE if triage else (S.TODO if waiting else S.READY)
     card_id = conn.execute(
-        sa.insert(cards)
+        _insert_card(conn, keyed=key is not None)
         .values(
             title=title,
             body=body,
@@ -102,7 +102,10 @@ def add_card(
             role=role.value if role is not None else None,
         )
         .returning(cards.c.id)
-    ).scalar_one()
+    ).scalar()
+    if card_id is None:  # another writer added this key since we looked (PostgreSQL)
+        existing = conn.execute(sa.select(cards.c.id).where(cards.c.idem_key == key)).scalar_one()
+        return _rows.get_card(conn, existing), False
     if parent_ids:
         conn.execute(
             sa.insert(dependencies), [{"parent_id": p, "child_id": card_id} for p in parent_ids]
@@ -117,6 +120,24 @@ def add_card(
         parents=parent_ids,
     )
     return _rows.get_card(conn, card_id), True
+
+
+def _insert_card(conn: Connection, *, keyed: bool) -> sa.Insert:
+    """INSERT INTO cards; with a key, one that yields no row when the key exists already.
+
+    SQLite's write lock makes look-then-insert safe; on PostgreSQL two adds with one key can
+    both look first, and the unique index then makes the second wait for the first and insert
+    nothing (instead of failing), so that it returns the first card.
+    """
+    if not keyed:
+        return sa.insert(cards)
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(cards).on_conflict_do_nothing(index_elements=["idem_key"])
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(cards).on_conflict_do_nothing(index_elements=["idem_key"])
 
 
 def check_profile_name(name: str) -> str:

@@ -31,11 +31,14 @@ def init(state: State, directory: Path | None, as_json: bool) -> None:
     Makes `.kanban/` (board database, logs, config; readable by you only) at the top of the
     repository containing DIRECTORY (default: here), brings its schema up to date, and keeps
     `.kanban/` and `worktrees/` out of `git status` through `.git/info/exclude`.
+    With --db naming a PostgreSQL board (several hosts), the URL goes into
+    `.kanban/config.toml` so that every command run in this clone uses it.
     Running it again is harmless.
 
     \b
-    Example:
+    Examples:
       cd ~/src/myproject && kanban init
+      kanban --db postgresql://kanban@db.internal/kanban init    # on each host
     """
     from kanban import api, settings
 
@@ -56,6 +59,12 @@ def init(state: State, directory: Path | None, as_json: bool) -> None:
         state_dir.mkdir(mode=0o700, exist_ok=True)
         overrides["db"] = str(state_dir / settings.BOARD_FILE)
         _exclude_from_git(root)
+    elif root is not None and "://" in explicit_db:
+        # A shared board (PostgreSQL): this clone remembers it, so commands run here find it.
+        state_dir = root / settings.STATE_DIR
+        state_dir.mkdir(mode=0o700, exist_ok=True)
+        _exclude_from_git(root)
+        _remember_db(state_dir / settings.CONFIG_FILE, explicit_db)
     config = settings.load(overrides, cwd=start)
     board = api.connect(config)
     board.close()
@@ -64,6 +73,20 @@ def init(state: State, directory: Path | None, as_json: bool) -> None:
     else:
         click.echo(f"board ready: {config.db_url.removeprefix('sqlite:///')}")
         click.echo("next: kanban add 'first card' --profile demo && kanban dispatch")
+
+
+def _remember_db(config: Path, url: str) -> None:
+    """Add `db = URL` to the clone's config unless it names a board already."""
+    import json
+    import os
+    import tomllib
+
+    text = config.read_text() if config.exists() else ""
+    if "db" in tomllib.loads(text):
+        return
+    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a") as fh:
+        fh.write(("\n" if text and not text.endswith("\n") else "") + f"db = {json.dumps(url)}\n")
 
 
 def _exclude_from_git(root: Path) -> None:

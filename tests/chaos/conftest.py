@@ -155,9 +155,9 @@ class Chaos:
 
 
 @pytest.fixture
-def chaos(repo: Path) -> Iterator[Chaos]:
+def chaos(repo: Path, repo_db: str) -> Iterator[Chaos]:
     write_profile(repo, "quick", QUICK)
-    board = board_in(repo)
+    board = board_in(repo, db=repo_db)
     harness = Chaos(repo, board)
     yield harness
     harness.stop()

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.chaos
 
 
 def test_kill_9_agents_supervisors_and_dispatchers_during_a_drain(chaos: Chaos) -> None:
-    """Two dispatchers share one SQLite board; random SIGKILLs hit all three kinds of process."""
+    """Two dispatchers share one board; random SIGKILLs hit all three kinds of process."""
     for i in range(150):
         chaos.board.add(f"card {i}", profile="quick")
     chaos.dispatcher()
@@ -47,10 +47,11 @@ def test_kill_9_agents_supervisors_and_dispatchers_during_a_drain(chaos: Chaos) 
 
 
 def test_a_long_reader_and_a_long_writer_do_not_break_the_drain(chaos: Chaos) -> None:
+    path = db.sqlite_path(chaos.url)
+    if path is None:
+        pytest.skip("SQLite's file locks; PostgreSQL writers lock rows, not the board")
     for i in range(40):
         chaos.board.add(f"card {i}", profile="quick")
-    path = db.sqlite_path(chaos.url)
-    assert path is not None
     chaos.dispatcher()
 
     def hold(mode: str, seconds: float) -> None:
