@@ -294,6 +294,7 @@ class Supervisor:
         self.note(f"agent {processes.exit_description(returncode)}")
         current = self.board.read(lambda c: board.get_run(c, self.run_id))
         if current is not None and current.outcome is not None:
+            self.note(f"the agent reported {current.outcome} before it exited")
             self._record_usage(watcher)
             self._keep_work(workspace, reason=f"after the agent reported {current.outcome}")
             if current.outcome == RunOutcome.DONE:

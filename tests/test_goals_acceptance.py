@@ -67,7 +67,9 @@ def test_a_goal_planned_approved_worked_and_judged_over_two_turns_ends_done(
     kanban(repo, "goal", "approve", "1")
     drain(repo)  # worked, judged not done, the second turn planned
     second = show(repo)
-    assert (second["goal"]["status"], second["goal"]["turn"]) == ("proposed", 2)
+    assert (second["goal"]["status"], second["goal"]["turn"]) == ("proposed", 2), [
+        (c["id"], c["title"], c["status"], c["role"], c["reason"]) for c in second["cards"]
+    ]
     assert second["turns"][0]["verdict"] == {
         "done": False,
         "reason": "the demo judge was asked to find turn 1 not done",

@@ -39,6 +39,52 @@ def unfinished_parent(child_id: Any) -> sa.Exists:
     )
 
 
+# Serialises changes to the shape of the dependency graph on PostgreSQL (cycle checks).
+GRAPH_LOCK = 0x6B616E63
+
+
+def lock_cards(conn: Connection, ids: Iterable[int], *, share: bool = False) -> None:
+    """Lock these cards' rows until commit (PostgreSQL), in id order so that two writers never
+    deadlock on each other. Readiness is decided from other rows (a card's parents), and under
+    READ COMMITTED two writers could each decide on a stale view: two parents finishing at
+    once would each see the other still running, and neither would promote their child.
+    SQLite needs none of this: BEGIN IMMEDIATE already serialises its writers."""
+    wanted = sorted(set(ids))
+    if conn.dialect.name != "postgresql" or not wanted:
+        return
+    for part in chunks(wanted):
+        conn.execute(
+            sa.select(cards.c.id)
+            .where(cards.c.id.in_(part))
+            .order_by(cards.c.id)
+            .with_for_update(read=share)
+        ).all()
+
+
+def lock_parents(conn: Connection, card_id: int) -> None:
+    """Hold `card_id`'s parents still (shared) while deciding whether it may be ready."""
+    if conn.dialect.name == "postgresql":
+        parents = conn.execute(
+            sa.select(dependencies.c.parent_id).where(dependencies.c.child_id == card_id)
+        ).scalars()
+        lock_cards(conn, parents, share=True)
+
+
+def lock_children(conn: Connection, parent_ids: Sequence[int]) -> None:
+    """Lock the children of `parent_ids` before deciding whether to promote them."""
+    if conn.dialect.name == "postgresql" and parent_ids:
+        children = conn.execute(
+            sa.select(dependencies.c.child_id).where(dependencies.c.parent_id.in_(list(parent_ids)))
+        ).scalars()
+        lock_cards(conn, children)
+
+
+def lock_graph(conn: Connection) -> None:
+    """One writer at a time changes the graph's shape (PostgreSQL), so cycle checks hold."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": GRAPH_LOCK})
+
+
 def parents_of(conn: Connection, card_ids: Sequence[int]) -> dict[int, tuple[int, ...]]:
     found: dict[int, list[int]] = defaultdict(list)
     for part in chunks(list(card_ids)):

@@ -67,6 +67,7 @@ def add_card(
             return _rows.get_card(conn, existing), False
     parent_ids = sorted(set(parents))
     if parent_ids:
+        _rows.lock_cards(conn, parent_ids, share=True)  # a parent finishing waits for us
         found = dict(
             conn.execute(
                 sa.select(cards.c.id, cards.c.status).where(cards.c.id.in_(parent_ids))
@@ -175,6 +176,9 @@ def link(
     conn: Connection, *, parent: int, child: int, now: dt.datetime, actor: str | None = None
 ) -> bool:
     """Make `child` wait for `parent`. Refuses a cycle, naming it. Returns False if it existed."""
+    _rows.lock_graph(conn)
+    _rows.lock_cards(conn, [parent], share=True)
+    _rows.lock_cards(conn, [child])
     rows = dict(
         conn.execute(
             sa.select(cards.c.id, cards.c.status).where(cards.c.id.in_([parent, child]))
@@ -244,6 +248,7 @@ def unlink(
 ) -> None:
     for card_id in (parent, child):
         _rows.card_row(conn, card_id)
+    _rows.lock_graph(conn)
     deleted = conn.execute(
         sa.delete(dependencies).where(
             dependencies.c.parent_id == parent, dependencies.c.child_id == child
@@ -266,6 +271,10 @@ def promote(
 
     Limit to `card_ids`, or to the children of `parent_ids`; neither means the whole board.
     """
+    if card_ids is not None:
+        _rows.lock_cards(conn, card_ids)
+    if parent_ids is not None:
+        _rows.lock_children(conn, parent_ids)
     stmt = (
         sa.update(cards)
         .where(cards.c.status == S.TODO.value, ~_rows.unfinished_parent(cards.c.id))
@@ -380,6 +389,7 @@ def move(
 
 
 def _has_unfinished_parent(conn: Connection, card_id: int) -> bool:
+    _rows.lock_parents(conn, card_id)
     return bool(conn.execute(sa.select(_rows.unfinished_parent(card_id))).scalar())
 
 

@@ -304,6 +304,7 @@ def end_run(
         else:
             delay = retry_after if retry_after is not None else backoff.delay(max(1, attempts))
             retry_at = now + dt.timedelta(seconds=delay)
+            _rows.lock_parents(conn, card_id)
             parent_waiting = conn.execute(sa.select(_rows.unfinished_parent(card_id))).scalar()
             target = S.TODO if parent_waiting else S.READY
             _rows.set_status(
