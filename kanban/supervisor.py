@@ -42,7 +42,8 @@ from kanban import (
     watching,
 )
 from kanban.states import RunOutcome
-from kanban.worktrees import Workspace, Worktrees
+from kanban.workspace import RunWorkspace
+from kanban.worktrees import Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +88,13 @@ class Supervisor:
     card_id: int
     run_id: int
     token: str
-    worktrees: Worktrees | None = None
     stopping: threading.Event = dataclasses.field(default_factory=threading.Event)
     _log: IO[bytes] | None = None
     _beat: watching.Heartbeat | None = None
+    space: RunWorkspace = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.space = RunWorkspace(self.config, self.card_id, self.run_id, note=self.note)
 
     @property
     def config(self) -> settings.Settings:
@@ -145,7 +149,7 @@ class Supervisor:
             )
         try:
             profile = self._profile(detail.card)
-            workspace = self._workspace(detail, profile)
+            workspace = self.space.prepare(detail, profile, stop=self.stopping.is_set)
         except errors.MergeConflict as exc:
             return self.finish(RunOutcome.BLOCKED, error=exc.message, log_path=log_path)
         except (errors.ProfileError, errors.WorktreeError, errors.SpawnError) as exc:
@@ -296,9 +300,9 @@ class Supervisor:
         if current is not None and current.outcome is not None:
             self.note(f"the agent reported {current.outcome} before it exited")
             self._record_usage(watcher)
-            self._keep_work(workspace, reason=f"after the agent reported {current.outcome}")
+            self.space.keep_work(workspace, reason=f"after the agent reported {current.outcome}")
             if current.outcome == RunOutcome.DONE:
-                self._publish(workspace)
+                self.space.publish(workspace)
             self._tidy(workspace, current.outcome)
             self.board.write(lambda c: None, wake_dispatcher=True)
             return 0
@@ -355,9 +359,9 @@ class Supervisor:
             if watcher is not None:
                 watcher.finish()
                 self._record_usage(watcher)
-            self._keep_work(workspace, reason=f"after the agent reported {outcome}")
+            self.space.keep_work(workspace, reason=f"after the agent reported {outcome}")
             if outcome == RunOutcome.DONE:
-                self._publish(workspace)
+                self.space.publish(workspace)
             self._tidy(workspace, outcome)
             self.board.write(lambda c: None, wake_dispatcher=True)
             return 0
@@ -368,7 +372,7 @@ class Supervisor:
             watcher.finish()
             self._record_usage(watcher)
         if outcome == "cancelled":
-            self._keep_work(workspace, reason="after the card was cancelled")
+            self.space.keep_work(workspace, reason="after the card was cancelled")
         return 0
 
     def _record_usage(self, watcher: watching.Watcher) -> None:
@@ -406,8 +410,8 @@ class Supervisor:
         """Commit what is left, push a done branch (several hosts), record the outcome and
         usage (fenced by the token), tidy up, wake the dispatcher."""
         if workspace is not None:
-            self._keep_work(workspace, reason=f"run ended {outcome}")
-            if outcome is RunOutcome.DONE and (problem := self._publish(workspace)):
+            self.space.keep_work(workspace, reason=f"run ended {outcome}")
+            if outcome is RunOutcome.DONE and (problem := self.space.publish(workspace)):
                 outcome, error = RunOutcome.FAILED, problem
         if self._beat is not None:
             self._beat.stop()
@@ -478,79 +482,11 @@ class Supervisor:
             raise errors.ProfileError(f"card {card.id} has no profile; set one with --profile")
         return profiles.load(card.profile, repo=self.config.repo)
 
-    def _workspace(self, detail: views.CardDetail, profile: profiles.Profile) -> Workspace:
-        if profile.workspace == "none":
-            scratch = self.config.state_dir / "scratch" / f"run-{self.run_id}"
-            fsutil.private_dir(scratch)
-            return Workspace(path=scratch, branch=None)
-        if self.config.repo is None:
-            raise errors.WorktreeError(
-                f"profile {profile.name} needs a git repository (workspace = "
-                f"{profile.workspace!r}) and this board has none; set `repo` in .kanban/config.toml"
-            )
-        if profile.workspace == "shared":
-            return Workspace(path=self.config.repo, branch=None)
-        if self.worktrees is None:
-            self.worktrees = Worktrees(
-                self.config.repo,
-                root=self.config.worktrees,
-                base_branch=self.config.base_branch,
-                remote=self.config.remote,
-            )
-        parents = [p.branch for p in detail.parents if p.branch]
-        own = self.worktrees.names(detail.card.id, detail.card.title)[1]
-        if missing := self.worktrees.fetch_parents(parents, own=own, stop=self.stopping.is_set):
-            self.note(
-                f"parent branch {', '.join(missing)} is not here: set `remote` (several hosts)"
-            )
-        workspace = self.worktrees.prepare(detail.card.id, detail.card.title, parents)
-        self.note(
-            f"worktree {workspace.path} on {workspace.branch}"
-            + (" (reused)" if workspace.reused else f" from {workspace.base}")
-        )
-        return workspace
-
-    def _keep_work(self, workspace: Workspace, *, reason: str) -> None:
-        if self.worktrees is None or workspace.branch is None:
-            return
-        try:
-            commit = self.worktrees.commit_all(
-                workspace.path,
-                f"kanban: changes left by card {self.card_id} run {self.run_id} ({reason})",
-            )
-        except errors.WorktreeError as exc:
-            self.note(f"could not commit leftover changes: {exc.message}")
-            return
-        if commit:
-            self.note(f"committed leftover changes as {commit[:12]}")
-
-    def _publish(self, workspace: Workspace) -> str | None:
-        """Several hosts: push a done card's branch to the remote, so that children on other
-        hosts start from it. Returns what went wrong, or None."""
-        if self.worktrees is None or workspace.branch is None or not self.config.remote:
-            return None
-        try:
-            self.worktrees.push(workspace.branch)
-        except errors.WorktreeError as exc:
-            return (
-                f"the agent finished but pushing {workspace.branch} to {self.config.remote} "
-                f"failed (its work stays on the branch here): {exc.message}"
-            )
-        self.note(f"pushed {workspace.branch} to {self.config.remote}")
-        return None
-
     def _tidy(self, workspace: Workspace, outcome: str) -> None:
-        if self.worktrees is None or workspace.branch is None or outcome != "done":
+        if outcome != "done" or workspace.branch is None:
             return
-        card = self.board.get(self.card_id)
-        if card.status != "done":
-            return  # in review: a person may want to look at the worktree
-        try:
-            removed = self.worktrees.remove(workspace.path)
-        except errors.WorktreeError as exc:
-            self.note(f"could not remove worktree: {exc.message}")
-            return
-        self.note("worktree removed (branch kept)" if removed else "worktree kept: not clean")
+        if self.board.get(self.card_id).status == "done":  # in review: a person may look at it
+            self.space.remove(workspace)
 
 
 def _record(
