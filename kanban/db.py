@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -89,10 +91,41 @@ def create_engine(url: str, *, foreign_keys: bool = True) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        write = conn.get_execution_options().get("kanban_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        if conn.get_execution_options().get("kanban_write", False):
+            dbapi = conn.connection.dbapi_connection
+            assert isinstance(dbapi, sqlite3.Connection)
+            begin_immediate(dbapi)
+        else:
+            conn.exec_driver_sql("BEGIN")
 
     return engine
+
+
+def begin_immediate(dbapi: sqlite3.Connection, *, timeout: float = BUSY_TIMEOUT_MS / 1000) -> None:
+    """Take SQLite's write lock, waiting for it in short jittered steps.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20 ms... between tries, so when several
+    processes write in turn a waiter often sleeps long after the lock came free: four
+    claimer processes managed a sixth of one claimer's rate. Here we try without a busy wait
+    and sleep 0.05 to 2 ms between tries ourselves, for the same 30 s at most. Every other
+    statement keeps the long busy timeout.
+    """
+    dbapi.execute("PRAGMA busy_timeout = 0")
+    try:
+        deadline = time.monotonic() + timeout
+        pause = 0.0001
+        while True:
+            try:
+                dbapi.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                text = str(exc).lower()
+                if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                    raise sa.exc.OperationalError("BEGIN IMMEDIATE", None, exc) from exc
+            time.sleep(pause * (0.5 + random.random()))  # noqa: S311 - jitter, not a secret
+            pause = min(pause * 1.5, 0.002)
+    finally:
+        dbapi.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
 
 @contextlib.contextmanager

@@ -171,8 +171,35 @@ def load(name: str, *, repo: Path | None) -> Profile:
     return parse(name, path.read_bytes(), path=path, source=source)
 
 
-def load_all(*, repo: Path | None) -> tuple[dict[str, Profile], dict[str, str]]:
-    """Every available profile, and the errors of those that do not load."""
+_Loaded = tuple[dict[str, Profile], dict[str, str]]
+_cache: dict[Path | None, tuple[tuple[Any, ...], _Loaded]] = {}
+
+
+def _signature(repo: Path | None) -> tuple[Any, ...]:
+    """What the profile directories hold, down to each file's mtime and size."""
+    seen = []
+    for _source, directory in search_path(repo):
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            if entry.name.endswith((".toml", ".md")):
+                stat = entry.stat()
+                seen.append((entry.path, stat.st_mtime_ns, stat.st_size))
+    return tuple(seen)
+
+
+def load_all(*, repo: Path | None) -> _Loaded:
+    """Every available profile, and the errors of those that do not load.
+
+    The dispatcher asks every tick; the files are parsed again only when one of them (or
+    the set of them) changed, so an edited profile takes effect at the next tick.
+    """
+    signature = _signature(repo)
+    cached = _cache.get(repo)
+    if cached is not None and cached[0] == signature:
+        return dict(cached[1][0]), dict(cached[1][1])
     good: dict[str, Profile] = {}
     bad: dict[str, str] = {}
     for name in available(repo=repo):
@@ -180,7 +207,8 @@ def load_all(*, repo: Path | None) -> tuple[dict[str, Profile], dict[str, str]]:
             good[name] = load(name, repo=repo)
         except errors.ProfileError as exc:
             bad[name] = exc.message
-    return good, bad
+    _cache[repo] = (signature, (good, bad))
+    return dict(good), dict(bad)
 
 
 def parse(name: str, raw: bytes, *, path: Path | None = None, source: str = "") -> Profile:

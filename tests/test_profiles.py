@@ -142,3 +142,15 @@ def test_cli_profiles_ls_show_check(cli) -> None:  # type: ignore[no-untyped-def
     assert cli.ok("profiles", "check", "demo").output.strip() == "demo: ok"
     result = cli("profiles", "check", "claude-code")
     assert result.exit_code == 1 and "'claude' is not installed" in result.output
+
+
+def test_an_edited_profile_is_read_again(repo: Path) -> None:
+    write_profile(repo, "mine", 'command = ["one"]\n')
+    good, _ = profiles.load_all(repo=repo)
+    assert good["mine"].command == ("one",)
+    path = write_profile(repo, "mine", 'command = ["two", "args"]\n')  # a different size
+    good, _ = profiles.load_all(repo=repo)
+    assert good["mine"].command == ("two", "args")
+    path.unlink()
+    good, _ = profiles.load_all(repo=repo)
+    assert "mine" not in good

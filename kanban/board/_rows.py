@@ -28,14 +28,16 @@ def chunks(ids: Sequence[int], size: int = CHUNK) -> Iterable[Sequence[int]]:
         yield ids[start : start + size]
 
 
+_PARENT = cards.alias("parent")  # built once: statements reuse it (and their cache keys)
+
+
 def unfinished_parent(child_id: Any) -> sa.Exists:
     """EXISTS a parent of `child_id` that is not yet done: the parents-first check."""
-    parent = cards.alias("parent")
     return (
         sa.exists()
         .where(dependencies.c.child_id == child_id)
-        .where(parent.c.id == dependencies.c.parent_id)
-        .where(parent.c.status.not_in(SATISFIED))
+        .where(_PARENT.c.id == dependencies.c.parent_id)
+        .where(_PARENT.c.status.not_in(SATISFIED))
     )
 
 
@@ -85,14 +87,17 @@ def lock_graph(conn: Connection) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": GRAPH_LOCK})
 
 
+_PARENTS_OF = (
+    sa.select(dependencies.c.child_id, dependencies.c.parent_id)
+    .where(dependencies.c.child_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(dependencies.c.parent_id)
+)
+
+
 def parents_of(conn: Connection, card_ids: Sequence[int]) -> dict[int, tuple[int, ...]]:
     found: dict[int, list[int]] = defaultdict(list)
     for part in chunks(list(card_ids)):
-        rows = conn.execute(
-            sa.select(dependencies.c.child_id, dependencies.c.parent_id)
-            .where(dependencies.c.child_id.in_(part))
-            .order_by(dependencies.c.parent_id)
-        )
+        rows = conn.execute(_PARENTS_OF, {"ids": list(part)})
         for child, parent in rows:
             found[child].append(parent)
     return {cid: tuple(found.get(cid, ())) for cid in card_ids}
@@ -169,10 +174,19 @@ def record(
 ) -> None:
     data = {**(data or {}), **fields}
     conn.execute(
-        sa.insert(events).values(
-            card_id=card_id, run_id=run_id, at=now, actor=actor, kind=kind, data=data or None
-        )
+        _INSERT_EVENT,
+        {
+            "card_id": card_id,
+            "run_id": run_id,
+            "at": now,
+            "actor": actor,
+            "kind": kind,
+            "data": data or None,
+        },
     )
+
+
+_INSERT_EVENT = sa.insert(events)
 
 
 def record_many(conn: Connection, rows: list[dict[str, Any]]) -> None:
