@@ -313,7 +313,12 @@ class Dispatcher:
                     if c.status == CardStatus.READY
                 ]
             elif free > 0:
+                # One grouped read of the ready queue's index says which profiles have work;
+                # only those are asked for candidates (not every profile on disk).
+                waiting = set(board.ready_profiles(conn, now=now))
                 for name, profile in known.items():
+                    if name not in waiting:
+                        continue
                     used = sum(1 for r in here if r.profile == name)
                     room = min(free, profile.concurrency - used)
                     if room > 0:
