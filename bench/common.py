@@ -85,6 +85,7 @@ def run_claimers(side: str, params: dict[str, Any], count: int, workdir: Path) -
     end = max(r["end"] for r in reports)
     total = sum(claimed.values())
     errors = [e for r in reports for e in r["errors"]]
+    waits = sorted(w for r in reports for w in r["waits"]) or [0.0]
     return {
         "claimers": count,
         "cards": params["cards"],
@@ -95,6 +96,12 @@ def run_claimers(side: str, params: dict[str, Any], count: int, workdir: Path) -
         "error_sample": sorted(set(errors))[:3],
         "seconds": round(end - go, 3),
         "per_second": round(total / (end - go), 1) if end > go else None,
+        # How long one claim call took, start to return: the wait for the write lock included.
+        "claim_p50_ms": ms(waits[len(waits) // 2]),
+        "claim_p99_ms": ms(waits[int(len(waits) * 0.99)]),
+        "claim_max_ms": ms(waits[-1]),
+        # The least any one claimer got: a claimer starved by the others shows here.
+        "fewest_by_one_claimer": min(len(r["claimed"]) for r in reports),
     }
 
 
@@ -105,8 +112,10 @@ def claimer_loop(claim: Callable[[], Any | None], args: dict[str, Any]) -> None:
         time.sleep(0.001)
     claimed: list[Any] = []
     errors: list[str] = []
+    waits: list[float] = []
     in_a_row = 0
     while in_a_row < MAX_ERRORS_IN_A_ROW:
+        t0 = time.perf_counter()
         try:
             card = claim()
         except Exception as exc:  # counted, not hidden: errors are part of the figure
@@ -116,8 +125,9 @@ def claimer_loop(claim: Callable[[], Any | None], args: dict[str, Any]) -> None:
         in_a_row = 0
         if card is None:
             break
+        waits.append(time.perf_counter() - t0)
         claimed.append(card)
-    report = {"claimed": claimed, "errors": errors, "end": time.time()}
+    report = {"claimed": claimed, "errors": errors, "end": time.time(), "waits": waits}
     Path(args["out"]).write_text(json.dumps(report))
 
 

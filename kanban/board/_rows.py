@@ -37,7 +37,9 @@ def unfinished_parent(child_id: Any) -> sa.Exists:
         sa.exists()
         .where(dependencies.c.child_id == child_id)
         .where(_PARENT.c.id == dependencies.c.parent_id)
-        .where(_PARENT.c.status.not_in(SATISFIED))
+        # Constants written into the SQL, not an expanding IN parameter: no per-execution
+        # statement rewriting on the claim's hot path.
+        .where(sa.and_(*(_PARENT.c.status != sa.literal_column(f"'{s}'") for s in SATISFIED)))
     )
 
 
@@ -92,6 +94,22 @@ _PARENTS_OF = (
     .where(dependencies.c.child_id.in_(sa.bindparam("ids", expanding=True)))
     .order_by(dependencies.c.parent_id)
 )
+
+
+def parents_column(child_id: Any, *, postgres: bool) -> sa.Label[Any]:
+    """The parents of `child_id` as one comma-separated string (a scalar subquery), for reads
+    that want a card and its parents in one statement; `split_parents` reads it back."""
+    concat = sa.func.string_agg if postgres else sa.func.group_concat
+    return (
+        sa.select(concat(sa.cast(dependencies.c.parent_id, sa.Text), sa.literal_column("','")))
+        .where(dependencies.c.child_id == child_id)
+        .scalar_subquery()
+        .label("parent_list")
+    )
+
+
+def split_parents(text: str | None) -> tuple[int, ...]:
+    return tuple(sorted(int(p) for p in text.split(","))) if text else ()
 
 
 def parents_of(conn: Connection, card_ids: Sequence[int]) -> dict[int, tuple[int, ...]]:
