@@ -6,6 +6,7 @@ Each takes an open connection inside the caller's transaction and never commits.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -80,33 +81,33 @@ def add_card(
     else:
         waiting = False
     status = S.TRIAGE if triage else (S.TODO if waiting else S.READY)
-    card_id = conn.execute(
-        _insert_card(conn, keyed=key is not None)
-        .values(
-            title=title,
-            body=body,
-            status=status.value,
-            profile=profile,
-            priority=priority,
-            paths=clean_paths,
-            max_attempts=max_attempts,
-            timeout_s=timeout,
-            idem_key=key,
-            review=review,
-            max_cost_usd=max_cost_usd,
-            attempts=0,
-            created_by=actor,
-            created_at=now,
-            updated_at=now,
-            ready_at=now if status is S.READY else None,
-            goal_id=goal_id,
-            role=role.value if role is not None else None,
-        )
-        .returning(cards.c.id)
-    ).scalar()
-    if card_id is None:  # another writer added this key since we looked (PostgreSQL)
+    row = conn.execute(
+        _insert_card(conn.dialect.name == "postgresql", keyed=key is not None),
+        {
+            "title": title,
+            "body": body,
+            "status": status.value,
+            "profile": profile,
+            "priority": priority,
+            "paths": clean_paths,
+            "max_attempts": max_attempts,
+            "timeout_s": timeout,
+            "idem_key": key,
+            "review": review,
+            "max_cost_usd": max_cost_usd,
+            "attempts": 0,
+            "created_by": actor,
+            "created_at": now,
+            "updated_at": now,
+            "ready_at": now if status is S.READY else None,
+            "goal_id": goal_id,
+            "role": role.value if role is not None else None,
+        },
+    ).first()
+    if row is None:  # another writer added this key since we looked (PostgreSQL)
         existing = conn.execute(sa.select(cards.c.id).where(cards.c.idem_key == key)).scalar_one()
         return _rows.get_card(conn, existing), False
+    card_id = row.id
     if parent_ids:
         conn.execute(
             sa.insert(dependencies), [{"parent_id": p, "child_id": card_id} for p in parent_ids]
@@ -120,25 +121,35 @@ def add_card(
         status=status.value,
         parents=parent_ids,
     )
-    return _rows.get_card(conn, card_id), True
+    return _rows.card_view(row, tuple(parent_ids)), True
 
 
-def _insert_card(conn: Connection, *, keyed: bool) -> sa.Insert:
+@functools.cache
+def _insert_card(postgres: bool, *, keyed: bool) -> sa.Insert:
     """INSERT INTO cards; with a key, one that yields no row when the key exists already.
 
     SQLite's write lock makes look-then-insert safe; on PostgreSQL two adds with one key can
     both look first, and the unique index then makes the second wait for the first and insert
     nothing (instead of failing), so that it returns the first card.
     """
+    # Built once per kind and run with a dict of values: building `.values(...)` on every
+    # add cost more than the INSERT itself. It returns the whole row: the card comes back
+    # without reading it again.
     if not keyed:
-        return sa.insert(cards)
-    if conn.dialect.name == "postgresql":
+        return sa.insert(cards).returning(*cards.c)
+    if postgres:
         from sqlalchemy.dialects import postgresql
 
-        return postgresql.insert(cards).on_conflict_do_nothing(index_elements=["idem_key"])
+        return (
+            postgresql.insert(cards)
+            .on_conflict_do_nothing(index_elements=["idem_key"])
+            .returning(*cards.c)
+        )
     from sqlalchemy.dialects import sqlite
 
-    return sqlite.insert(cards).on_conflict_do_nothing(index_elements=["idem_key"])
+    return (
+        sqlite.insert(cards).on_conflict_do_nothing(index_elements=["idem_key"]).returning(*cards.c)
+    )
 
 
 def check_profile_name(name: str) -> str:
