@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
-from kanban import board, clock, errors, outcomes, plans, profiles, settings, views
+from kanban import board, clock, errors, plans, profiles, settings, views
 from kanban.board.goals import RoleCard
 from kanban.states import CardRole, CardStatus, GoalStatus, RunOutcome
 
@@ -169,8 +169,8 @@ def _judged(
         )
     elif goal.max_cost_usd is not None and spent >= goal.max_cost_usd:
         reason = (
-            f"the cost budget is spent ({outcomes.usd(spent)} of "
-            f"{outcomes.usd(goal.max_cost_usd)}) and the judge says it is not done: "
+            f"the cost budget is spent ({views.usd(spent)} of "
+            f"{views.usd(goal.max_cost_usd)}) and the judge says it is not done: "
             f"{verdict.reason}"
         )
     elif goal.planner is None:

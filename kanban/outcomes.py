@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 
 from kanban import clock, outputs, processes, profiles
 from kanban.states import RunOutcome
+from kanban.views import usd
 
 MAX_MESSAGE = 500
 
@@ -186,10 +187,3 @@ def usage_text(report: outputs.Report, cost: float | None) -> str:
         else "tokens not reported"
     )
     return f"{tokens}, cost {usd(cost) if cost is not None else 'not reported'}"
-
-
-def usd(amount: float | None) -> str:
-    if amount is None:
-        return "-"
-    whole_cents = abs(amount - round(amount, 2)) < 1e-9
-    return f"${amount:.2f}" if amount >= 0.1 or whole_cents else f"${amount:.4f}"

@@ -242,3 +242,11 @@ class FireView(_View):
     card_id: int | None = None
     goal_id: int | None = None
     skipped: str | None = None
+
+
+def usd(amount: float | None) -> str:
+    """A cost as people read it: $1.25, $0.0042 below ten cents, - when unknown."""
+    if amount is None:
+        return "-"
+    whole_cents = abs(amount - round(amount, 2)) < 1e-9
+    return f"${amount:.2f}" if amount >= 0.1 or whole_cents else f"${amount:.4f}"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from kanban import clock, outcomes, views
+from kanban import clock, views
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -136,7 +136,7 @@ def usage(tokens_in: int | None, tokens_out: int | None, cost_usd: float | None)
     if tokens_in is not None or tokens_out is not None:
         parts.append(f"{tokens(tokens_in)} in / {tokens(tokens_out)} out")
     if cost_usd is not None:
-        parts.append(outcomes.usd(cost_usd))
+        parts.append(views.usd(cost_usd))
     return "  ".join(parts) or "usage not reported"
 
 
@@ -153,7 +153,7 @@ def spend_of(runs: Sequence[views.RunView]) -> views.Spend:
 
 def cost_line(spent: views.Spend, cap: float | None, *, what: str = "cap") -> str:
     """`$1.20 of $3.00 cap  (3 runs, 2 reported cost; 120k in / 4,210 out)`."""
-    text = outcomes.usd(spent.cost_usd) + (f" of {outcomes.usd(cap)} {what}" if cap else "")
+    text = views.usd(spent.cost_usd) + (f" of {views.usd(cap)} {what}" if cap else "")
     detail = f"{spent.runs} run{'s' if spent.runs != 1 else ''}"
     if spent.reported != spent.runs:
         detail += f", {spent.reported} reported cost"
