@@ -90,7 +90,7 @@ def plan(size: str, postgres: str | None) -> list[Row]:
             Row(
                 "drain_1s",
                 "drain",
-                {"cards": n, "chains": chains, "workers": 8, "interval": 1.0},
+                {"cards": n, "chains": chains, "workers": 8, "interval": 1.0, "window": 600.0},
                 sides=("hermes",),
             )
         )
@@ -187,7 +187,17 @@ def headline(measure: str, result: dict[str, Any]) -> str:
         return f"{result['median_ms'] / 1000:.2f} s (max {result['max_ms'] / 1000:.2f})"
     if measure == "drain":
         text = f"{result['per_minute']:,.1f} cards/min"
-        return text if result["complete"] else text + f" ({result['done']}/{result['cards']} done)"
+        if result["complete"]:
+            return text
+        why = (
+            "; board corrupt"
+            if any(
+                "corrupt" in e or "malformed" in e
+                for e in result.get("tick_error_sample", []) + result.get("agent_error_sample", [])
+            )
+            else ""
+        )
+        return f"{text} ({result['done']}/{result['cards']} done{why})"
     if measure == "memory":
         if result.get("per_card_uss_mb") is None:
             return "no supervisor process"

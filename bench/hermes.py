@@ -2,7 +2,7 @@
 
 Runs in Hermes' own virtual environment (`pip install hermes-agent`), never in ours. Where
 Hermes would start an LLM worker (`hermes -p PROFILE ...`) a `spawn_fn` starts
-`bench/agent.py`, which completes the task through the same API a worker uses. The
+`bench/trivial_agent.py`, which completes the task through the same API a worker uses. The
 dispatcher loop is `run_daemon`'s (connect, `dispatch_once`, wait the interval), written out
 because `run_daemon` takes no spawn function.
 """
@@ -25,7 +25,7 @@ from typing import Any
 
 from bench import common
 
-AGENT = Path(__file__).resolve().parent / "agent.py"
+AGENT = Path(__file__).resolve().parent / "trivial_agent.py"
 ASSIGNEE = "default"  # the profile every Hermes home has; others are skipped
 
 
@@ -35,6 +35,18 @@ def _home(tmp: str) -> Path:
     db = Path(tmp) / "kanban.db"
     os.environ["HERMES_KANBAN_DB"] = str(db)
     return db
+
+
+def _nocheck(p: dict[str, Any]) -> bool:
+    """With p["nocheck"], switch off Hermes' post-commit file-length check in this process
+    (and its agents): it opens and closes the database file, which drops every POSIX lock
+    the process holds on it, so concurrent writers corrupt the board. Measured both ways to
+    tell that defect apart from the design's own cost (docs/performance.md)."""
+    if p.get("nocheck"):
+        from hermes_cli import kanban_db
+
+        kanban_db._check_file_length_invariant = lambda conn: None
+    return bool(p.get("nocheck"))
 
 
 def _connect(db: Path) -> sqlite3.Connection:
@@ -112,10 +124,7 @@ def claimer(args: dict[str, Any]) -> None:
     db = _home(str(Path(args["db"]).parent))
     from hermes_cli import kanban_db
 
-    if args.get("nocheck"):
-        # Its post-commit file-length check opens and closes the database file, which drops
-        # this process's POSIX locks on it (see docs/performance.md): measured without it too.
-        kanban_db._check_file_length_invariant = lambda conn: None
+    _nocheck(args)
     conn = _connect(db)
 
     def claim() -> str | None:
@@ -177,21 +186,42 @@ def tick(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def _dispatch_loop(
-    db: Path, *, interval: float, max_spawn: int, log: Path, stop: threading.Event
+    db: Path,
+    *,
+    interval: float,
+    max_spawn: int,
+    log: Path,
+    stop: threading.Event,
+    tick_errors: list[str],
+    nocheck: bool = False,
 ) -> threading.Thread:
     """Hermes' daemon loop (`run_daemon`): connect, one `dispatch_once`, wait `interval`."""
     from hermes_cli import kanban_db
 
     def spawn(task: Any, workspace: str) -> int:
-        argv = [sys.executable, str(AGENT), task.id, "--log", str(log), "--hermes-db", str(db)]
+        # -P: the agent's own directory (bench/) must not shadow Hermes' modules.
+        argv = [
+            sys.executable,
+            "-P",
+            str(AGENT),
+            task.id,
+            "--log",
+            str(log),
+            "--hermes-db",
+            str(db),
+        ]
+        argv += ["--hermes-nocheck"] if nocheck else []
         return subprocess.Popen(
             argv, cwd=workspace, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         ).pid
 
     def loop() -> None:
         while not stop.is_set():
-            with contextlib.closing(kanban_db.connect()) as conn:
-                kanban_db.dispatch_once(conn, spawn_fn=spawn, max_spawn=max_spawn)
+            try:
+                with contextlib.closing(kanban_db.connect()) as conn:
+                    kanban_db.dispatch_once(conn, spawn_fn=spawn, max_spawn=max_spawn)
+            except Exception as exc:  # as run_daemon: one failed tick never stops the loop
+                tick_errors.append(f"{type(exc).__name__}: {str(exc)[:120]}")
             stop.wait(timeout=interval)
 
     thread = threading.Thread(target=loop, daemon=True)
@@ -222,8 +252,10 @@ def handoff(p: dict[str, Any]) -> dict[str, Any]:
         conn = _connect(db)
         chain = _graph(conn, [[i - 1] if i else [] for i in range(p["samples"] + 1)])
         log = Path(tmp) / "agents.jsonl"
-        stop = threading.Event()
-        thread = _dispatch_loop(db, interval=interval, max_spawn=8, log=log, stop=stop)
+        stop, tick_errors = threading.Event(), []
+        thread = _dispatch_loop(
+            db, interval=interval, max_spawn=8, log=log, stop=stop, tick_errors=tick_errors
+        )
         deadline = time.time() + (interval + 10) * (len(chain) + 1)
         while time.time() < deadline and "done" not in common.agent_log(log).get(chain[-1], {}):
             time.sleep(0.05)
@@ -233,6 +265,7 @@ def handoff(p: dict[str, Any]) -> dict[str, Any]:
         gaps = [seen[c]["start"] - seen[parent]["done"] for parent, c in itertools.pairwise(chain)]
         return {
             "interval_s": interval,
+            "tick_errors": tick_errors,
             "samples": len(gaps),
             "median_ms": common.ms(common.median(gaps)),
             "max_ms": common.ms(max(gaps)),
@@ -247,14 +280,28 @@ def drain(p: dict[str, Any]) -> dict[str, Any]:
         db = _home(tmp)
         conn = _connect(db)
         ids = _graph(conn, common.drain_graph(p["cards"], p["chains"]))
+        conn.close()
         log = Path(tmp) / "agents.jsonl"
-        stop = threading.Event()
+        stop, tick_errors = threading.Event(), []
         start = time.time()
-        thread = _dispatch_loop(db, interval=interval, max_spawn=p["workers"], log=log, stop=stop)
-        while time.time() - start < window:
+        thread = _dispatch_loop(
+            db,
+            interval=interval,
+            max_spawn=p["workers"],
+            log=log,
+            stop=stop,
+            tick_errors=tick_errors,
+            nocheck=_nocheck(p),
+        )
+        # A board that stops moving (Hermes refuses a corrupt database) ends the run early.
+        patience = max(3 * interval, 30.0)
+        progress, last_change = 0, time.time()
+        while time.time() - start < window and time.time() - last_change < patience:
             done = [c for c, t in common.agent_log(log).items() if "done" in t]
             if len(done) == len(ids):
                 break
+            if len(done) != progress:
+                progress, last_change = len(done), time.time()
             time.sleep(0.1)
         stop.set()
         thread.join()
@@ -269,6 +316,11 @@ def drain(p: dict[str, Any]) -> dict[str, Any]:
             "seconds": round(elapsed, 2),
             "per_minute": round(len(done_at) * 60 / elapsed, 1),
             "complete": len(done_at) == len(ids),
+            "stalled": len(done_at) < len(ids) and time.time() - last_change >= patience,
+            "tick_errors": len(tick_errors),
+            "tick_error_sample": sorted(set(tick_errors))[:3],
+            "agent_errors": sum(1 for t in seen.values() if "error" in t),
+            "agent_error_sample": sorted({t["error"] for t in seen.values() if "error" in t})[:3],
         }
 
 

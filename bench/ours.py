@@ -1,7 +1,7 @@
 """Our side: the same workloads through kanban's Python API and its real command line.
 
 Boards live in a fresh git repository each (real worktrees for every run); processes are
-real (`kanban dispatch`, a supervisor per run, `bench/agent.py` as the agent). PostgreSQL
+real (`kanban dispatch`, a supervisor per run, `bench/trivial_agent.py` as the agent). PostgreSQL
 figures use a fresh schema on the server named by `url`.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 
 from bench import common
 
-AGENT = Path(__file__).resolve().parent / "agent.py"
+AGENT = Path(__file__).resolve().parent / "trivial_agent.py"
 KANBAN = str(Path(sys.executable).parent / "kanban")
 
 

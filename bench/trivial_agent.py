@@ -1,7 +1,7 @@
 """The trivial agent both sides run: note the start, optionally wait, finish, note the end.
 
-    python bench/agent.py --log FILE CARD                      # ours: exit 0 means done
-    python bench/agent.py --log FILE --hermes-db DB CARD       # Hermes: completes the task itself
+    python bench/trivial_agent.py --log FILE CARD                  # ours: exit 0 means done
+    python bench/trivial_agent.py --log FILE --hermes-db DB CARD   # Hermes: completes it itself
 
 Times go to FILE as JSON lines ({"card", "start"} then {"card", "done"}), appended whole.
 """
@@ -28,6 +28,7 @@ def main() -> int:
     parser.add_argument("--log", required=True)
     parser.add_argument("--sleep", type=float, default=0.0)
     parser.add_argument("--hermes-db")
+    parser.add_argument("--hermes-nocheck", action="store_true")
     args = parser.parse_args()
     note(args.log, card=args.card, start=time.time())
     if args.sleep:
@@ -37,11 +38,17 @@ def main() -> int:
 
         from hermes_cli import kanban_db
 
-        conn = kanban_db.connect(Path(args.hermes_db))
+        if args.hermes_nocheck:  # see bench/hermes.py: nocheck
+            kanban_db._check_file_length_invariant = lambda conn: None
         try:
-            kanban_db.complete_task(conn, args.card, result="bench agent: done")
-        finally:
-            conn.close()
+            conn = kanban_db.connect(Path(args.hermes_db))
+            try:
+                kanban_db.complete_task(conn, args.card, result="bench agent: done")
+            finally:
+                conn.close()
+        except Exception as exc:  # counted by the harness: Hermes' own failures are a figure
+            note(args.log, card=args.card, error=f"{type(exc).__name__}: {exc}"[:200])
+            return 1
     note(args.log, card=args.card, done=time.time())
     return 0
 
