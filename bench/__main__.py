@@ -165,6 +165,10 @@ def machine() -> dict[str, Any]:
 # ---------------------------------------------------------------------- the table
 
 
+def _corrupt(errors: list[str]) -> bool:
+    return any("corrupt" in e or "malformed" in e for e in errors)
+
+
 def headline(measure: str, result: dict[str, Any]) -> str:
     if "error" in result:
         return "error: " + result["error"][:60]
@@ -183,20 +187,17 @@ def headline(measure: str, result: dict[str, Any]) -> str:
             f"{result['first_ms']:.1f} / {result['idle_ms']:.1f} / "
             f"{result['after_complete_ms']:.1f} ms"
         )
+    if measure == "handoff" and result.get("median_ms") is None:
+        errors = result.get("agent_error_sample", []) + result.get("tick_error_sample", [])
+        return "no child started" + ("; board corrupt" if _corrupt(errors) else "")
     if measure == "handoff":
         return f"{result['median_ms'] / 1000:.2f} s (max {result['max_ms'] / 1000:.2f})"
     if measure == "drain":
         text = f"{result['per_minute']:,.1f} cards/min"
         if result["complete"]:
             return text
-        why = (
-            "; board corrupt"
-            if any(
-                "corrupt" in e or "malformed" in e
-                for e in result.get("tick_error_sample", []) + result.get("agent_error_sample", [])
-            )
-            else ""
-        )
+        errors = result.get("tick_error_sample", []) + result.get("agent_error_sample", [])
+        why = "; board corrupt" if _corrupt(errors) else ""
         return f"{text} ({result['done']}/{result['cards']} done{why})"
     if measure == "memory":
         if result.get("per_card_uss_mb") is None:

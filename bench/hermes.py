@@ -262,13 +262,19 @@ def handoff(p: dict[str, Any]) -> dict[str, Any]:
         stop.set()
         thread.join()
         seen = common.agent_log(log)
-        gaps = [seen[c]["start"] - seen[parent]["done"] for parent, c in itertools.pairwise(chain)]
+        gaps = [
+            seen[c]["start"] - seen[parent]["done"]
+            for parent, c in itertools.pairwise(chain)
+            if "start" in seen.get(c, {}) and "done" in seen.get(parent, {})
+        ]
         return {
             "interval_s": interval,
-            "tick_errors": tick_errors,
             "samples": len(gaps),
-            "median_ms": common.ms(common.median(gaps)),
-            "max_ms": common.ms(max(gaps)),
+            "median_ms": common.ms(common.median(gaps)) if gaps else None,
+            "max_ms": common.ms(max(gaps)) if gaps else None,
+            "tick_errors": len(tick_errors),
+            "tick_error_sample": sorted(set(tick_errors))[:3],
+            "agent_error_sample": sorted({t["error"] for t in seen.values() if "error" in t})[:3],
         }
 
 

@@ -315,7 +315,7 @@ class Dispatcher:
             elif free > 0:
                 # One grouped read of the ready queue's index says which profiles have work;
                 # only those are asked for candidates (not every profile on disk).
-                waiting = set(board.ready_profiles(conn, now=now))
+                waiting = set(board.ready_profiles(conn))
                 for name, profile in known.items():
                     if name not in waiting:
                         continue

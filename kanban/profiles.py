@@ -155,11 +155,16 @@ def find(name: str, *, repo: Path | None) -> Path:
 
 def available(*, repo: Path | None) -> dict[str, Path]:
     """name -> file, the first found in lookup order."""
-    found: dict[str, Path] = {}
-    for _source, directory in search_path(repo):
+    return {name: path for name, (_source, path) in _found(repo).items()}
+
+
+def _found(repo: Path | None) -> dict[str, tuple[str, Path]]:
+    """name -> (where it was found, file), the first found in lookup order."""
+    found: dict[str, tuple[str, Path]] = {}
+    for source, directory in search_path(repo):
         if directory.is_dir():
             for path in sorted(directory.glob("*.toml")):
-                found.setdefault(path.stem, path)
+                found.setdefault(path.stem, (source, path))
     return found
 
 
@@ -202,9 +207,10 @@ def load_all(*, repo: Path | None) -> _Loaded:
         return dict(cached[1][0]), dict(cached[1][1])
     good: dict[str, Profile] = {}
     bad: dict[str, str] = {}
-    for name in available(repo=repo):
+    for name, (source, path) in _found(repo).items():
         try:
-            good[name] = load(name, repo=repo)
+            check_name(name)
+            good[name] = parse(name, path.read_bytes(), path=path, source=source)
         except errors.ProfileError as exc:
             bad[name] = exc.message
     _cache[repo] = (signature, (good, bad))

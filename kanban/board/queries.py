@@ -161,15 +161,24 @@ def ready_candidates(
     return _rows.card_views(conn, conn.execute(query).all())
 
 
-def ready_profiles(conn: Connection, *, now: dt.datetime) -> list[str | None]:
-    """The profiles that have at least one card ready now (one row per profile)."""
-    rows = conn.execute(
-        sa.select(cards.c.profile)
-        .where(cards.c.status == CardStatus.READY.value)
-        .where(sa.or_(cards.c.not_before.is_(None), cards.c.not_before <= now))
-        .group_by(cards.c.profile)
+# A loose index scan: one index seek per distinct profile instead of a walk over every ready
+# card (a GROUP BY read all 25,000 ready cards of a 100k board: 4 ms a tick).
+_READY_PROFILES = sa.text(
+    """
+    WITH RECURSIVE seen(profile) AS (
+        SELECT (SELECT min(profile) FROM cards WHERE status = 'ready')
+        UNION ALL
+        SELECT (SELECT min(profile) FROM cards WHERE status = 'ready' AND profile > seen.profile)
+        FROM seen WHERE seen.profile IS NOT NULL
     )
-    return [r[0] for r in rows]
+    SELECT profile FROM seen WHERE profile IS NOT NULL
+    """
+)
+
+
+def ready_profiles(conn: Connection) -> list[str]:
+    """The named profiles that have at least one ready card (some may be backing off)."""
+    return [r[0] for r in conn.execute(_READY_PROFILES)]
 
 
 def running(conn: Connection) -> list[tuple[views.RunView, views.CardView]]:
@@ -198,16 +207,20 @@ def running(conn: Connection) -> list[tuple[views.RunView, views.CardView]]:
     return [(_rows.run_view(r), found[r.card_id]) for r in rows]
 
 
+# The first backoff to end, read from the small index of cards that have one. Any card's,
+# not only ready ones: asking for `status = 'ready'` too made SQLite walk the whole ready
+# queue instead (4 ms a tick at 100k cards); a cancelled card's stale backoff costs at most
+# one wake-up with nothing to do.
+_NEXT_BACKOFF = sa.select(sa.func.min(cards.c.not_before)).where(
+    cards.c.not_before.is_not(None),
+    cards.c.not_before > sa.bindparam("now", type_=cards.c.not_before.type),
+)
+
+
 def next_due(conn: Connection, *, now: dt.datetime) -> dt.datetime | None:
     """The next moment something becomes due without any write: a backoff ending, a lease
     expiring. The dispatcher sets a timer for it instead of waiting for its periodic tick."""
-    backoff = conn.execute(
-        sa.select(sa.func.min(cards.c.not_before)).where(
-            cards.c.not_before.is_not(None),
-            cards.c.not_before > now,
-            cards.c.status == CardStatus.READY.value,
-        )
-    ).scalar()
+    backoff = conn.execute(_NEXT_BACKOFF, {"now": now}).scalar()
     lease = conn.execute(
         sa.select(sa.func.min(runs.c.lease_expires_at)).where(runs.c.outcome.is_(None))
     ).scalar()
