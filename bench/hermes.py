@@ -251,6 +251,7 @@ def handoff(p: dict[str, Any]) -> dict[str, Any]:
         db = _home(tmp)
         conn = _connect(db)
         chain = _graph(conn, [[i - 1] if i else [] for i in range(p["samples"] + 1)])
+        conn.close()  # as in drain: only Hermes' own loop and agents hold the board open
         log = Path(tmp) / "agents.jsonl"
         stop, tick_errors = threading.Event(), []
         thread = _dispatch_loop(
