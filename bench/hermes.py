@@ -108,14 +108,17 @@ def create(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def claims(p: dict[str, Any]) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        db = _home(tmp)
-        conn = _connect(db)
-        now = int(time.time())
-        _bulk(conn, [_task(i, "ready", now) for i in range(p["cards"])], [])
-        conn.close()
-        args = {"db": str(db), "cards": p["cards"], "nocheck": p.get("nocheck", False)}
-        return common.run_claimers("hermes", args, p["claimers"], Path(tmp))
+    def once() -> dict[str, Any]:
+        with tempfile.TemporaryDirectory() as tmp:
+            db = _home(tmp)
+            conn = _connect(db)
+            now = int(time.time())
+            _bulk(conn, [_task(i, "ready", now) for i in range(p["cards"])], [])
+            conn.close()
+            args = {"db": str(db), "cards": p["cards"], "nocheck": p.get("nocheck", False)}
+            return common.run_claimers("hermes", args, p["claimers"], Path(tmp))
+
+    return common.median_run([once() for _ in range(p.get("repeats", 1))])
 
 
 def claimer(args: dict[str, Any]) -> None:

@@ -29,8 +29,28 @@ def _bench(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_smoke_run_measures_both_systems_and_prints_them_side_by_side() -> None:
-    args = ["--smoke"] + (["--postgres", POSTGRES_URL] if POSTGRES_URL else [])
+@pytest.fixture(scope="module")
+def hermes_python() -> str:
+    """Hermes' interpreter, installed once by the harness (skipped when PyPI is out of reach)."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from bench.__main__ import HERMES_VERSION, hermes_python; print(hermes_python(None, HERMES_VERSION))",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"could not install hermes-agent from PyPI: {proc.stderr.strip()[-300:]}")
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def test_smoke_run_measures_both_systems_and_prints_them_side_by_side(hermes_python: str) -> None:
+    args = ["--smoke", "--hermes-python", hermes_python]
+    args += ["--postgres", POSTGRES_URL] if POSTGRES_URL else []
     proc = _bench(*args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
