@@ -221,6 +221,59 @@ def table(rows: list[Row], results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The results as the Markdown table of docs/performance.md (python -m bench --render)."""
+    v, m = report["versions"], report["machine"]
+    lines = [
+        f"Measured {report['date']} on {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, "
+        f"{m['os']}; Python {v['ours']['python']}, SQLite {v['ours']['sqlite']}. "
+        f"kanban {v['ours']['version']} (SQLAlchemy {v['ours']['sqlalchemy']}) against "
+        f"hermes-agent {v.get('hermes', {}).get('version', '-')}.",
+        "",
+        "| figure | kanban | Hermes | kanban's lead |",
+        "|---|---|---|---|",
+    ]
+    measures = {r.key: r.measure for r in plan("full", "postgres")}
+    for key, sides in report["results"].items():
+        measure = measures.get(key, key.split("_")[0])
+        if key.endswith("_nocheck") and "ours" not in sides:  # against our same-size figure
+            base = report["results"].get(key.removesuffix("_nocheck"), {})
+            sides = {**sides, **({"ours": base["ours"]} if "ours" in base else {})}
+        cells = [headline(measure, sides[s]) if s in sides else "" for s in ("ours", "hermes")]
+        lines.append(f"| {key} | {cells[0]} | {cells[1]} | {ratio(measure, sides)} |")
+    lines += [
+        "",
+        "tick: first / idle / after one completion, and the lead on each; claims: distinct cards",
+        "per second (the median of three runs; double claims and errors over all three); a lead",
+        "is how many times faster (or more) kanban is, below 1 where Hermes is ahead.",
+    ]
+    return "\n".join(lines)
+
+
+def ratio(measure: str, sides: dict[str, dict[str, Any]]) -> str:
+    """How many times better ours is on the headline number, where both have one."""
+    ours, hermes = sides.get("ours"), sides.get("hermes")
+    if not ours or not hermes or "error" in ours or "error" in hermes:
+        return ""
+    if measure == "claims":
+        a, b = ours["unique"] / ours["seconds"], hermes["unique"] / hermes["seconds"]
+        return f"{a / b:.1f}x" if b else ""
+    if measure == "create":
+        return f"{ours['per_second'] / hermes['per_second']:.1f}x"
+    if measure == "tick":
+        return " / ".join(
+            f"{hermes[k] / ours[k]:.1f}x" for k in ("first_ms", "idle_ms", "after_complete_ms")
+        )
+    if measure == "handoff" and hermes.get("median_ms"):
+        return f"{hermes['median_ms'] / ours['median_ms']:.0f}x"
+    if measure == "drain" and hermes.get("complete"):
+        return f"{ours['per_minute'] / hermes['per_minute']:.0f}x"
+    if measure == "cli":
+        add, status = hermes["add_ms"] / ours["add_ms"], hermes["status_ms"] / ours["status_ms"]
+        return f"{add:.2f}x / {status:.2f}x"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
@@ -252,7 +305,13 @@ def main(argv: list[str] | None = None) -> int:
         help="also measure claims and the tick on this PostgreSQL server",
     )
     parser.add_argument("--out", type=Path, help="also write the JSON here")
+    parser.add_argument(
+        "--render", type=Path, metavar="JSON", help="print a saved run as Markdown; measure nothing"
+    )
     args = parser.parse_args(argv)
+    if args.render:
+        print(markdown(json.loads(args.render.read_text())))
+        return 0
 
     only = set(args.only.split(",")) if args.only else set(MEASURES)
     unknown = only - set(MEASURES)

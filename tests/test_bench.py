@@ -48,8 +48,11 @@ def hermes_python() -> str:
     return proc.stdout.strip().splitlines()[-1]
 
 
-def test_smoke_run_measures_both_systems_and_prints_them_side_by_side(hermes_python: str) -> None:
-    args = ["--smoke", "--hermes-python", hermes_python]
+def test_smoke_run_measures_both_systems_and_prints_them_side_by_side(
+    hermes_python: str, tmp_path: Path
+) -> None:
+    saved = tmp_path / "run.json"
+    args = ["--smoke", "--hermes-python", hermes_python, "--out", str(saved)]
     args += ["--postgres", POSTGRES_URL] if POSTGRES_URL else []
     proc = _bench(*args)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -80,6 +83,13 @@ def test_smoke_run_measures_both_systems_and_prints_them_side_by_side(hermes_pyt
     assert "kanban" in header and "hermes" in header
     claims_line = next(line for line in lines if line.startswith("claims_2 "))
     assert claims_line.count("cards/s") == 2, claims_line
+    # The saved run renders as the Markdown table of docs/performance.md.
+    assert json.loads(saved.read_text()) == report
+    rendered = _bench("--render", str(saved))
+    assert rendered.returncode == 0, rendered.stderr
+    assert "| figure | kanban | Hermes | kanban's lead |" in rendered.stdout
+    row = next(line for line in rendered.stdout.splitlines() if line.startswith("| claims_2 |"))
+    assert row.count("cards/s") == 2 and row.rstrip(" |").endswith("x"), row
 
 
 def test_an_unknown_measure_is_refused_naming_the_choices() -> None:
