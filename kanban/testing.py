@@ -220,6 +220,34 @@ def kanban_process(
     )
 
 
+def drain(repo: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120.0) -> str:
+    """`kanban dispatch --drain ARGS` in `repo` (fast settings), run to its end; its output.
+    Raises AssertionError, with the output, when it fails or outlives `timeout`."""
+    proc = kanban_process(repo, "dispatch", "--drain", *args, env=env)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        raise AssertionError(f"kanban dispatch --drain ran past {timeout}s:\n{out}") from None
+    if proc.returncode != 0:
+        raise AssertionError(f"kanban dispatch --drain exited {proc.returncode}:\n{out}")
+    return out
+
+
+def kill_run_processes(board: Any) -> None:
+    """SIGKILL the process group of every agent and supervisor of `board`'s runs that is
+    still alive: a test leaves no process behind, whatever it did."""
+    import signal
+
+    for card in board.cards(include_archived=True):
+        for run in board.runs(card.id):
+            for pid in (run.pid, run.supervisor_pid):
+                if pid and pid_alive(pid):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(pid, signal.SIGKILL)
+
+
 def wait_for(
     predicate: Any, *, timeout: float = 60.0, interval: float = 0.05, what: str = "condition"
 ) -> Any:

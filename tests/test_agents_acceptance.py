@@ -4,9 +4,6 @@ agent that cannot log in, one that is rate limited. Real dispatchers, supervisor
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +13,7 @@ import pytest
 
 import kanban
 from kanban import processes
-from kanban.testing import board_in, kanban_process, pid_alive, write_profile
+from kanban.testing import board_in, drain, kill_run_processes, write_profile
 
 pytestmark = pytest.mark.slow
 
@@ -30,25 +27,8 @@ TRANSCRIPT_COST = 0.0734214
 def board(repo: Path, repo_db: str) -> Iterator[kanban.Board]:
     b = board_in(repo, db=repo_db)
     yield b
-    for card in b.cards(include_archived=True):
-        for run in b.runs(card.id):
-            for pid in (run.pid, run.supervisor_pid):
-                if pid and pid_alive(pid):
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(pid, signal.SIGKILL)
+    kill_run_processes(b)
     b.close()
-
-
-def drain(repo: Path) -> str:
-    proc = kanban_process(repo, "dispatch", "--drain")
-    try:
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, out
-    return out
 
 
 def replay_profile(repo: Path, name: str, transcript: Path, *extra: str, keys: str = "") -> None:

@@ -3,7 +3,6 @@ demo agent doing real git work, and real signals (kill -9, SIGSTOP, SIGTERM)."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
@@ -22,6 +21,7 @@ from kanban.testing import (
     board_in,
     git,
     kanban_process,
+    kill_run_processes,
     pid_alive,
     wait_for,
     write_profile,
@@ -34,13 +34,7 @@ pytestmark = pytest.mark.slow
 def board(repo: Path, repo_db: str) -> Iterator[kanban.Board]:
     b = board_in(repo, db=repo_db)
     yield b
-    # Leave no process behind, whatever the test did.
-    for card in b.cards(include_archived=True):
-        for run in b.runs(card.id):
-            for pid in (run.pid, run.supervisor_pid):
-                if pid and pid_alive(pid):
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(pid, signal.SIGKILL)
+    kill_run_processes(b)
     b.close()
 
 

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from kanban import testing
 from kanban.cli import cli as kanban_cli
-from kanban.testing import board_in, git, kanban_process
+from kanban.testing import board_in, git
 
 pytestmark = pytest.mark.slow
 
@@ -31,14 +32,7 @@ def kanban(repo: Path, *args: str) -> str:
 
 
 def drain(repo: Path) -> None:
-    proc = kanban_process(repo, "dispatch", "--drain", "-q", "--max-workers", "3")
-    try:
-        out, _ = proc.communicate(timeout=240)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, out
+    testing.drain(repo, "-q", "--max-workers", "3", timeout=240)
 
 
 def show(repo: Path, goal: int = 1) -> dict[str, Any]:

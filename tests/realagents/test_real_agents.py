@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 import kanban
-from kanban import processes, profiles
-from kanban.testing import board_in, kanban_process, pid_alive
+from kanban import processes, profiles, testing
+from kanban.testing import board_in, pid_alive
 
 from .conftest import RealAgents
 
@@ -39,15 +39,7 @@ def board(repo: Path) -> Iterator[kanban.Board]:
 
 def drain(repo: Path, env: dict[str, str], timeout: float = 120) -> str:
     """`kanban dispatch --drain` with the agents' PATH and a throwaway HOME."""
-    proc = kanban_process(repo, "dispatch", "--drain", env=env)
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, out
-    return out
+    return testing.drain(repo, env=env, timeout=timeout)
 
 
 def shipped_copy(repo: Path, name: str, **changes: str) -> None:
