@@ -1,7 +1,8 @@
 """A deterministic agent for the demo and the tests: real work, no LLM.
 
 It writes `cards/<id>-<slug>.md` (naming the parents' files it found), commits it on the
-card's branch and reports with the run's token. Lines in the card body change what it does:
+card's branch and reports through its supervisor (kanban.channel: no token, no database).
+Lines in the card body change what it does:
 
     demo: sleep 1.5          wait first (seconds)
     demo: fail [message]     exit 1 after printing the message
@@ -39,6 +40,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -56,85 +58,89 @@ def _git(*args: str) -> None:
     subprocess.run(["git", *args], check=True, capture_output=True)
 
 
+def _namespace(value: Any) -> Any:
+    """JSON from the channel as attribute access (what the board's views look like)."""
+    if isinstance(value, dict):
+        return types.SimpleNamespace(**{k: _namespace(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return [_namespace(v) for v in value]
+    return value
+
+
 def main() -> int:
-    from kanban import api
+    from kanban import channel
     from kanban.worktrees import slug
 
     card_id = int(os.environ["KANBAN_CARD_ID"])
-    token = os.environ["KANBAN_TOKEN"]
     attempt = int(os.environ.get("KANBAN_ATTEMPT", "1"))
-    with api.open_board(os.environ["KANBAN_DB"]) as board:
-        if os.environ.get("KANBAN_PLAN_FILE") or os.environ.get("KANBAN_VERDICT_FILE"):
-            return _goal_role(board, int(os.environ["KANBAN_GOAL_ID"]))
-        card = board.get(card_id)
-        steps = directives(card.body)
-        report = True
-        extra: list[str] = []
-        for verb, arg in steps:
-            if verb.endswith("-once"):
-                if attempt > 1:
-                    continue
-                verb = verb.removesuffix("-once")
-            if verb == "sleep":
-                time.sleep(float(arg or 1))
-            elif verb == "fail":
-                print(arg or f"demo agent failing card {card_id} as asked", flush=True)
-                return 1
-            elif verb == "exit":
-                print(f"demo agent exiting with {arg}", flush=True)
-                return int(arg)
-            elif verb == "ignore-term":
-                signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            elif verb == "hang":
-                print("demo agent hanging as asked", flush=True)
-                while True:
-                    time.sleep(3600)
-            elif verb == "crash":
-                os.kill(os.getpid(), signal.SIGKILL)
-            elif verb == "fork":
-                subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
-            elif verb == "block":
-                board.block(card_id, reason=arg or "the demo agent needs a decision", token=token)
-                return 0
-            elif verb == "follow-up":
-                child = board.add(
-                    arg or f"follow-up of {card_id}", profile=card.profile, parents=[card_id]
-                )
-                print(f"added follow-up card {child.id}", flush=True)
-            elif verb == "touch":
-                extra.append(arg)
-            elif verb == "no-report":
-                report = False
+    shown = _namespace(channel.request("show"))
+    if os.environ.get("KANBAN_PLAN_FILE") or os.environ.get("KANBAN_VERDICT_FILE"):
+        return _goal_role(shown.goal)
+    card = shown.card
+    steps = directives(card.body)
+    report = True
+    extra: list[str] = []
+    for verb, arg in steps:
+        if verb.endswith("-once"):
+            if attempt > 1:
+                continue
+            verb = verb.removesuffix("-once")
+        if verb == "sleep":
+            time.sleep(float(arg or 1))
+        elif verb == "fail":
+            print(arg or f"demo agent failing card {card_id} as asked", flush=True)
+            return 1
+        elif verb == "exit":
+            print(f"demo agent exiting with {arg}", flush=True)
+            return int(arg)
+        elif verb == "ignore-term":
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        elif verb == "hang":
+            print("demo agent hanging as asked", flush=True)
+            while True:
+                time.sleep(3600)
+        elif verb == "crash":
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif verb == "fork":
+            subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+        elif verb == "block":
+            channel.request("block", reason=arg or "the demo agent needs a decision")
+            return 0
+        elif verb == "follow-up":
+            child = channel.request("add", title=arg or f"follow-up of {card_id}")
+            print(f"added follow-up card {child['id']}", flush=True)
+        elif verb == "touch":
+            extra.append(arg)
+        elif verb == "no-report":
+            report = False
 
-        name = f"{card_id}-{slug(card.title)}"
-        out = Path("cards") / f"{name}.md"
-        out.parent.mkdir(exist_ok=True)
-        inherited = sorted(p.name for p in out.parent.glob("*.md") if p.name != out.name)
-        out.write_text(
-            f"# {card.title}\n\nWritten by the demo agent for card {card_id}, "
-            f"attempt {attempt}.\n\nFound from earlier cards: {', '.join(inherited) or 'none'}\n"
+    name = f"{card_id}-{slug(card.title)}"
+    out = Path("cards") / f"{name}.md"
+    out.parent.mkdir(exist_ok=True)
+    inherited = sorted(p.name for p in out.parent.glob("*.md") if p.name != out.name)
+    out.write_text(
+        f"# {card.title}\n\nWritten by the demo agent for card {card_id}, "
+        f"attempt {attempt}.\n\nFound from earlier cards: {', '.join(inherited) or 'none'}\n"
+    )
+    for path in extra:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(f"touched by card {card_id}\n")
+    if report:
+        _git("add", "-A")
+        _git("commit", "-q", "-m", f"card {card_id}: {card.title}")
+        summary = f"wrote {out}" + (
+            f" (saw {len(inherited)} earlier files)" if inherited else ""
         )
-        for path in extra:
-            target = Path(path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(f"touched by card {card_id}\n")
-        if report:
-            _git("add", "-A")
-            _git("commit", "-q", "-m", f"card {card_id}: {card.title}")
-            summary = f"wrote {out}" + (
-                f" (saw {len(inherited)} earlier files)" if inherited else ""
-            )
-            board.complete(card_id, token=token, summary=summary)
-        print(f"demo agent finished card {card_id}", flush=True)
-        return 0
+        channel.request("complete", summary=summary)
+    print(f"demo agent finished card {card_id}", flush=True)
+    return 0
 
 
-def _goal_role(board: Any, goal_id: int) -> int:
+def _goal_role(detail: Any) -> int:
     """Plan or judge a goal (see the module docstring), then exit 0: the supervisor reads the
     file when the run ends."""
-    from kanban import goals
-
-    detail = goals.show(board, goal_id)
+    goal_id = detail.goal.id
     steps = {verb for verb, _ in directives(detail.goal.objective)}
     plan_file = os.environ.get("KANBAN_PLAN_FILE")
     if plan_file:

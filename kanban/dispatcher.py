@@ -29,7 +29,19 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from kanban import api, board, clock, errors, fsutil, planning, processes, profiles, views, wake
+from kanban import (
+    api,
+    board,
+    clock,
+    confine,
+    errors,
+    fsutil,
+    planning,
+    processes,
+    profiles,
+    views,
+    wake,
+)
 from kanban.__about__ import __version__
 from kanban.states import CardStatus, RunOutcome
 
@@ -370,8 +382,9 @@ class Dispatcher:
         return claims
 
     def _start(self, claims: list[views.Claim], report: TickReport) -> None:
-        """After the claims are committed: start one supervisor per claim."""
-        base_env = {**os.environ, **settings_env(self.board)}
+        """After the claims are committed: start one supervisor per claim, with a scrubbed
+        environment (kanban.confine); its token and board go to it on standard input."""
+        known, _ = profiles.load_all(repo=self.settings.repo)
         cwd = self.settings.repo or self.settings.state_dir
         log = self.settings.log_dir / "supervisors.log"
         for claim in claims:
@@ -384,9 +397,15 @@ class Dispatcher:
                 "--run",
                 str(claim.run_id),
             ]
+            profile = known.get(claim.card.profile or "")
+            env = confine.supervisor_env(
+                os.environ,
+                allow=profile.env_allow if profile is not None else (),
+                settings=settings_env(self.board),
+            )
             try:
                 child = self.spawner.start(
-                    argv, cwd=cwd, env={**base_env, "KANBAN_TOKEN": claim.token}, log=log
+                    argv, cwd=cwd, env={**env, "KANBAN_TOKEN": claim.token}, log=log
                 )
             except (errors.SpawnError, OSError) as exc:
                 self._spawn_failed(claim, f"could not start the supervisor: {exc}")

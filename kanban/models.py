@@ -180,6 +180,7 @@ runs = sa.Table(
     sa.Column("profile", sa.String(128)),
     sa.Column("worker", sa.String(255)),  # who claimed it
     sa.Column("host", sa.String(255), nullable=False),
+    # SHA-256 of the lease token (kanban.board.runs.digest): the board file holds no token.
     sa.Column("token", sa.String(64), nullable=False, unique=True),
     _when("claimed_at"),
     _when("started_at", nullable=True),  # the agent process started

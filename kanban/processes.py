@@ -157,11 +157,25 @@ class Spawner(Protocol):
     ) -> subprocess.Popen[bytes]: ...
 
 
+# Handed to a supervisor on its standard input (one JSON line), never in its environment,
+# where its agent could read them (/proc/<pid>/environ before the supervisor hardens itself).
+PRIVATE_VARS = ("KANBAN_TOKEN", "KANBAN_DB")
+
+
 class RealSpawner:
     def start(
         self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: Path
     ) -> subprocess.Popen[bytes]:
+        import json
+
         from kanban import fsutil
 
+        private = {k: env[k] for k in PRIVATE_VARS if k in env}
+        public = {k: v for k, v in env.items() if k not in PRIVATE_VARS}
         with fsutil.append_private(log) as out:
-            return spawn(argv, cwd=cwd, env=env, stdout=out)
+            child = spawn(argv, cwd=cwd, env=public, stdout=out, stdin=subprocess.PIPE)
+        assert child.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            child.stdin.write(json.dumps(private).encode() + b"\n")
+        child.stdin.close()
+        return child

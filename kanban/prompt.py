@@ -8,14 +8,19 @@ from kanban import views
 REPORTING = """\
 ## How to report
 
-Your environment has KANBAN_CARD_ID, KANBAN_RUN_ID and KANBAN_TOKEN set; the `kanban` command
-uses them, so you do not need to pass ids or tokens.
+Report with `{kanban}` (that exact path; `kanban` on your PATH is the same program). Inside this
+run it talks to your supervisor, not to the board, and acts on this card only: you do not need
+to pass ids or tokens, and there are none to find. The same verbs are MCP tools (`kanban mcp`).
 
-- Done: commit your work, then `kanban complete --summary "what you did and where"`.
-- Need a person: `kanban block --reason "the question or decision needed"`, then stop.
-- Failed and a retry may help: `kanban fail --error "what went wrong"`.
-- A note for whoever works on this next: `kanban comment "$KANBAN_CARD_ID" "..."`.
-- Separate follow-up work: `kanban add "title" --parent "$KANBAN_CARD_ID" --body "..."`.
+- Done: commit your work, then `{kanban} complete --summary "what you did and where"`
+  (add `--metadata '{{"tests": 12}}'` for structured results).
+- Need a person: `{kanban} block --reason "the question or decision needed"`, then stop
+  (`--kind dependency`, `capability` or `transient` say what kind of block it is).
+- Failed and a retry may help: `{kanban} fail --error "what went wrong"`.
+- A note for whoever works on this next: `{kanban} comment "..."`.
+- Separate follow-up work (runs after this card): `{kanban} add "title" --body "..."`.
+- Still working on something long: `{kanban} heartbeat --note "what you are doing"`.
+- This card again, with its parents' summaries and the comments: `{kanban} show`.
 
 If you exit without reporting, exit code 0 counts as done and anything else as a failed
 attempt; uncommitted changes are committed to the card's branch for you.
@@ -29,6 +34,7 @@ def render(
     branch: str | None = None,
     worktree: str | None = None,
     attempt: int | None = None,
+    kanban: str = "kanban",
 ) -> str:
     card = detail.card
     parts: list[str] = []
@@ -70,7 +76,7 @@ def render(
             said = (run.error or run.summary or "").strip()[:2000]
             lines.append(f"- Attempt {run.attempt} ended {run.outcome}: {said}")
         parts.append("\n".join(lines))
-    parts.append(REPORTING)
+    parts.append(REPORTING.format(kanban=kanban))
     return "\n\n".join(parts).rstrip() + "\n"
 
 

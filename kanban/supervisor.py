@@ -1,12 +1,14 @@
 """The supervisor: one small detached process per run.
 
-    python -m kanban.supervisor --card 12 --run 40      (token in $KANBAN_TOKEN)
+    python -m kanban.supervisor --card 12 --run 40      (token and board on standard input)
 
 It prepares the card's workspace, starts the agent in its own process group with the
 profile's environment and the KANBAN_* variables, writes the agent's output to the run's log,
 renews the lease with the run's token, enforces the timeout, stops the agent when the lease is
-lost, and decides the outcome from the agent's own report or its exit code. Leftover changes
-are committed to the card's branch so no work is lost. Ending the run wakes the dispatcher.
+lost, and decides the outcome from the agent's own report or its exit code. The agent reaches
+the board only through this process: a private socket (kanban.channel) scoped to its card.
+Leftover changes are committed to the card's branch so no work is lost. Ending the run wakes
+the dispatcher.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -26,9 +29,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from kanban import (
+    agentverbs,
     api,
     board,
+    channel,
     clock,
+    confine,
     errors,
     fsutil,
     goals,
@@ -51,8 +57,8 @@ AGENT_REPORT_GRACE = 30.0  # after an agent reports, how long it may take to exi
 KANBAN_VARS = (
     "KANBAN_CARD_ID",
     "KANBAN_RUN_ID",
-    "KANBAN_TOKEN",
-    "KANBAN_DB",
+    channel.ENV,
+    "KANBAN_BIN",
     "KANBAN_WORKTREE",
     "KANBAN_BRANCH",
     "KANBAN_PROMPT_FILE",
@@ -65,12 +71,7 @@ def agent_env(
 ) -> dict[str, str]:
     """The profile's allow-list from `parent` (a trailing * allows a prefix), the profile's own
     variables, and the KANBAN_* run variables. Nothing else of the dispatcher's passes on."""
-    env: dict[str, str] = {}
-    for name in profile.env_allow:
-        if name.endswith("*"):
-            env.update({k: v for k, v in parent.items() if k.startswith(name[:-1])})
-        elif name in parent:
-            env[name] = parent[name]
+    env = confine.allowed(parent, profile.env_allow)
     for key in list(env):
         if key.startswith("KANBAN_"):
             del env[key]  # the run's own KANBAN_* values only (set below)
@@ -82,6 +83,12 @@ def agent_env(
     return env
 
 
+def kanban_bin() -> str:
+    """The absolute path of the `kanban` that runs this board (told to the agent)."""
+    beside = Path(sys.executable).parent / "kanban"
+    return str(beside) if beside.exists() else "kanban"
+
+
 @dataclasses.dataclass
 class Supervisor:
     board: api.Board
@@ -91,6 +98,8 @@ class Supervisor:
     stopping: threading.Event = dataclasses.field(default_factory=threading.Event)
     _log: IO[bytes] | None = None
     _beat: watching.Heartbeat | None = None
+    own_process: bool = False  # a process of its own (not a test's thread): subreaper, reaps
+    _channel: channel.Server | None = None
     space: RunWorkspace = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
@@ -124,6 +133,10 @@ class Supervisor:
             return self._run()
         finally:
             self._beat.stop()
+            if self._channel is not None:
+                self._channel.close()
+            if self.own_process:  # whatever of the agent's is left, in any session or group
+                confine.stop_descendants(grace=1.0)
             if self._log is not None:
                 self._log.close()
 
@@ -171,13 +184,15 @@ class Supervisor:
             branch=workspace.branch,
             worktree=str(workspace.path),
             attempt=run.attempt,
+            kanban=kanban_bin(),
         )
         fsutil.write_private(prompt_file, text)
+        socket_path = self._open_channel(run_dir)
         kanban_vars = {
             "KANBAN_CARD_ID": str(self.card_id),
             "KANBAN_RUN_ID": str(self.run_id),
-            "KANBAN_TOKEN": self.token,
-            "KANBAN_DB": self.config.db_url,
+            channel.ENV: str(socket_path),
+            "KANBAN_BIN": kanban_bin(),
             "KANBAN_WORKTREE": str(workspace.path),
             "KANBAN_BRANCH": workspace.branch or "",
             "KANBAN_PROMPT_FILE": str(prompt_file),
@@ -232,7 +247,7 @@ class Supervisor:
                 )
             )
         except errors.LeaseLost:
-            processes.kill_group(identity)
+            self._stop_agent(identity)
             return 0
         timeout = detail.card.timeout or profile.timeout
         return self.watch(
@@ -280,7 +295,7 @@ class Supervisor:
                 "stopping": "supervisor stopped (SIGTERM)",
             }.get(ended.why, verdict.error)
             self.note(f"{why}: stopping the agent")
-            processes.kill_group(identity)
+            self._stop_agent(identity)
             agent.wait()
             watcher.finish()
             return self.finish(
@@ -293,8 +308,8 @@ class Supervisor:
                 usage=watcher,
             )
         returncode = ended.returncode if ended.returncode is not None else -1
-        # The agent is gone; stop whatever it left running in its process group.
-        processes.kill_group(identity, grace=1.0)
+        # The agent is gone; stop whatever it left running, in its process group or not.
+        self._stop_agent(identity, grace=1.0)
         self.note(f"agent {processes.exit_description(returncode)}")
         current = self.board.read(lambda c: board.get_run(c, self.run_id))
         if current is not None and current.outcome is not None:
@@ -352,10 +367,10 @@ class Supervisor:
             try:
                 agent.wait(timeout=AGENT_REPORT_GRACE)
             except subprocess.TimeoutExpired:
-                processes.kill_group(identity)
+                self._stop_agent(identity)
                 agent.wait()
-            # Whatever the agent left running in its process group goes with it.
-            processes.kill_group(identity, grace=1.0)
+            # Whatever the agent left running goes with it.
+            self._stop_agent(identity, grace=1.0)
             if watcher is not None:
                 watcher.finish()
                 self._record_usage(watcher)
@@ -366,7 +381,7 @@ class Supervisor:
             self.board.write(lambda c: None, wake_dispatcher=True)
             return 0
         self.note(f"lease lost (run {outcome or 'gone'}): stopping the agent")
-        processes.kill_group(identity)
+        self._stop_agent(identity)
         agent.wait()
         if watcher is not None:
             watcher.finish()
@@ -447,6 +462,35 @@ class Supervisor:
         return 0
 
     # ------------------------------------------------------------------ pieces
+
+    def _open_channel(self, run_dir: Path) -> Path:
+        """Serve the agent's socket (kanban.channel) in the run's private directory."""
+        verbs = agentverbs.RunVerbs(
+            self.board, self.card_id, self.run_id, self.token, note=self.note, on_end=self._ended
+        )
+        self._channel = channel.Server(
+            run_dir / channel.SOCKET_NAME,
+            card_id=self.card_id,
+            handle=verbs,
+            note=self.note,
+            is_agent=_is_descendant,
+        )
+        return self._channel.start()
+
+    def _ended(self, outcome: str) -> None:
+        """The agent reported its outcome: later writes are refused, the watcher stops."""
+        if self._channel is not None:
+            self._channel.ended = outcome
+        if self._beat is not None:
+            self._beat.lost.set()
+
+    def _stop_agent(self, identity: processes.Identity, *, grace: float = 5.0) -> None:
+        """The agent's process group, then (own process) every descendant left anywhere."""
+        processes.kill_group(identity, grace=grace)
+        if self.own_process:
+            left = confine.stop_descendants(grace=grace, keep=(identity.pid,))
+            if left:
+                self.note(f"stopped {left} process(es) the agent left outside its group")
 
     def note(self, text: str) -> None:
         if self._log is not None:
@@ -536,20 +580,43 @@ def _end(
     return board.get_card(conn, sup.card_id)
 
 
+def _is_descendant(pid: int) -> bool:
+    """`pid` is below this process (the agent, or anything it started: orphans come back to
+    this process, a child subreaper)."""
+    return any(p.pid == pid for p in confine.descendants())
+
+
+def read_secrets(stream: IO[str]) -> dict[str, str]:
+    """The token and board the dispatcher hands over on standard input (one JSON line), so
+    neither is in this process's environment for anyone to read."""
+    try:
+        found = json.loads(stream.readline() or "{}")
+    except ValueError:
+        found = {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+
 def main(argv: list[str] | None = None) -> int:
+    confine.harden()  # first: nothing of this process is readable by the agent from now on
     parser = argparse.ArgumentParser(prog="kanban-supervisor", description=__doc__)
     parser.add_argument("--card", type=int, required=True)
     parser.add_argument("--run", type=int, required=True)
     args = parser.parse_args(argv)
-    token = os.environ.pop("KANBAN_TOKEN", "")
+    secrets = read_secrets(sys.stdin)
+    token = secrets.get("KANBAN_TOKEN", "")
     if not token:
-        parser.error("KANBAN_TOKEN is not set")
+        parser.error("no token on standard input (the dispatcher starts supervisors)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s supervisor %(process)d %(message)s")
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    with api.open_board() as board:
+    with api.open_board(secrets.get("KANBAN_DB")) as board:
         return Supervisor(
-            board, card_id=args.card, run_id=args.run, token=token, stopping=stopping
+            board,
+            card_id=args.card,
+            run_id=args.run,
+            token=token,
+            stopping=stopping,
+            own_process=True,
         ).run()
 
 

@@ -5,7 +5,7 @@ arguments, and returns frozen views. Import the package, not its names:
 `from kanban import board; board.claim(conn, ...)`.
 """
 
-from kanban.board import dispatchers, goals, schedules
+from kanban.board import agent, dispatchers, goals, schedules
 from kanban.board.cards import (
     add_card,
     check_profile_name,
@@ -49,6 +49,7 @@ from kanban.board.usage import goal_spend, record_usage, set_cost_cap, spend
 __all__ = [
     "Backoff",
     "add_card",
+    "agent",
     "card_detail",
     "check_profile_name",
     "children_of",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -269,3 +270,17 @@ def comments_of(conn: Connection, card_id: int) -> tuple[views.CommentView, ...]
         sa.select(comments).where(comments.c.card_id == card_id).order_by(comments.c.id)
     )
     return tuple(views.CommentView(**r._mapping) for r in rows)
+
+
+class Stored(str):
+    """A token as the board stores it (its digest): what `token_of` gives the dispatcher to
+    end a run it found dead. `digest` passes it through unchanged."""
+
+    __slots__ = ()
+
+
+def digest(token: str) -> str:
+    """What the board stores and compares for a lease token."""
+    if isinstance(token, Stored):
+        return str(token)
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -3,6 +3,10 @@
 Fencing (design invariant 2): every write for a run after its claim is one conditional
 UPDATE on (card, token, run still live). A stale writer matches no row, changes nothing,
 and gets `LeaseLost`.
+
+Tokens are stored as their SHA-256 digest: the plaintext exists only in the claimer's hands
+(the dispatcher, then the run's supervisor), so reading the board file gives no token, and a
+token opens nothing once its run has ended.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from sqlalchemy.engine import Connection
 
 from kanban import errors, views
 from kanban.board import _rows
+from kanban.board._rows import Stored, digest
 from kanban.board.cards import promote
 from kanban.models import cards, runs
 from kanban.states import SPENDS_ATTEMPT, CardStatus, RunOutcome
@@ -132,7 +137,7 @@ def claim(
             "profile": row.profile,
             "worker": worker,
             "host": host,
-            "token": token,
+            "token": digest(token),
             "claimed_at": now,
             "heartbeat_at": now,
             "lease_expires_at": lease,
@@ -162,7 +167,7 @@ def claim(
 def lease_lost(conn: Connection, card_id: int, token: str | None) -> errors.LeaseLost:
     """The error for a refused write, saying what became of the run."""
     _rows.card_row(conn, card_id)
-    run = conn.execute(sa.select(runs).where(runs.c.token == (token or ""))).first()
+    run = conn.execute(sa.select(runs).where(runs.c.token == digest(token or ""))).first()
     if run is None:
         return errors.LeaseLost(
             f"lease lost: no run of card {card_id} holds that token; refused, nothing changed"
@@ -178,7 +183,7 @@ def lease_lost(conn: Connection, card_id: int, token: str | None) -> errors.Leas
 
 
 def _fenced(card_id: int, token: str) -> list[sa.ColumnElement[bool]]:
-    return [runs.c.card_id == card_id, runs.c.token == token, runs.c.outcome.is_(None)]
+    return [runs.c.card_id == card_id, runs.c.token == digest(token), runs.c.outcome.is_(None)]
 
 
 def heartbeat(
@@ -387,7 +392,7 @@ def reclaim_expired(
     for run in expired_runs(conn, now=now):
         if run_ids is not None and run.id not in run_ids:
             continue
-        token = conn.execute(sa.select(runs.c.token).where(runs.c.id == run.id)).scalar_one()
+        token = token_of(conn, run.id)
         since = run.heartbeat_at or run.claimed_at
         try:
             ended.append(
@@ -409,5 +414,6 @@ def reclaim_expired(
     return ended
 
 
-def token_of(conn: Connection, run_id: int) -> str:
-    return str(conn.execute(sa.select(runs.c.token).where(runs.c.id == run_id)).scalar_one())
+def token_of(conn: Connection, run_id: int) -> Stored:
+    """The stored token of a run: good for fenced writes by the board's own processes."""
+    return Stored(conn.execute(sa.select(runs.c.token).where(runs.c.id == run_id)).scalar_one())

@@ -47,7 +47,7 @@ def record_usage(
         values["tokens_out"] = max(0, int(tokens_out))
     if cost_usd is not None:
         values["cost_usd"] = max(0.0, float(cost_usd))
-    mine = (runs.c.card_id == card_id, runs.c.token == token)
+    mine = (runs.c.card_id == card_id, runs.c.token == _rows.digest(token))
     if values:
         row = conn.execute(sa.update(runs).where(*mine).values(**values).returning(*runs.c)).first()
     else:

@@ -48,4 +48,10 @@ cli.add_command(dbcmd.db_group, name="db")
 
 
 def main(argv: list[str] | None = None) -> Any:
+    import os
+
+    if os.environ.get("KANBAN_SOCKET"):  # inside a run: the agent's verbs, via its supervisor
+        from kanban.cli import agent
+
+        return agent.main(argv)
     return cli.main(args=argv, prog_name="kanban")

@@ -1,0 +1,32 @@
+"""Text from agents made safe for a person's terminal.
+
+Agent text (summaries, block reasons, comments, errors, log lines) may carry escape
+sequences that move the cursor, retitle the window, hide text or write hyperlinks. Wherever
+such text is printed for a person it goes through `clean`: ANSI/VT escape and control
+sequences are removed, other control characters (but newline and tab) become U+FFFD.
+JSON output keeps the text as it was (json escapes the control characters itself).
+"""
+
+from __future__ import annotations
+
+import re
+
+# CSI (ESC [ ... final), OSC (ESC ] ... BEL or ST), DCS/SOS/PM/APC (ESC P|X|^|_ ... ST), the
+# same introduced by their 8-bit C1 forms, and two-character escapes (ESC + one character).
+_SEQUENCE = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+    r"|(?:\x1b\]|\x9d).*?(?:\x07|\x1b\\|\x9c|$)"
+    r"|(?:\x1b[PX^_]|[\x90\x98\x9e\x9f]).*?(?:\x1b\\|\x9c|$)"
+    r"|\x1b[ -/]*[0-~]?",
+    re.DOTALL,
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(text: str | None) -> str:
+    """`text` without escape sequences or control characters (newlines and tabs kept)."""
+    if not text:
+        return text or ""
+    if text.isprintable():
+        return text
+    return _CONTROL.sub("\ufffd", _SEQUENCE.sub("", text.replace("\r\n", "\n")))
