@@ -56,7 +56,7 @@ class RunVerbs:
         summary = _text(summary, "summary", required=False)
         if metadata is not None:
             if not isinstance(metadata, dict):
-                raise Refused("metadata must be a JSON object, like {\"tests\": 12}")
+                raise Refused('metadata must be a JSON object, like {"tests": 12}')
             if len(json.dumps(metadata)) > MAX_TEXT:
                 raise Refused(f"metadata over {MAX_TEXT // 1024} KiB of JSON refused")
             self._event("agent_metadata", {"metadata": metadata})

@@ -129,9 +129,7 @@ def main() -> int:
     if report:
         _git("add", "-A")
         _git("commit", "-q", "-m", f"card {card_id}: {card.title}")
-        summary = f"wrote {out}" + (
-            f" (saw {len(inherited)} earlier files)" if inherited else ""
-        )
+        summary = f"wrote {out}" + (f" (saw {len(inherited)} earlier files)" if inherited else "")
         channel.request("complete", summary=summary)
     print(f"demo agent finished card {card_id}", flush=True)
     return 0

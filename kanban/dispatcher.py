@@ -120,7 +120,8 @@ def settings_env(board_: api.Board) -> dict[str, str]:
     """The settings a supervisor must share with its dispatcher, as KANBAN_* variables."""
     s = board_.settings
     env = {
-        "KANBAN_DB": s.db_url,
+        "KANBAN_DB": s.db_url,  # handed over on standard input (processes.PRIVATE_VARS)
+        "KANBAN_BOARD": board_label(s.db_url),
         "KANBAN_HOST_ID": s.host_id,
         "KANBAN_LEASE_TTL": str(s.lease_ttl),
         "KANBAN_HEARTBEAT_INTERVAL": str(s.heartbeat_interval),
@@ -136,6 +137,13 @@ def settings_env(board_: api.Board) -> dict[str, str]:
     if s.remote:
         env["KANBAN_REMOTE"] = s.remote
     return env
+
+
+def board_label(url: str) -> str:
+    """The board's URL without its password: names a supervisor's board (`ps`, tests)."""
+    import sqlalchemy as sa
+
+    return sa.make_url(url).render_as_string(hide_password=True)
 
 
 class Dispatcher:

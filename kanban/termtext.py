@@ -9,7 +9,13 @@ JSON output keeps the text as it was (json escapes the control characters itself
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+import logging
 import re
+from typing import TypeVar
+
+T = TypeVar("T")
 
 # CSI (ESC [ ... final), OSC (ESC ] ... BEL or ST), DCS/SOS/PM/APC (ESC P|X|^|_ ... ST), the
 # same introduced by their 8-bit C1 forms, and two-character escapes (ESC + one character).
@@ -30,3 +36,33 @@ def clean(text: str | None) -> str:
     if text.isprintable():
         return text
     return _CONTROL.sub("\ufffd", _SEQUENCE.sub("", text.replace("\r\n", "\n")))
+
+
+def clean_view(value: T) -> T:
+    """A copy of `value` (a frozen view, or tuples, lists and dicts of them) with every
+    string in it cleaned: what the CLI renders for a person."""
+    if isinstance(value, str):
+        return clean(value)  # type: ignore[return-value]
+    if isinstance(value, tuple):
+        return tuple(clean_view(v) for v in value)  # type: ignore[return-value]
+    if isinstance(value, list):
+        return [clean_view(v) for v in value]  # type: ignore[return-value]
+    if isinstance(value, dict):
+        return {k: clean_view(v) for k, v in value.items()}  # type: ignore[return-value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {
+            f.name: clean_view(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if f.init
+            and isinstance(getattr(value, f.name), str | tuple | list | dict)
+            and not isinstance(getattr(value, f.name), enum.Enum)
+        }
+        return dataclasses.replace(value, **changes)
+    return value
+
+
+class CleanFormatter(logging.Formatter):
+    """A log formatter for a person's terminal: agent text in messages is cleaned."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return clean(super().format(record))

@@ -470,20 +470,40 @@ if __name__ == "__main__":
 
 
 def board_processes(db_url: str) -> list[str]:
-    """Live processes working for the board at `db_url` (supervisors and agents carry
-    KANBAN_DB in their environment), as 'pid command' lines."""
+    """Live processes working for the board at `db_url` (dispatchers carry KANBAN_DB in their
+    environment, supervisors KANBAN_BOARD, agents are their descendants), as 'pid command'
+    lines."""
     import psutil
 
-    found = []
+    from kanban.dispatcher import board_label
+
+    label = board_label(db_url)
+    roots, found = [], {}
     for proc in psutil.process_iter(["pid"]):
         if proc.pid == os.getpid():
             continue
         try:
-            if proc.environ().get("KANBAN_DB") == db_url and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(f"{proc.pid} {' '.join(proc.cmdline())[:80]}")
+            env = proc.environ()
+            if env.get("KANBAN_DB") == db_url or env.get("KANBAN_BOARD") == label:
+                roots.append(proc)
         except psutil.Error:
             continue
-    return found
+    for proc in roots + [d for r in roots for d in _descendants(r)]:
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                found[proc.pid] = f"{proc.pid} {' '.join(proc.cmdline())[:80]}"
+        except psutil.Error:
+            continue
+    return list(found.values())
+
+
+def _descendants(proc: Any) -> list[Any]:
+    import psutil
+
+    try:
+        return list(proc.children(recursive=True))
+    except psutil.Error:
+        return []
 
 
 def wait_for_quiet(db_url: str, *, timeout: float = 30.0) -> None:

@@ -63,6 +63,10 @@ class WorktreePort(Protocol):
     def remove(self, path: Path) -> bool: ...
 
 
+# Options on every git command kanban runs: no repository hooks, no fsmonitor program.
+NO_HOOKS = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
+
+
 class Worktrees:
     def __init__(
         self,
@@ -85,13 +89,16 @@ class Worktrees:
     # ------------------------------------------------------------------ plumbing
 
     def _git(self, *args: str, cwd: Path | None = None) -> str:
-        """Run git (through GitPython), retrying while another git process holds a lock."""
+        """Run git (through GitPython), retrying while another git process holds a lock.
+
+        Never with the repository's hooks or fsmonitor: an agent can write those into the
+        shared git directory, and kanban's git runs outside any sandbox (docs/security.md)."""
         runner = git.Git(str(cwd)) if cwd is not None else self.repo.git
         env = self._identity_env()
 
         def call() -> str:
             try:
-                return str(runner.execute(["git", *args], env=env))
+                return str(runner.execute(["git", *NO_HOOKS, *args], env=env))
             except git.GitCommandError as exc:
                 raise errors.WorktreeError(_describe(exc)) from exc
 

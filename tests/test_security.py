@@ -56,13 +56,13 @@ def test_the_agent_gets_the_allow_list_plus_its_own_kanban_variables(
     assert kanban_vars == {
         "KANBAN_CARD_ID",
         "KANBAN_RUN_ID",
-        "KANBAN_TOKEN",
-        "KANBAN_DB",
+        "KANBAN_SOCKET",
+        "KANBAN_BIN",
         "KANBAN_WORKTREE",
         "KANBAN_BRANCH",
         "KANBAN_PROMPT_FILE",
         "KANBAN_ATTEMPT",
-    }, "the dispatcher's own KANBAN_* settings must not leak to the agent"
+    }, "the dispatcher's own KANBAN_* settings (the board's URL, the token) must not leak"
     assert env["KANBAN_CARD_ID"] == str(card.id)
     # LC_CTYPE: the agent here is Python, which coerces a C locale itself (PEP 538).
     assert set(env) - kanban_vars <= {

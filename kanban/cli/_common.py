@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -15,6 +16,7 @@ import click
 from kanban import errors
 
 F = TypeVar("F", bound=Callable[..., Any])
+_C1 = re.compile("[\x7f-\x9f]")
 
 
 @dataclasses.dataclass
@@ -63,7 +65,9 @@ def emit_json(value: Any) -> None:
         value = value.to_json()
     elif isinstance(value, list | tuple):
         value = [v.to_json() if hasattr(v, "to_json") else v for v in value]
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+    text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    # json escapes C0 controls (ESC is \u001b); C1 ones (CSI as U+009B) are escaped here too.
+    click.echo(_C1.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
 class CardId(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click stubs

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from kanban import channel, errors, termtext
+from kanban.cli import mcpcmd
 from kanban.cli._common import KanbanError, emit_json, json_option, read_text_arg
 
 card_arg = click.argument("card", type=int, required=False)
@@ -31,6 +32,7 @@ class AgentGroup(click.Group):
     ) -> tuple[str | None, click.Command | None, list[str]]:
         name = args[0] if args else ""
         if name and name not in self.commands and not name.startswith("-"):
+            # Refused before the agent's arguments are parsed: nothing of it runs.
             raise KanbanError(
                 channel.Refused(
                     f"`kanban {name}` is not available inside a run (card "
@@ -170,6 +172,9 @@ def _card_and_text(words: tuple[str, ...]) -> tuple[int | None, str]:
     if len(words) >= 2 and words[0].lstrip("#").isdigit():
         return int(words[0].lstrip("#")), " ".join(words[1:])
     return None, " ".join(words)
+
+
+agent_cli.add_command(mcpcmd.mcp)
 
 
 def main(argv: list[str] | None = None) -> Any:

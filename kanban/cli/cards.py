@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from kanban import clock, errors
+from kanban import clock, errors, termtext
 from kanban.cli import render
 from kanban.cli._common import (
     CARD,
@@ -193,7 +193,8 @@ def add(
     elif quiet:
         click.echo(card.id)
     else:
-        click.echo(f"added card {card.id} ({render.status(card.status)}): {card.title}")
+        title = termtext.clean(card.title)
+        click.echo(f"added card {card.id} ({render.status(card.status)}): {title}")
 
 
 @click.command("ls")
@@ -277,7 +278,7 @@ def board_cmd(board: Any, show_all: bool, as_json: bool) -> None:
     for i in range(min(depth, 40)):
         table.add_row(
             *[
-                f"{grouped[c][i].id} {grouped[c][i].title}" if i < len(grouped[c]) else ""
+                f"{grouped[c][i].id} {_safe(grouped[c][i].title)}" if i < len(grouped[c]) else ""
                 for c in shown
             ]
         )
@@ -361,3 +362,10 @@ def comment(board: Any, card: int, text: str, as_json: bool) -> None:
 
 
 COMMANDS = [init, add, ls, board_cmd, show, link, unlink, comment]
+
+
+def _safe(text: str) -> str:
+    """Agent text in a rich table: no escape sequences, no rich markup."""
+    from rich.markup import escape
+
+    return escape(termtext.clean(text))

@@ -17,9 +17,11 @@ from kanban.cli._common import emit_json, json_option, pass_board
 
 def _logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
-    )
+    from kanban import termtext
+
+    handler = logging.StreamHandler(sys.stderr)  # agent text in messages: cleaned
+    handler.setFormatter(termtext.CleanFormatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
@@ -73,8 +75,9 @@ def dispatch(
       * * * * * cd ~/src/project && kanban dispatch --once -q     # crontab
       kanban dispatch --once --at 09:00:30     # replay this morning's 09:00 fires
     """
-    from kanban import cron, dispatcher, errors, goals, schedules
+    from kanban import confine, cron, dispatcher, errors, goals, schedules
 
+    confine.harden(subreaper=False)  # its environment holds what agents must not read
     _logging(verbose, quiet)
     if at_text is not None and not once:
         raise errors.UsageError("--at needs --once: it evaluates one tick as of that time")

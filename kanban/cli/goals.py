@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from kanban import clock
+from kanban import clock, termtext
 from kanban.cli import render
 from kanban.cli._common import USD, Group, emit_json, json_option, pass_board, read_text_arg
 
@@ -147,6 +147,7 @@ def show(board: Any, goal: int, as_json: bool) -> None:
     if as_json:
         emit_json(detail)
         return
+    detail = termtext.clean_view(detail)
     g = detail.goal
     progress = ", ".join(f"{n} {s}" for s, n in sorted(detail.progress.items()) if s != "total")
     lines = [

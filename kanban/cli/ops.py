@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from kanban import clock, errors
+from kanban import clock, errors, termtext
 from kanban.cli import render
 from kanban.cli._common import CARD, emit_json, json_option, pass_board
 
@@ -77,7 +77,7 @@ def why(board: Any, card: int, as_json: bool) -> None:
         emit_json({"card": card, "reasons": reasons})
     else:
         for reason in reasons:
-            click.echo(f"- {reason}")
+            click.echo(f"- {termtext.clean(reason)}")
 
 
 @click.command()
@@ -137,7 +137,7 @@ def logs(board: Any, card: int, run_id: int | None, follow: bool) -> None:
                 chunk = fh.read()
                 offset += len(chunk)
             if chunk:
-                sys.stdout.write(chunk.decode(errors="replace"))
+                sys.stdout.write(termtext.clean(chunk.decode(errors="replace")))
                 sys.stdout.flush()
         if not follow:
             break

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from kanban import clock, views
+from kanban import clock, termtext, views
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -41,6 +41,7 @@ def ago(when: dt.datetime | None, now: dt.datetime | None = None) -> str:
 
 
 def card_line(card: views.CardView) -> str:
+    card = termtext.clean_view(card)  # agent text reaches a terminal: no escape sequences
     parts = [f"{card.id:>5}", status(f"{card.status:<9}"), card.title]
     if card.profile:
         parts.append(click.style(f"[{card.profile}]", fg="bright_black"))
@@ -56,6 +57,7 @@ def cards_table(cards: Sequence[views.CardView]) -> str:
 
 
 def run_line(run: views.RunView, now: dt.datetime | None = None) -> str:
+    run = termtext.clean_view(run)
     state = run.outcome or "live"
     bits = [
         f"run {run.id}",
@@ -82,6 +84,7 @@ def run_line(run: views.RunView, now: dt.datetime | None = None) -> str:
 
 
 def detail(d: views.CardDetail) -> str:
+    d = termtext.clean_view(d)
     c = d.card
     lines = [
         click.style(f"#{c.id} {c.title}", bold=True),

@@ -215,6 +215,9 @@ def _report(card: Any, as_json: bool) -> None:
     if as_json:
         emit_json(card)
     else:
+        from kanban import termtext
+
+        card = termtext.clean_view(card)
         extra = f" ({card.reason})" if card.reason and card.status in ("blocked", "ready") else ""
         click.echo(f"card {card.id} is {render.status(card.status)}{extra}")
 

@@ -1,0 +1,198 @@
+"""Hostile agents for the confinement tests (tests/test_confinement.py, docs/security.md).
+
+Each one tries something an agent must not get away with, writes what it found to a JSON
+report, and exits. Profiles run them as `{python} -m kanban.testing_hostile NAME REPORT [ARG]`:
+
+    environ REPORT          read /proc/<pid>/environ of every ancestor, look for secrets
+    board-file REPORT OTHER read the tokens in the board file and use them on card OTHER
+    other-card REPORT OTHER finish card OTHER through `kanban` and through `kanban mcp`
+    hooks REPORT MARKERS    plant git hooks in the shared git dir that touch MARKERS/<hook>
+    escape REPORT           leave children by setsid, a new process group, a double fork, nohup
+    escapes REPORT          print terminal escape sequences, block with some in the reason
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+SECRET_MARKS = ("DISPATCHER_SECRET", "KANBAN_DB=", "KANBAN_TOKEN=", "PGPASSWORD")
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(300)"]
+
+
+def _kanban(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [os.environ["KANBAN_BIN"], *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def environ() -> dict[str, Any]:
+    import psutil
+
+    seen = []
+    proc: Any = psutil.Process(os.getpid()).parent()
+    while proc is not None and proc.pid > 1:
+        entry: dict[str, Any] = {"pid": proc.pid, "cmd": " ".join(proc.cmdline())[:120]}
+        try:
+            text = Path(f"/proc/{proc.pid}/environ").read_bytes().decode(errors="replace")
+            entry["readable"] = True
+            entry["secrets"] = [m for m in SECRET_MARKS if m in text]
+        except OSError as exc:
+            entry["readable"], entry["error"] = False, exc.strerror
+        seen.append(entry)
+        proc = proc.parent()
+    own = [m for m in SECRET_MARKS if any(m.rstrip("=") == k for k in os.environ)]
+    _kanban("complete", "--summary", "looked around")
+    return {"ancestors": seen, "own": own, "uid": os.geteuid()}
+
+
+def _board_file() -> Path | None:
+    for here in [Path.cwd(), *Path.cwd().parents]:
+        if (here / ".kanban" / "board.db").exists():
+            return here / ".kanban" / "board.db"
+    return None
+
+
+def board_file(other: int) -> dict[str, Any]:
+    from kanban import api, errors
+
+    path = _board_file()
+    if path is None:
+        return {"found": False}
+    with sqlite3.connect(path) as conn:
+        stored = [row[0] for row in conn.execute("SELECT token FROM runs")]
+    tried = []
+    env = {k: v for k, v in os.environ.items() if k != "KANBAN_SOCKET"}
+    os.environ.clear()
+    os.environ.update(env)  # a person's shell, as far as kanban can tell
+    with api.open_board(path) as board:
+        for token in stored:
+            for card in (other, int(env["KANBAN_CARD_ID"])):
+                try:
+                    board.complete(card, token=token, summary="stolen token")
+                    tried.append({"card": card, "result": "accepted"})
+                except errors.LeaseLost as exc:
+                    tried.append({"card": card, "result": "refused", "why": exc.message})
+    return {"found": True, "tokens": len(stored), "tried": tried}
+
+
+def other_card(other: int) -> dict[str, Any]:
+    import anyio
+
+    found: dict[str, Any] = {}
+    done = _kanban("complete", str(other), "--summary", "not mine")
+    found["cli_complete_other"] = {"rc": done.returncode, "err": done.stderr.strip()}
+    listed = _kanban("ls")
+    found["cli_ls"] = {"rc": listed.returncode, "err": listed.stderr.strip()}
+    found["mcp"] = anyio.run(_mcp_session, other)
+    return found
+
+
+async def _mcp_session(other: int) -> dict[str, Any]:
+    from mcp.client.session import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    params = StdioServerParameters(
+        command=os.environ["KANBAN_BIN"], args=["mcp"], env=dict(os.environ)
+    )
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        tools = sorted(t.name for t in (await session.list_tools()).tools)
+        refused = await session.call_tool("kanban_complete", {"summary": "x", "card": other})
+        shown = await session.call_tool("kanban_show", {})
+        mine = await session.call_tool("kanban_complete", {"summary": "finished through MCP"})
+        return {
+            "tools": tools,
+            "other_is_error": refused.is_error,
+            "other_text": " ".join(getattr(c, "text", "") for c in refused.content),
+            "show_card": (shown.structured_content or {}).get("card", {}).get("id"),
+            "own_is_error": mine.is_error,
+        }
+
+
+HOOKS = (
+    "pre-commit",
+    "post-commit",
+    "post-checkout",
+    "post-merge",
+    "pre-merge-commit",
+    "reference-transaction",
+    "post-rewrite",
+    "pre-push",
+)
+
+
+def hooks(markers: str) -> dict[str, Any]:
+    common = subprocess.run(
+        ["git", "rev-parse", "--git-common-dir"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    hooks_dir = Path(common).resolve() / "hooks"
+    hooks_dir.mkdir(exist_ok=True)
+    planted = []
+    for name in HOOKS:
+        hook = hooks_dir / name
+        hook.write_text(f'#!/bin/sh\ntouch "{markers}/{name}"\n')
+        hook.chmod(0o755)
+        planted.append(str(hook))
+    Path("left-over.txt").write_text("uncommitted: kanban commits it for me\n")
+    return {"planted": planted}
+
+
+def escape() -> dict[str, Any]:
+    pids = {}
+    pids["setsid"] = subprocess.Popen(SLEEPER, start_new_session=True).pid
+    pids["process_group"] = subprocess.Popen(SLEEPER, process_group=0).pid
+    nohup = subprocess.Popen(["nohup", *SLEEPER], stdout=subprocess.DEVNULL)
+    pids["nohup"] = nohup.pid
+    read, write = os.pipe()
+    first = os.fork()
+    if first == 0:  # the double fork: a grandchild whose parent exits at once
+        os.setsid()
+        if os.fork() == 0:
+            os.write(write, f"{os.getpid()}\n".encode())
+            os.execv(SLEEPER[0], SLEEPER)  # noqa: S606  # a fixed argv, no card text
+        os._exit(0)
+    os.waitpid(first, 0)
+    pids["double_fork"] = int(os.read(read, 64).decode().strip())
+    time.sleep(0.2)
+    return {"pids": pids}
+
+
+def escapes() -> dict[str, Any]:
+    print("\x1b]0;owned\x07\x1b[2J\x1b[31mred text\x1b[0m \x1b]8;;http://x\x1b\\link", flush=True)
+    done = _kanban("block", "--reason", "\x1b[2Jcleared \x1b]0;title\x07 and \x9b31m C1")
+    return {"rc": done.returncode, "err": done.stderr}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    name, report = args[0], Path(args[1])
+    extra = args[2] if len(args) > 2 else ""
+    found: dict[str, Any]
+    if name == "environ":
+        found = environ()
+    elif name == "board-file":
+        found = board_file(int(extra))
+    elif name == "other-card":
+        found = other_card(int(extra))
+    elif name == "hooks":
+        found = hooks(extra)
+    elif name == "escape":
+        found = escape()
+    elif name == "escapes":
+        found = escapes()
+    else:
+        print(f"unknown hostile agent {name!r}", file=sys.stderr)
+        return 2
+    report.write_text(json.dumps(found, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
