@@ -581,9 +581,9 @@ def _end(
 
 
 def _is_descendant(pid: int) -> bool:
-    """`pid` is below this process (the agent, or anything it started: orphans come back to
-    this process, a child subreaper)."""
-    return any(p.pid == pid for p in confine.descendants())
+    """`pid` is this process or below it (the agent, or anything it started: orphans come back
+    to this process, a child subreaper)."""
+    return pid == os.getpid() or any(p.pid == pid for p in confine.descendants())
 
 
 def read_secrets(stream: IO[str]) -> dict[str, str]:
