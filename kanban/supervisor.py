@@ -369,6 +369,7 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 self._stop_agent(identity)
                 agent.wait()
+            self.note(f"agent {processes.exit_description(agent.returncode)}")
             # Whatever the agent left running goes with it.
             self._stop_agent(identity, grace=1.0)
             if watcher is not None:

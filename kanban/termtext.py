@@ -53,12 +53,18 @@ def clean_view(value: T) -> T:
         changes = {
             f.name: clean_view(getattr(value, f.name))
             for f in dataclasses.fields(value)
-            if f.init
-            and isinstance(getattr(value, f.name), str | tuple | list | dict)
-            and not isinstance(getattr(value, f.name), enum.Enum)
+            if f.init and _textual(getattr(value, f.name))
         }
         return dataclasses.replace(value, **changes)
     return value
+
+
+def _textual(value: object) -> bool:
+    if isinstance(value, enum.Enum):
+        return False
+    return isinstance(value, str | tuple | list | dict) or (
+        dataclasses.is_dataclass(value) and not isinstance(value, type)
+    )
 
 
 class CleanFormatter(logging.Formatter):

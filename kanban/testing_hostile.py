@@ -137,7 +137,9 @@ def hooks(markers: str) -> dict[str, Any]:
     planted = []
     for name in HOOKS:
         hook = hooks_dir / name
-        hook.write_text(f'#!/bin/sh\ntouch "{markers}/{name}"\n')
+        # The agent's own git runs hooks in its own environment (KANBAN_SOCKET set): its
+        # business. Run without it, the hook runs in kanban's git: that must never happen.
+        hook.write_text(f'#!/bin/sh\n[ -n "$KANBAN_SOCKET" ] || touch "{markers}/{name}"\n')
         hook.chmod(0o755)
         planted.append(str(hook))
     Path("left-over.txt").write_text("uncommitted: kanban commits it for me\n")

@@ -1,0 +1,205 @@
+"""Hostile agents (kanban.testing_hostile) run by a real dispatcher, supervisor and git: what
+each tries, and that it gets nowhere. docs/security.md names these tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kanban import confine
+from kanban.testing import board_in, drain, git, kanban_process, pid_alive, wait_for, write_profile
+
+pytestmark = pytest.mark.slow
+
+
+def hostile(repo: Path, name: str, report: Path, extra: str = "", **keys: str) -> None:
+    argv = ["{python}", "-m", "kanban.testing_hostile", name, str(report)]
+    argv += [extra] if extra else []
+    lines = [
+        f"command = {json.dumps(argv)}",
+        'workspace = "worktree"',
+        'env_allow = ["HOME", "PATH"]',
+        *(f"{k} = {v}" for k, v in keys.items()),
+    ]
+    write_profile(repo, f"hostile-{name}", "\n".join(lines) + "\n")
+
+
+def _report(path: Path) -> Any:
+    """The agent's report: written after it reported, so maybe after the drain ended."""
+    wait_for(path.exists, timeout=60, what=f"the hostile agent's report {path.name}")
+    wait_for(lambda: path.read_text().endswith("}"), timeout=10, what="the whole report")
+    return json.loads(path.read_text())
+
+
+def test_no_secret_in_the_agents_environment_or_its_ancestors(repo: Path, tmp_path: Path) -> None:
+    report = tmp_path / "environ.json"
+    hostile(repo, "environ", report)
+    with board_in(repo) as b:
+        card = b.add("read environs", profile="hostile-environ")
+    drain(repo, env={"DISPATCHER_SECRET": "do-not-leak"})
+    found = _report(report)
+    assert found["own"] == [], "no token, board URL or secret in the agent's own environment"
+    supervisor = [a for a in found["ancestors"] if "kanban.supervisor" in a["cmd"]]
+    assert supervisor, found
+    for entry in found["ancestors"]:
+        if entry["readable"] and found["uid"] != 0:
+            # Another user's process (or root's) is readable only by root.
+            assert "kanban" not in entry["cmd"], f"a kanban process is readable: {entry}"
+        if entry in supervisor:
+            # Even root, who reads every environ, finds no secret in the supervisor's: it
+            # starts scrubbed, and its token and board come on standard input.
+            assert not entry["readable"] or entry["secrets"] == [], entry
+    with board_in(repo) as b:
+        assert b.get(card.id).status == "done"
+
+
+def test_a_non_dumpable_process_hides_its_environment_from_its_own_user() -> None:
+    """confine.harden() (the supervisor and `kanban dispatch` call it): the same user can no
+    longer read /proc/<pid>/environ. As root, who reads everything, both sides first become
+    nobody (after their imports), and the plain side makes itself dumpable again."""
+    drop = "import os\nif os.geteuid() == 0: os.setgid(65534); os.setuid(65534)\n"
+    holder = (
+        "import sys, time\n"
+        "from kanban import confine\n" + drop + "if sys.argv[1] == 'harden': confine.harden()\n"
+        "else: confine._prctl(confine.PR_SET_DUMPABLE, 1)\n"
+        "print(confine.is_dumpable(), flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    reader = drop + "import sys; open(f'/proc/{sys.argv[1]}/environ', 'rb').read()"
+    env = {**os.environ, "HELD_SECRET": "s3cret"}
+    results = {}
+    for mode in ("harden", "plain"):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", holder, mode], env=env, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert proc.stdout is not None
+            dumpable = proc.stdout.readline().strip()
+            read = subprocess.run(
+                [sys.executable, "-c", reader, str(proc.pid)], capture_output=True, text=True
+            )
+            results[mode] = (dumpable, read.returncode, read.stderr)
+        finally:
+            proc.kill()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+    assert results["plain"][:2] == ("True", 0), results
+    assert results["harden"][0] == "False" and results["harden"][1] != 0, results
+    assert "Permission denied" in results["harden"][2]
+
+
+def test_tokens_read_from_the_board_file_open_nothing(repo: Path, tmp_path: Path) -> None:
+    report = tmp_path / "board.json"
+    with board_in(repo) as b:
+        other = b.add("another card", profile="demo", triage=True)
+        hostile(repo, "board-file", report, str(other.id))
+        card = b.add("steal tokens", profile="hostile-board-file")
+    drain(repo)
+    found = _report(report)
+    assert found["found"] and found["tokens"] >= 1
+    assert found["tried"] and all(t["result"] == "refused" for t in found["tried"]), found
+    with board_in(repo) as b:
+        mine = b.get(card.id)
+        assert mine.status == "done" and mine.summary != "stolen token"
+        assert b.get(other.id).status == "triage"
+
+
+def test_another_card_cannot_be_finished_through_the_cli_or_mcp(repo: Path, tmp_path: Path) -> None:
+    report = tmp_path / "other.json"
+    with board_in(repo) as b:
+        other = b.add("not yours", profile="demo", triage=True)
+        hostile(repo, "other-card", report, str(other.id))
+        card = b.add("finish someone else's card", profile="hostile-other-card")
+    drain(repo)
+    found = _report(report)
+    assert found["cli_complete_other"]["rc"] == 2
+    assert "not this run's card" in found["cli_complete_other"]["err"]
+    assert found["cli_ls"]["rc"] == 2 and "not available inside a run" in found["cli_ls"]["err"]
+    mcp = found["mcp"]
+    assert mcp["tools"] == sorted(
+        [
+            "kanban_add",
+            "kanban_block",
+            "kanban_comment",
+            "kanban_complete",
+            "kanban_fail",
+            "kanban_heartbeat",
+            "kanban_show",
+        ]
+    )
+    assert mcp["other_is_error"] and "not this run's card" in mcp["other_text"]
+    assert mcp["show_card"] == card.id and not mcp["own_is_error"]
+    with board_in(repo) as b:
+        assert b.get(other.id).status == "triage"
+        done = b.get(card.id)
+        assert done.status == "done" and done.summary == "finished through MCP"
+
+
+def test_hooks_an_agent_plants_are_not_run_by_kanbans_git(repo: Path, tmp_path: Path) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    report = tmp_path / "hooks.json"
+    hostile(repo, "hooks", report, str(markers))
+    with board_in(repo) as b:
+        card = b.add("plant hooks", profile="hostile-hooks")
+        child = b.add("after the hooks", profile="demo", parents=[card.id])
+        other = b.add("also after", profile="demo", parents=[card.id])
+        b.add("merges both", profile="demo", parents=[child.id, other.id])
+    drain(repo)
+    assert _report(report)["planted"]
+    with board_in(repo) as b:
+        planted = b.get(card.id)
+        assert planted.status == "done"
+        assert all(c.status == "done" for c in b.cards())
+    # kanban committed the agent's leftover file, checked out worktrees, merged two parents:
+    # none of it ran a hook.
+    assert "left-over.txt" in git(repo, "ls-tree", "--name-only", planted.branch or "")
+    assert sorted(p.name for p in markers.iterdir()) == []
+
+
+def test_nothing_an_agent_starts_outlives_its_run(repo: Path, tmp_path: Path) -> None:
+    report = tmp_path / "escape.json"
+    hostile(repo, "escape", report)
+    with board_in(repo) as b:
+        card = b.add("leave things running", profile="hostile-escape")
+    drain(repo)
+    pids = _report(report)["pids"]
+    assert set(pids) == {"setsid", "process_group", "nohup", "double_fork"}
+    wait_for(
+        lambda: not [p for p in pids.values() if pid_alive(p)],
+        timeout=60,
+        what=f"the agent's escaped children {pids} to be stopped",
+    )
+    with board_in(repo) as b:
+        assert b.get(card.id).status == "done"
+
+
+def test_escape_sequences_from_an_agent_never_reach_the_terminal(
+    repo: Path, tmp_path: Path
+) -> None:
+    report = tmp_path / "escapes.json"
+    hostile(repo, "escapes", report)
+    with board_in(repo) as b:
+        card = b.add("print escapes", profile="hostile-escapes")
+    drain(repo)
+    assert _report(report)["rc"] == 0
+    for args in (("show", str(card.id)), ("ls",), ("runs", str(card.id)), ("logs", str(card.id))):
+        out, _ = kanban_process(repo, *args).communicate(timeout=60)
+        assert "\x1b" not in out and "\x9b" not in out and "\x07" not in out, (args, out)
+    shown, _ = kanban_process(repo, "show", str(card.id), "--json").communicate(timeout=60)
+    reason = json.loads(shown)["card"]["reason"]
+    assert "\x1b[2J" in reason and "\x9b" in reason, "JSON keeps the text as it was"
+    assert "\\u001b" in shown and "\\u009b" in shown, "escaped in the JSON text"
+
+
+def test_confine_supervisor_env_is_an_allow_list() -> None:
+    parent = {"PATH": "/bin", "HOME": "/h", "AWS_SECRET": "x", "KANBAN_DB": "u", "KEEP_A": "1"}
+    env = confine.supervisor_env(parent, allow=["KEEP_*"], settings={"KANBAN_HOST_ID": "h1"})
+    assert env == {"PATH": "/bin", "HOME": "/h", "KEEP_A": "1", "KANBAN_HOST_ID": "h1"}
