@@ -31,6 +31,9 @@ PLACEHOLDERS = frozenset(
         "worktree",  # the directory the agent works in
         "branch",
         "python",  # the Python running kanban (for agents written in Python)
+        "kanban",  # the absolute path of `kanban` (inside the run: talks to its supervisor)
+        "socket",  # the run's agent socket (kanban.channel), for an MCP server's environment
+        "mcp_config",  # a Claude-style MCP config file registering `kanban mcp` for the run
     }
 )
 PROMPT_MODES = ("argv", "stdin", "file")

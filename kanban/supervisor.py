@@ -89,6 +89,20 @@ def kanban_bin() -> str:
     return str(beside) if beside.exists() else "kanban"
 
 
+def write_mcp_config(run_dir: Path, *, socket: Path, card_id: int) -> Path:
+    """`{mcp_config}`: `kanban mcp` registered as the run's MCP server (the `mcpServers` JSON
+    Claude Code's --mcp-config reads), with the run's socket in its environment."""
+    path = run_dir / "mcp.json"
+    server = {
+        "type": "stdio",
+        "command": kanban_bin(),
+        "args": ["mcp"],
+        "env": {channel.ENV: str(socket), "KANBAN_CARD_ID": str(card_id)},
+    }
+    fsutil.write_private(path, json.dumps({"mcpServers": {"kanban": server}}, indent=2))
+    return path
+
+
 @dataclasses.dataclass
 class Supervisor:
     board: api.Board
@@ -188,6 +202,7 @@ class Supervisor:
         )
         fsutil.write_private(prompt_file, text)
         socket_path = self._open_channel(run_dir)
+        mcp_config = write_mcp_config(run_dir, socket=socket_path, card_id=self.card_id)
         kanban_vars = {
             "KANBAN_CARD_ID": str(self.card_id),
             "KANBAN_RUN_ID": str(self.run_id),
@@ -209,6 +224,9 @@ class Supervisor:
                 "title": detail.card.title,
                 "worktree": str(workspace.path),
                 "branch": workspace.branch or "",
+                "kanban": kanban_bin(),
+                "socket": str(socket_path),
+                "mcp_config": str(mcp_config),
             }
         )
         env = agent_env(profile, os.environ, kanban_vars)
