@@ -331,7 +331,7 @@ def outbox_counts(conn: Connection) -> dict[str, int]:
         .where(deliveries.c.state != SENT)
         .group_by(deliveries.c.state)
     )
-    found: dict[str, int] = dict(rows.tuples().all())
+    found: dict[str, int] = dict((r[0], r[1]) for r in rows)
     return {PENDING: found.get(PENDING, 0), DEAD: found.get(DEAD, 0)}
 
 

@@ -105,7 +105,7 @@ def add_subscription(
         sa.insert(subscriptions).values(
             name=name,
             url=url,
-            command=list(command) if command is not None else None,
+            command=list(command) if command is not None else sa.null(),
             format=format,
             kinds=f",{','.join(kinds)}," if kinds else None,
             secret_env=secret_env,
@@ -152,8 +152,9 @@ def list_subscriptions(conn: Connection) -> list[SubscriptionView]:
         )
     ):
         counts.setdefault(sub_id, {})[state] = n
-    last_errors = dict(
-        conn.execute(
+    last_errors: dict[int, str] = {
+        row[0]: row[1]
+        for row in conn.execute(
             sa.select(deliveries.c.subscription_id, deliveries.c.error).where(
                 deliveries.c.id.in_(
                     sa.select(sa.func.max(deliveries.c.id))
@@ -161,8 +162,8 @@ def list_subscriptions(conn: Connection) -> list[SubscriptionView]:
                     .group_by(deliveries.c.subscription_id)
                 )
             )
-        ).tuples()
-    )
+        )
+    }
     rows = conn.execute(sa.select(subscriptions).order_by(subscriptions.c.name))
     return [
         subscription_view(r, **counts.get(r.id, {}), last_error=last_errors.get(r.id)) for r in rows
