@@ -353,10 +353,14 @@ def claim_due(
 ) -> list[Job]:
     """Lease up to `limit` due deliveries to `owner`; each gets its body fixed by `render`
     the first time (then every retry sends the same bytes)."""
+    claimable = (
+        deliveries.c.state == PENDING,
+        deliveries.c.next_at <= now,
+        sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
+    )
     due = (
         sa.select(deliveries.c.id)
-        .where(deliveries.c.state == PENDING, deliveries.c.next_at <= now)
-        .where(sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now))
+        .where(*claimable)
         .order_by(deliveries.c.next_at, deliveries.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -364,7 +368,9 @@ def claim_due(
     ids = sorted(
         conn.execute(
             sa.update(deliveries)
-            .where(deliveries.c.id.in_(due.scalar_subquery()))
+            # Checked again on the row itself: under READ COMMITTED a writer that waited for
+            # a row re-reads it, and must then see that another dispatcher leased it.
+            .where(deliveries.c.id.in_(due.scalar_subquery()), *claimable)
             .values(lease_owner=owner, lease_until=now + dt.timedelta(seconds=lease))
             .returning(deliveries.c.id)
         ).scalars()

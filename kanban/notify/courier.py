@@ -83,7 +83,7 @@ class Courier:
                 c,
                 now=now,
                 owner=self.owner,
-                lease=2 * timeout + 30.0,
+                lease=3 * timeout + 5.0,  # past the attempt's timeouts: a stale lease is rare
                 render=self.render,
                 limit=self.batch,
             )
