@@ -70,9 +70,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_deliveries")),
-        sa.UniqueConstraint(
-            "event_id", "subscription_id", name=op.f("uq_deliveries_event_id")
-        ),
+        sa.UniqueConstraint("event_id", "subscription_id", name=op.f("uq_deliveries_event_id")),
     )
     op.create_index("ix_deliveries_due", "deliveries", ["state", "next_at"])
     op.create_index("ix_deliveries_subscription", "deliveries", ["subscription_id", "state"])
