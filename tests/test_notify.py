@@ -449,3 +449,33 @@ def test_the_secret_is_read_at_delivery_time_and_never_stored(
         default=str,
     )
     assert SECRET not in dumped and "HOOK_SECRET" in dumped
+
+
+def test_a_goal_scoped_subscription_hears_its_goal_and_its_cards_only(
+    nboard: kanban.Board,
+) -> None:
+    from kanban.board import goals as goal_verbs
+
+    now = clock.now()
+
+    def make(conn: sa.Connection) -> tuple[int, int, int]:
+        goal = goal_verbs.create(
+            conn, objective="Ship it", planner=None, judge=None, max_turns=2, auto=True, now=now
+        )
+        mine, _ = verbs.add_card(conn, title="Of the goal", now=now, goal_id=goal.id)
+        other, _ = verbs.add_card(conn, title="Elsewhere", now=now)
+        return goal.id, mine.id, other.id
+
+    goal_id, mine, other = nboard.write(make)
+    subscribe(nboard, url="http://127.0.0.1:9/x", goal_id=goal_id)
+    nboard.block(mine, reason="?")
+    nboard.block(other, reason="?")
+    nboard.write(
+        lambda c: goal_verbs.finish(
+            c, goal_id=goal_id, status=GoalStatus.BLOCKED, now=now, reason="turns spent"
+        )
+    )
+    assert [(d.kind, d.card_id, d.goal_id) for d in rows(nboard)] == [
+        ("blocked", mine, goal_id),
+        ("goal_blocked", None, goal_id),
+    ]
