@@ -54,4 +54,6 @@ def test_readme_first_command_puts_kanban_on_path_and_second_is_the_ci_test_comm
     assert "pip install ." in first
     ci = (ROOT / ".ci" / "run").read_text()
     assert "pip install --quiet -e '.[dev]'" in ci and ".venv/bin/pytest" in ci
-    assert second == "python3 -m venv .venv && .venv/bin/pip install -e '.[dev]' && .venv/bin/pytest"
+    assert (
+        second == "python3 -m venv .venv && .venv/bin/pip install -e '.[dev]' && .venv/bin/pytest"
+    )
