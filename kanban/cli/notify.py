@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from kanban import clock
-from kanban.cli._common import CardId, Group, emit_json, json_option, pass_board
+from kanban.cli._common import CARD, GOAL, Group, emit_json, json_option, pass_board
 
 
 @click.group(cls=Group)
@@ -42,8 +42,8 @@ def notify_group() -> None:
     help="Webhook body: json, slack, discord or ntfy.",
 )
 @click.option("--secret-env", metavar="VAR", help="Sign with the secret in this env variable.")
-@click.option("--card", "card_id", type=CardId(), help="Only this card's events.")
-@click.option("--goal", "goal_id", type=click.IntRange(min=1), help="Only this goal's events.")
+@click.option("--card", "card_id", type=CARD, help="Only this card's events.")
+@click.option("--goal", "goal_id", type=GOAL, help="Only this goal's events.")
 @click.option("--profile", help="Only events of cards with this profile.")
 @click.option("--name", help="A name for ls, rm and test (default: from the host).")
 @click.option("--no-check", is_flag=True, help="Do not try to reach the URL now.")
