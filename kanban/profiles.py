@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from kanban import clock, errors, outputs
+from kanban import clock, errors, outputs, sandbox
 
 PLACEHOLDERS = frozenset(
     {
@@ -60,6 +60,8 @@ _KNOWN_KEYS = {
     "noise_patterns",
     "max_cost_usd",
     "token_prices",
+    "sandbox",
+    "network",
 }
 _PATTERN_KEYS = ("auth_patterns", "rate_limit_patterns", "noise_patterns")
 
@@ -87,6 +89,8 @@ class Profile:
     noise_patterns: tuple[str, ...] = ()  # lines that are not progress (reconnect loops...)
     max_cost_usd: float | None = None  # cost cap for each card of this profile
     token_prices: tuple[float, float] | None = None  # USD per million tokens in, out
+    sandbox: str = "none"  # "bwrap": the agent runs under bubblewrap (kanban.sandbox)
+    network: bool = True  # inside the sandbox; False unshares the network
     path: Path | None = None
     source: str = ""  # "repo", "user" or "shipped"
 
@@ -293,6 +297,14 @@ def parse(name: str, raw: bytes, *, path: Path | None = None, source: str = "") 
         raise errors.ProfileError(
             f"profile {where}: idle_timeout must be more than 0 (leave it out for no limit)"
         )
+    sandbox_kind = data.get("sandbox", "none")
+    if sandbox_kind not in sandbox.SANDBOXES:
+        raise errors.ProfileError(
+            f"profile {where}: sandbox must be one of {', '.join(sandbox.SANDBOXES)}"
+        )
+    network = data.get("network", True)
+    if not isinstance(network, bool):
+        raise errors.ProfileError(f"profile {where}: network must be true or false")
     persona_text = ""
     persona = data.get("persona")
     if persona is not None:
@@ -328,6 +340,8 @@ def parse(name: str, raw: bytes, *, path: Path | None = None, source: str = "") 
             **patterns,
             max_cost_usd=_cost(data, "max_cost_usd", where),
             token_prices=_prices(data, where),
+            sandbox=sandbox_kind,
+            network=network,
             path=path,
             source=source,
         )
@@ -402,4 +416,6 @@ def check(profile: Profile) -> list[str]:
         problems.append(f"the command's first word {exe!r} must be a program, not a placeholder")
     elif shutil.which(exe) is None:
         problems.append(f"{exe!r} is not installed or not on PATH")
+    if (no_sandbox := sandbox.missing(profile.sandbox)) is not None:
+        problems.append(no_sandbox)
     return problems

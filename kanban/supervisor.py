@@ -43,6 +43,7 @@ from kanban import (
     processes,
     profiles,
     prompt,
+    sandbox,
     settings,
     views,
     watching,
@@ -231,6 +232,14 @@ class Supervisor:
             }
         )
         env = agent_env(profile, os.environ, kanban_vars)
+        if profile.sandbox == "bwrap":
+            try:
+                argv = sandbox.wrap(argv, self._mounts(profile, workspace.path, run_dir, env))
+            except errors.SpawnError as exc:
+                message = f"{exc.message} (profile {profile.name})"
+                return self.finish(
+                    RunOutcome.SPAWN_FAILED, error=message, log_path=log_path, workspace=workspace
+                )
         self.note(f"profile {profile.name}: {argv[0]} in {workspace.path}")
         assert self._log is not None
         start_offset = log_path.stat().st_size
@@ -497,6 +506,19 @@ class Supervisor:
             is_agent=_is_descendant,
         )
         return self._channel.start()
+
+    def _mounts(
+        self, profile: profiles.Profile, worktree: Path, run_dir: Path, env: Mapping[str, str]
+    ) -> sandbox.Mounts:
+        return sandbox.Mounts(
+            worktree=worktree,
+            run_dir=run_dir,
+            state_dir=self.config.state_dir,
+            worktrees_root=self.config.worktrees,
+            git_dir=sandbox.git_common_dir(worktree),
+            home=Path(env["HOME"]) if env.get("HOME") else None,
+            network=profile.network,
+        )
 
     def _ended(self, outcome: str) -> None:
         """The agent reported its outcome: later writes are refused, the watcher stops."""

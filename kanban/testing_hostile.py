@@ -9,6 +9,11 @@ report, and exits. Profiles run them as `{python} -m kanban.testing_hostile NAME
     hooks REPORT MARKERS    plant git hooks in the shared git dir that touch MARKERS/<hook>
     escape REPORT           leave children by setsid, a new process group, a double fork, nohup
     escapes REPORT          print terminal escape sequences, block with some in the reason
+    sandboxed REPORT BOARD  inside bubblewrap: look for the board, its logs, other worktrees,
+                            write a hook, commit, reach the network
+
+REPORT `-` means the run's own directory (beside $KANBAN_PROMPT_FILE): a sandboxed agent's
+/tmp is its own.
 """
 
 from __future__ import annotations
@@ -172,9 +177,41 @@ def escapes() -> dict[str, Any]:
     return {"rc": done.returncode, "err": done.stderr}
 
 
+def sandboxed(board: str) -> dict[str, Any]:
+    import socket
+
+    found: dict[str, Any] = {"board_visible": Path(board).exists()}
+    found["logs_visible"] = (Path(board).parent / "logs").exists()
+    here = Path.cwd()
+    found["other_worktrees"] = sorted(p.name for p in here.parent.iterdir() if p != here)
+    common = subprocess.run(
+        ["git", "rev-parse", "--git-common-dir"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    hook = Path(common).resolve() / "hooks" / "post-checkout"
+    try:
+        hook.write_text("#!/bin/sh\ntouch /tmp/owned\n")
+        found["hook_written"] = True
+    except OSError as exc:
+        found["hook_written"], found["hook_error"] = False, exc.strerror
+    Path("work.txt").write_text("done inside the sandbox\n")
+    git = ["git", "-c", "user.name=agent", "-c", "user.email=agent@example.invalid"]
+    subprocess.run([*git, "add", "work.txt"], check=True)
+    committed = subprocess.run([*git, "commit", "-q", "-m", "sandboxed work"])
+    found["committed"] = committed.returncode == 0
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=5).close()
+        found["network"] = True
+    except OSError:
+        found["network"] = False
+    found["complete_rc"] = _kanban("complete", "--summary", "sandboxed").returncode
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     name, report = args[0], Path(args[1])
+    if args[1] == "-":
+        report = Path(os.environ["KANBAN_PROMPT_FILE"]).parent / "hostile.json"
     extra = args[2] if len(args) > 2 else ""
     found: dict[str, Any]
     if name == "environ":
@@ -189,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         found = escape()
     elif name == "escapes":
         found = escapes()
+    elif name == "sandboxed":
+        found = sandboxed(extra)
     else:
         print(f"unknown hostile agent {name!r}", file=sys.stderr)
         return 2

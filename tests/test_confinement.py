@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -203,3 +204,73 @@ def test_confine_supervisor_env_is_an_allow_list() -> None:
     parent = {"PATH": "/bin", "HOME": "/h", "AWS_SECRET": "x", "KANBAN_DB": "u", "KEEP_A": "1"}
     env = confine.supervisor_env(parent, allow=["KEEP_*"], settings={"KANBAN_HOST_ID": "h1"})
     assert env == {"PATH": "/bin", "HOME": "/h", "KEEP_A": "1", "KANBAN_HOST_ID": "h1"}
+
+
+needs_bwrap = pytest.mark.skipif(
+    shutil.which("bwrap") is None, reason="bubblewrap is not installed (apt-get install bubblewrap)"
+)
+
+
+def _sandboxed_run(repo: Path, *, network: bool) -> tuple[Any, Any]:
+    board_file = repo / ".kanban" / "board.db"
+    hostile(
+        repo,
+        "sandboxed",
+        Path("-"),
+        str(board_file),
+        sandbox='"bwrap"',
+        network=str(network).lower(),
+    )
+    fake = repo / "worktrees" / "99-someone-else"
+    fake.mkdir(parents=True)
+    (fake / "secret.txt").write_text("another card's work\n")
+    with board_in(repo) as b:
+        card = b.add("work in a box", profile="hostile-sandboxed")
+    drain(repo)
+    with board_in(repo) as b:
+        done = b.get(card.id)
+        run = b.runs(card.id)[-1]
+        found = _report(b.settings.state_dir / "runs" / str(run.id) / "hostile.json")
+    return done, found
+
+
+@needs_bwrap
+def test_a_sandboxed_agent_sees_its_worktree_and_socket_not_the_board(repo: Path) -> None:
+    done, found = _sandboxed_run(repo, network=True)
+    assert not found["board_visible"] and not found["logs_visible"]
+    assert found["other_worktrees"] == [], "other cards' worktrees are hidden"
+    assert not found["hook_written"], "the hooks directory is read-only"
+    assert found["committed"], "its worktree and the git objects are writable"
+    assert found["network"], "the network is on unless the profile says otherwise"
+    assert found["complete_rc"] == 0 and done.status == "done" and done.summary == "sandboxed"
+    assert "work.txt" in git(repo, "ls-tree", "--name-only", done.branch or "")
+    assert not (repo / ".git" / "hooks" / "post-checkout").exists()
+
+
+@needs_bwrap
+def test_a_sandboxed_profile_can_turn_the_network_off(repo: Path) -> None:
+    done, found = _sandboxed_run(repo, network=False)
+    assert found["network"] is False and done.status == "done"
+
+
+def test_a_sandbox_without_bubblewrap_is_refused_with_the_install_hint(
+    repo: Path, tmp_path: Path
+) -> None:
+    hostile(repo, "sandboxed", Path("-"), "x", sandbox='"bwrap"')
+    bare = tmp_path / "bin"  # a PATH with python and git, but no bwrap
+    bare.mkdir()
+    for tool in ("git",):
+        found = shutil.which(tool)
+        assert found is not None
+        (bare / tool).symlink_to(found)
+    env = {"PATH": str(bare)}
+    out, _ = kanban_process(repo, "profiles", "check", "hostile-sandboxed", env=env).communicate(
+        timeout=60
+    )
+    assert "bubblewrap (bwrap) is not on PATH" in out and "apt-get install bubblewrap" in out
+    with board_in(repo) as b:
+        card = b.add("no box here", profile="hostile-sandboxed")
+    drain(repo, env=env)
+    with board_in(repo) as b:
+        run = b.runs(card.id)[-1]
+        assert run.outcome == "spawn_failed" and "apt-get install bubblewrap" in (run.error or "")
