@@ -5,7 +5,7 @@ arguments, and returns frozen views. Import the package, not its names:
 `from kanban import board; board.claim(conn, ...)`.
 """
 
-from kanban.board import dispatchers, goals, schedules
+from kanban.board import dispatchers, goals, history, schedules
 from kanban.board.cards import (
     add_card,
     check_profile_name,
@@ -63,6 +63,7 @@ __all__ = [
     "goal_spend",
     "goals",
     "heartbeat",
+    "history",
     "lease_lost",
     "link",
     "list_cards",
