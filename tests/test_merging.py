@@ -193,3 +193,24 @@ def test_merge_refuses_an_unknown_target(repo: Path, board: kanban.Board) -> Non
     code, _, err = _kanban(repo, "merge", "--into", "nope")
     assert code == errors.WorktreeError.exit_code
     assert "target branch 'nope' does not exist" in err
+
+
+def test_a_parents_conflict_says_how_to_make_the_cards_branch_by_hand(repo: Path) -> None:
+    trees = Worktrees(repo, root=repo / "worktrees")
+    one = _branch_with(trees, 1, {"README.md": "one"}, [])
+    two = _branch_with(trees, 2, {"README.md": "two"}, [])
+    with pytest.raises(errors.MergeConflict) as caught:
+        trees.prepare(3, "child", [one, two])
+    path = repo / "worktrees" / "3-child"
+    message = caught.value.message
+    assert f"({two} into {one}) in: README.md" in message
+    add = f"git -C {repo} worktree add -b kanban/3-child {path} {one}"
+    assert add in message and f"git -C {path} merge {two}" in message
+    assert message.endswith("then `kanban unblock 3`")
+    subprocess.run(add.split(), check=True, capture_output=True)  # the person's fix
+    subprocess.run(["git", "-C", str(path), "merge", two], check=False, capture_output=True)
+    (path / "README.md").write_text("both\n")
+    git(path, "add", "README.md")
+    git(path, "commit", "-q", "--no-edit")
+    again = trees.prepare(3, "child", [one, two])  # the next attempt works on that branch
+    assert again.reused and (again.path / "README.md").read_text() == "both\n"
