@@ -121,6 +121,7 @@ def dispatch(
     )
     if once:
         report = loop.tick()
+        _deliver_once(board, loop.name)
         if as_json:
             emit_json(report.to_json())
         elif not quiet:
@@ -151,6 +152,13 @@ def _max_wait(text: str | None) -> float:
     from kanban import drain
 
     return clock.parse_duration(text, what="--max-wait") if text else drain.DEFAULT_MAX_WAIT
+
+
+def _deliver_once(board: Any, name: str) -> None:
+    """After a `--once` tick (outside its lock): send the notifications due now."""
+    from kanban.notify import courier
+
+    courier.Courier(board, name=name).step()
 
 
 @click.command()
