@@ -279,6 +279,17 @@ def test_a_slow_receiver_times_out_and_is_retried(nboard: kanban.Board, receiver
     assert c.deliver_due(now=later())["sent"] == 1
 
 
+def test_a_receiver_dripping_its_answer_is_cut_off_at_the_timeout(
+    nboard: kanban.Board, receiver: Receiver
+) -> None:
+    card = nboard.add("Card", profile="demo")
+    subscribe(nboard, url=receiver.url)
+    nboard.block(card.id, reason="help")
+    receiver.drip = 0.2  # each line well within the 0.5 s timeout; the whole answer not
+    assert fast_courier(nboard).deliver_due()["retrying"] == 1
+    assert rows(nboard)[0].error == f"no answer from {receiver.url} within 0.5s"
+
+
 def test_a_receiver_that_is_down_then_back_gets_it(
     nboard: kanban.Board, receiver: Receiver
 ) -> None:

@@ -180,6 +180,13 @@ class Courier:
             self.wake.wait(pause)
             self.wake.clear()
 
+    def last_pass(self) -> None:
+        """Send what is due now, once (a draining dispatcher, before it exits)."""
+        try:
+            self.deliver_due()
+        except Exception:
+            logger.exception("notification delivery failed; the next dispatcher will retry")
+
     def start(self, stop: threading.Event) -> threading.Thread:
         thread = threading.Thread(target=self.loop, args=(stop,), name="courier", daemon=True)
         thread.start()
