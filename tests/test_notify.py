@@ -334,6 +334,8 @@ def test_a_delivery_dies_when_its_budget_is_spent_and_status_shows_it(
         assert c.deliver_due() == {"sent": 0, "retrying": 0, "dead": 1}
         [dead] = rows(b)
         assert dead.state == "dead" and dead.attempts == 1
+    status_json = json.loads(cli.ok("status", "--json").output)  # type: ignore[attr-defined]
+    assert status_json["notifications"] == {"pending": 0, "dead": 1}
     status = cli.ok("status").output  # type: ignore[attr-defined]
     assert "notifications: 1 dead" in status
     listed = cli.ok("notify", "ls").output  # type: ignore[attr-defined]
@@ -490,3 +492,21 @@ def test_a_goal_scoped_subscription_hears_its_goal_and_its_cards_only(
         ("blocked", mine, goal_id),
         ("goal_blocked", None, goal_id),
     ]
+
+
+def test_sent_deliveries_are_pruned_after_a_month_and_unsent_ones_kept(
+    nboard: kanban.Board, receiver: Receiver
+) -> None:
+    subscribe(nboard, url=receiver.url)
+    c = fast_courier(nboard)
+    for n, answer in enumerate((200, 500)):
+        card = nboard.add(f"Card {n}", profile="demo")
+        nboard.block(card.id, reason="?")
+        receiver.default = answer
+        c.deliver_due()
+    assert [d.state for d in rows(nboard)] == ["sent", "pending"]
+    c.step()  # the courier's own pruning leaves what is recent alone
+    assert len(rows(nboard)) == 2
+    assert nboard.write(lambda conn: outbox.prune(conn, before=later(-60))) == 0
+    assert nboard.write(lambda conn: outbox.prune(conn, before=later(60))) == 1
+    assert [d.state for d in rows(nboard)] == ["pending"]
