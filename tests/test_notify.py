@@ -354,13 +354,14 @@ def test_slack_discord_and_ntfy_messages_are_readable(
     card = nboard.add("Parse the config", profile="demo")
     for fmt in ("slack", "discord", "ntfy"):
         subscribe(nboard, name=fmt, url=f"{receiver.url}/{fmt}", format=fmt)
-    nboard.block(card.id, reason="@everyone TOML or YAML?")
+    nboard.block(card.id, reason="@everyone <!channel> TOML or YAML?")
     fast_courier(nboard).deliver_due()
     got = {path.rsplit("/", 1)[1]: (h, body) for h, body, path in receiver.requests}
     link = f"http://127.0.0.1:8484/cards/{card.id}"
     slack = json.loads(got["slack"][1])
     assert slack["text"].startswith(f"Card {card.id} “Parse the config” is blocked")
     assert f"<{link}|Answer and unblock>" in slack["text"]
+    assert "<!channel>" not in slack["text"] and "&lt;!channel&gt;" in slack["text"]
     discord = json.loads(got["discord"][1])
     assert discord["allowed_mentions"] == {"parse": []} and link in discord["content"]
     headers, text = got["ntfy"]
