@@ -526,6 +526,8 @@ class Dispatcher:
             scheduler.shutdown(wait=True)
             courier_.wake.set()
             delivering.join(timeout=self.settings.notify_timeout + 5)
+            if until is not None:  # --drain: the last ticks' messages go out before we exit
+                courier_.last_pass()
             listener.close()
             self.stopped()
             logger.info(

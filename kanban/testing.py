@@ -515,6 +515,7 @@ class Receiver:
         self.answers: list[int | tuple[int, float]] = []
         self.default = default
         self.headers_out: dict[str, str] = {}
+        self.drip = 0.0  # seconds between the lines of a dripped answer (0: answer at once)
         self.holding = threading.Event()  # set while a request is being held
         self._gate = threading.Event()
         self._gate.set()
@@ -547,6 +548,17 @@ class Receiver:
                     import time
 
                     time.sleep(delay)
+                if owner.drip:  # the answer a line at a time, each line within any timeout
+                    import time
+
+                    try:
+                        for line in (b"HTTP/1.1 200 OK\r\n", *[b"X-Drip: 1\r\n"] * 20):
+                            self.wfile.write(line)
+                            self.wfile.flush()
+                            time.sleep(owner.drip)
+                    except OSError:
+                        pass
+                    return
                 try:
                     self.send_response(status)
                     for key, value in owner.headers_out.items():
