@@ -19,6 +19,7 @@ from kanban.cli import (
     dbcmd,
     dispatch,
     editing,
+    events,
     goals,
     mcpcmd,
     notify,
@@ -52,7 +53,7 @@ def cli(ctx: click.Context, db: str | None) -> None:
     ctx.obj = State(overrides={"db": db})
 
 
-for _module in (cards, editing, runs, bulk, costs, dispatch, ops, mcpcmd):
+for _module in (cards, editing, runs, bulk, costs, dispatch, ops, events, mcpcmd):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 cli.add_command(goals.goal_group, name="goal")
