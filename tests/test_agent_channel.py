@@ -236,3 +236,17 @@ def test_a_process_that_is_not_the_agents_is_refused(run: Run, tmp_path: Path) -
     wait_for(answer.exists, timeout=60, what="the orphan's answer")
     assert "not this run's agent" in json.loads(answer.read_text())
     assert run.board.show(run.card).comments == ()
+
+
+def test_the_board_keeps_a_digest_of_the_token_and_the_digest_opens_nothing(run: Run) -> None:
+    import sqlalchemy as sa
+
+    from kanban.models import runs
+
+    with run.board.engine.connect() as conn:
+        stored = conn.execute(sa.select(runs.c.token).where(runs.c.card_id == run.card)).scalar()
+    assert stored is not None and stored != run.token and run.token not in stored
+    with pytest.raises(errors.LeaseLost):
+        run.board.complete(run.card, token=stored, summary="with what the board file holds")
+    assert run.board.get(run.card).status == "running"
+    run.board.heartbeat(run.card, token=run.token)  # the real token still holds the lease
