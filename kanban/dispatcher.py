@@ -239,6 +239,7 @@ class Dispatcher:
                 continue
             if run.pid is not None and run.pid_started is not None:
                 processes.kill_group(processes.Identity(run.pid, run.pid_started))
+            confine.stop_run_leftovers(self._socket_of(run))  # those that left its group
             self._end(
                 run,
                 RunOutcome.CRASHED,
@@ -284,11 +285,18 @@ class Dispatcher:
             )
         if run.pid is not None and run.pid_started is not None:
             ok &= processes.kill_group(processes.Identity(run.pid, run.pid_started))
+        ok &= confine.stop_run_leftovers(self._socket_of(run))
         child = self.children.pop(run.id, None)
         if child is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=1)
         return ok
+
+    def _socket_of(self, run: views.RunView) -> str:
+        """The run's agent socket: in the environment of everything its agent started."""
+        from kanban import channel, goals
+
+        return str(goals.run_dir(self.settings.state_dir, run.id) / channel.SOCKET_NAME)
 
     def _enforce_timeouts(self, now: dt.datetime, report: TickReport) -> None:
         known, _ = profiles.load_all(repo=self.settings.repo)

@@ -8,6 +8,7 @@ report, and exits. Profiles run them as `{python} -m kanban.testing_hostile NAME
     other-card REPORT OTHER finish card OTHER through `kanban` and through `kanban mcp`
     hooks REPORT MARKERS    plant git hooks in the shared git dir that touch MARKERS/<hook>
     escape REPORT           leave children by setsid, a new process group, a double fork, nohup
+    escape-and-hang REPORT  the same, then hang (for killing its supervisor)
     escapes REPORT          print terminal escape sequences, block with some in the reason
     sandboxed REPORT BOARD  inside bubblewrap: look for the board, its logs, other worktrees,
                             write a hook, commit, reach the network
@@ -171,6 +172,14 @@ def escape() -> dict[str, Any]:
     return {"pids": pids}
 
 
+def escape_and_hang(report: Path) -> dict[str, Any]:
+    """`escape`, the report written at once, then hang until stopped."""
+    found = escape()
+    report.write_text(json.dumps(found, indent=2))
+    while True:
+        time.sleep(3600)
+
+
 def escapes() -> dict[str, Any]:
     print("\x1b]0;owned\x07\x1b[2J\x1b[31mred text\x1b[0m \x1b]8;;http://x\x1b\\link", flush=True)
     done = _kanban("block", "--reason", "\x1b[2Jcleared \x1b]0;title\x07 and \x9b31m C1")
@@ -224,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         found = hooks(extra)
     elif name == "escape":
         found = escape()
+    elif name == "escape-and-hang":
+        found = escape_and_hang(report)
     elif name == "escapes":
         found = escapes()
     elif name == "sandboxed":

@@ -274,3 +274,46 @@ def test_a_sandbox_without_bubblewrap_is_refused_with_the_install_hint(
     with board_in(repo) as b:
         run = b.runs(card.id)[-1]
         assert run.outcome == "spawn_failed" and "apt-get install bubblewrap" in (run.error or "")
+
+
+def test_a_killed_supervisors_escaped_children_are_stopped_by_the_dispatcher(
+    repo: Path, tmp_path: Path
+) -> None:
+    """The supervisor (their subreaper) is SIGKILLed: the dispatcher's "agent is gone" check
+    finds what the agent left outside its group by the run's socket in their environment."""
+    import signal
+
+    report = tmp_path / "escape.json"
+    hostile(repo, "escape-and-hang", report)
+    with board_in(repo) as b:
+        card = b.add(
+            "escape, then lose the supervisor", profile="hostile-escape-and-hang", max_attempts=1
+        )
+    loop = kanban_process(repo, "dispatch", stdout=subprocess.DEVNULL)
+    try:
+        pids = _report(report)["pids"]
+        with board_in(repo) as b:
+            run = wait_for(
+                lambda: next((r for r in b.runs(card.id) if r.supervisor_pid), None),
+                timeout=60,
+                what="the supervisor to check in",
+            )
+            os.kill(run.supervisor_pid, signal.SIGKILL)
+            wait_for(
+                lambda: b.runs(card.id)[0].outcome is not None,
+                timeout=60,
+                what="the dispatcher to close the run",
+            )
+            assert b.runs(card.id)[0].outcome == "crashed"
+        wait_for(
+            lambda: not [p for p in pids.values() if pid_alive(p)],
+            timeout=60,
+            what=f"the escaped children {pids} to be stopped",
+        )
+    finally:
+        loop.send_signal(signal.SIGTERM)
+        loop.wait(timeout=60)
+        with board_in(repo) as b:
+            from kanban.testing import kill_run_processes
+
+            kill_run_processes(b)
