@@ -464,6 +464,7 @@ class Dispatcher:
                 interval=self.interval,
                 version=__version__,
                 last_tick=summary,
+                clock_offset=clock.offset(),
             )
         )
 

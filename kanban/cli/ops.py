@@ -37,9 +37,12 @@ def status(board: Any, as_json: bool) -> None:
             {k: clock.iso(v) if hasattr(v, "isoformat") else v for k, v in row.items()}
             for row in board.read(verbs.list_dispatchers)
         ]
+        data["clock_warnings"] = why.clock_warnings(board, summary.now)
         emit_json(data)
         return
     click.echo(liveness if alive else click.style(liveness, fg="red"))
+    for warning in why.clock_warnings(board, summary.now):
+        click.echo(click.style(warning, fg="yellow"))
     counts = "  ".join(
         f"{render.status(name)} {count}" for name, count in summary.counts.items() if count
     )
