@@ -264,10 +264,12 @@ def prepare(engine: Engine) -> None:
 
 
 def _check_reachable(engine: Engine) -> None:
-    """One clear line when the database server cannot be reached (or refuses us)."""
+    """One clear line when the database server cannot be reached (or refuses us). On the
+    way, the first reading of the server's clock: nothing may run on this host's clock."""
     try:
-        with engine.connect():
-            pass
+        with engine.connect() as conn:
+            sync_clock(conn)
+            conn.rollback()
     except sa.exc.DBAPIError as exc:
         reason = " ".join(str(exc.orig).split()).rstrip(" .?")
         raise errors.DatabaseError(

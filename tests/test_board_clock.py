@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from pods import Pods
 
 from kanban import clock
-from kanban.testing import board_in
+from kanban.testing import board_in, wait_for
 
 SLEEPER = 'command = ["sleep", "1.5"]\nworkspace = "none"\nconcurrency = 4\n'
 
@@ -41,8 +41,7 @@ _MEASURE = """
 import datetime as dt, json
 from kanban import api, clock, settings
 with api.connect(settings.load()) as b:
-    b.status()  # any transaction reads the database's clock (PostgreSQL)
-    board_now = clock.now()
+    board_now = clock.now()  # opening the board read the database's clock (PostgreSQL)
     server = (
         dt.datetime.now(dt.UTC)
         if b.engine.dialect.name == "sqlite"
@@ -147,10 +146,14 @@ def test_hosts_with_clocks_shifted_both_ways_share_leases_without_a_reclaim(pods
     host would see its own claims expire at once. On the database's clock nothing expires."""
     with pods.board() as b:
         ids = [b.add(f"card {i}", profile="sleeper").id for i in range(12)]
+        # The behind host first: the ahead one's very first tick then meets live leases.
         procs = [
-            pods.start("ahead", "--drain", "--max-workers", "4", KANBAN_TEST_CLOCK_SKEW="90"),
-            pods.start("behind", "--drain", "--max-workers", "4", KANBAN_TEST_CLOCK_SKEW="-90"),
+            pods.start("behind", "--drain", "--max-workers", "4", KANBAN_TEST_CLOCK_SKEW="-90")
         ]
+        wait_for(lambda: len(b.status().running) == 4, what="the behind host's first claims")
+        procs.append(
+            pods.start("ahead", "--drain", "--max-workers", "4", KANBAN_TEST_CLOCK_SKEW="90")
+        )
         for proc in procs:
             out, _ = proc.communicate(timeout=180)
             assert proc.returncode == 0, out
