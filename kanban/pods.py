@@ -192,14 +192,16 @@ def check(state_dir: Path, *, ready: bool, now: float | None = None) -> str:
 def serve(
     loop: Any,
     *,
+    shutdown: Shutdown | None = None,
     until: Any = None,
     handoff: bool = False,
     grace: float = 0.0,
 ) -> WindDown | None:
     """Run `loop` (a Dispatcher) until drained (`until`) or signalled, keeping the health
     file current, then wind down as SIGTERM asks. Returns the wind-down, or None (drained)."""
-    shutdown = Shutdown()
-    shutdown.install()
+    if shutdown is None:
+        shutdown = Shutdown()
+        shutdown.install()
     settings = loop.settings
     health = Health(settings.state_dir, interval=loop.interval, repo=settings.repo)
     health.write(ok=False, error="starting")

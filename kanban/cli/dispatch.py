@@ -14,11 +14,17 @@ from kanban.cli import render
 from kanban.cli._common import State, emit_json, json_option, pass_board, pass_state
 
 
-def _logging(verbose: int, quiet: bool) -> None:
+def _logging(verbose: int, quiet: bool, as_json: bool = False) -> None:
+    from kanban import eventlog
+
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        eventlog.JsonFormatter()
+        if as_json
+        else logging.Formatter("%(asctime)s %(levelname)s %(message)s")
     )
+    logging.basicConfig(level=level, handlers=[handler])
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
@@ -30,7 +36,22 @@ def _logging(verbose: int, quiet: bool) -> None:
 @click.option(
     "--max-workers", type=click.IntRange(1, 1000), help="Running cards on this host (default 4)."
 )
-@click.option("--drain", is_flag=True, help="Exit once nothing is running or ready.")
+@click.option(
+    "--drain",
+    is_flag=True,
+    help="Exit once nothing can make progress, print a summary, and exit 1 if a card it ran "
+    "ended blocked or failed (or a ready card cannot run).",
+)
+@click.option(
+    "--max-wait",
+    metavar="DURATION",
+    help="With --drain: wait for a backoff ending within DURATION (default 60s); a card "
+    "backing off longer is reported as left, not waited for.",
+)
+@click.option(
+    "--ok-if-blocked", is_flag=True, help="With --drain: exit 0 with cards blocked or left."
+)
+@click.option("--log-json", is_flag=True, help="Log one JSON object a line (for log collectors).")
 @click.option(
     "--handoff",
     is_flag=True,
@@ -63,6 +84,9 @@ def dispatch(
     interval: str | None,
     max_workers: int | None,
     drain: bool,
+    max_wait: str | None,
+    ok_if_blocked: bool,
+    log_json: bool,
     handoff: bool,
     grace: str,
     at_text: str | None,
@@ -94,9 +118,12 @@ def dispatch(
       kanban dispatch --once --at 09:00:30     # replay this morning's 09:00 fires
       kanban dispatch --handoff --grace 20s    # a pod: hand runs back on SIGTERM
     """
-    from kanban import cron, dispatcher, errors, goals, pods, schedules
+    from kanban import cron, dispatcher, errors, eventlog, goals, pods, schedules
+    from kanban import drain as drain_mod
 
-    _logging(verbose, quiet)
+    _logging(verbose, quiet, log_json)
+    if (max_wait or ok_if_blocked) and not drain:
+        raise errors.UsageError("--max-wait and --ok-if-blocked go with --drain")
     if at_text is not None and not once:
         raise errors.UsageError("--at needs --once: it evaluates one tick as of that time")
     at = cron.parse_at(at_text) if at_text is not None else None
@@ -126,9 +153,27 @@ def dispatch(
                 f"fired {len(fired)} ({report.duration_ms:.0f} ms)"
             )
         return
-    # Drained: nothing running or ready, and no goal waiting for a tick to make its judge card.
-    until = (lambda _r: dispatcher.drained(board) and not goals.due(board)) if drain else None
-    pods.serve(loop, until=until, handoff=handoff, grace=grace_s)
+    shutdown = pods.Shutdown()  # SIGTERM: claim nothing more, then --grace / --handoff
+    shutdown.install()
+    ender = drain_mod.Drain(board, max_wait=_max_wait(max_wait)) if drain else None
+    log = eventlog.follow_in_thread(board, stop=shutdown.stop, emit=eventlog.log_event)
+    until = (lambda _r: ender.over()) if ender else None
+    pods.serve(loop, shutdown=shutdown, until=until, handoff=handoff, grace=grace_s)
+    shutdown.stop.set()
+    log.join(timeout=5)
+    if ender is not None:
+        summary = ender.summary()
+        if as_json:
+            emit_json(summary.to_json(ok_if_blocked=ok_if_blocked))
+        elif not quiet:
+            click.echo("\n".join(drain_mod.render(summary)))
+        sys.exit(summary.exit_code(ok_if_blocked=ok_if_blocked))
+
+
+def _max_wait(text: str | None) -> float:
+    from kanban import drain
+
+    return clock.parse_duration(text, what="--max-wait") if text else drain.DEFAULT_MAX_WAIT
 
 
 def _deliver_once(board: Any, name: str) -> None:
