@@ -343,8 +343,9 @@ def show(board: Any, card: int, as_json: bool) -> None:
 @click.command()
 @click.argument("parent", type=CARD)
 @click.argument("child", type=CARD)
+@json_option
 @pass_board
-def link(board: Any, parent: int, child: int) -> None:
+def link(board: Any, parent: int, child: int, as_json: bool) -> None:
     """Make CHILD wait until PARENT is done.
 
     A link that would close a cycle is refused, naming the cycle. A ready CHILD goes back
@@ -355,6 +356,9 @@ def link(board: Any, parent: int, child: int) -> None:
       kanban link 12 15      # 15 starts after 12 is done
     """
     created = board.link(parent, child)
+    if as_json:
+        emit_json({"parent": parent, "child": child, "created": created})
+        return
     click.echo(
         f"card {child} now waits for card {parent}"
         if created
@@ -365,8 +369,9 @@ def link(board: Any, parent: int, child: int) -> None:
 @click.command()
 @click.argument("parent", type=CARD)
 @click.argument("child", type=CARD)
+@json_option
 @pass_board
-def unlink(board: Any, parent: int, child: int) -> None:
+def unlink(board: Any, parent: int, child: int, as_json: bool) -> None:
     """Remove the dependency of CHILD on PARENT (CHILD becomes ready if nothing else holds it).
 
     \b
@@ -374,7 +379,10 @@ def unlink(board: Any, parent: int, child: int) -> None:
       kanban unlink 12 15
     """
     board.unlink(parent, child)
-    click.echo(f"card {child} no longer waits for card {parent}")
+    if as_json:
+        emit_json({"parent": parent, "child": child, "removed": True})
+    else:
+        click.echo(f"card {child} no longer waits for card {parent}")
 
 
 @click.command()

@@ -11,7 +11,7 @@ import click
 
 from kanban import clock, errors
 from kanban.cli import render
-from kanban.cli._common import CARD, emit_json, json_option, pass_board
+from kanban.cli._common import CARD, RUN, emit_json, json_option, pass_board
 
 
 @click.command()
@@ -109,18 +109,25 @@ def runs(board: Any, card: int, as_json: bool) -> None:
 
 @click.command()
 @click.argument("card", type=CARD)
-@click.option("--run", "run_id", type=int, help="A particular run (default: the latest).")
+@click.option("--run", "run_id", type=RUN, help="A particular run (default: the latest).")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing while the run is live.")
+@json_option
 @pass_board
-def logs(board: Any, card: int, run_id: int | None, follow: bool) -> None:
+def logs(board: Any, card: int, run_id: int | None, follow: bool, as_json: bool) -> None:
     """Print a run's log: the agent's output and the supervisor's notes (`[kanban]` lines).
+
+    --json prints the log once as an object (card, run, path, text); it does not follow.
 
     \b
     Examples:
       kanban logs 12
       kanban logs 12 -f
+      kanban logs 12 --json | jq -r .text
     """
     from kanban import board as verbs
+
+    if as_json and follow:
+        raise errors.UsageError("--json prints the whole log once; drop -f to use it")
 
     found = board.runs(card)
     if run_id is not None:
@@ -133,6 +140,10 @@ def logs(board: Any, card: int, run_id: int | None, follow: bool) -> None:
         if run.log_path
         else board.settings.log_dir / f"card-{card}-run-{run.id}.log"
     )
+    if as_json:
+        text = path.read_bytes().decode(errors="replace") if path.exists() else None
+        emit_json({"card": card, "run": run.id, "path": str(path), "text": text})
+        return
     offset = 0
     while True:
         if path.exists():
@@ -156,14 +167,16 @@ def logs(board: Any, card: int, run_id: int | None, follow: bool) -> None:
 
 @click.command()
 @click.argument("card", type=CARD)
+@json_option
 @pass_board
-def context(board: Any, card: int) -> None:
+def context(board: Any, card: int, as_json: bool) -> None:
     """Print the prompt the agent gets for this card: persona, card, parents' summaries and
     branches, comments, earlier attempts, and how to report.
 
     \b
-    Example:
+    Examples:
       kanban context 12 | less
+      kanban context 12 --json | jq -r .prompt
     """
     from kanban import profiles, prompt
     from kanban.worktrees import slug
@@ -177,16 +190,20 @@ def context(board: Any, card: int) -> None:
             click.echo(f"(profile: {exc.message})", err=True)
     name = f"{card}-{slug(detail.card.title)}"
     attempt = detail.card.attempts + 1
-    click.echo(
-        prompt.render(
-            detail,
-            persona=persona,
-            branch=f"kanban/{name}",
-            worktree=str(board.settings.worktrees / name),
-            attempt=attempt,
-        ),
-        nl=False,
-    )
+    branch, worktree = f"kanban/{name}", str(board.settings.worktrees / name)
+    text = prompt.render(detail, persona=persona, branch=branch, worktree=worktree, attempt=attempt)
+    if as_json:
+        emit_json(
+            {
+                "card": card,
+                "attempt": attempt,
+                "branch": branch,
+                "worktree": worktree,
+                "prompt": text,
+            }
+        )
+    else:
+        click.echo(text, nl=False)
 
 
 @click.command()
