@@ -21,6 +21,7 @@ from kanban.cli import (
     editing,
     goals,
     ops,
+    overview,
     profiles,
     runs,
 )
@@ -50,7 +51,7 @@ def cli(ctx: click.Context, db: str | None) -> None:
     ctx.obj = State(overrides={"db": db})
 
 
-for _module in (cards, editing, runs, bulk, costs, dispatch, ops):
+for _module in (cards, overview, editing, runs, bulk, costs, dispatch, ops):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 cli.add_command(goals.goal_group, name="goal")

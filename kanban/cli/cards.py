@@ -1,4 +1,4 @@
-"""Commands that make and read cards: init, add, ls, board, show, link, unlink, comment."""
+"""Commands that make and read cards: init, add, ls, show, link, unlink, comment."""
 
 from __future__ import annotations
 
@@ -280,48 +280,6 @@ def ls(
         click.echo(render.cards_table(cards))
 
 
-BOARD_COLUMNS = ("triage", "todo", "ready", "running", "review", "blocked", "done")
-
-
-@click.command("board")
-@click.option("--all", "show_all", is_flag=True, help="Also show failed and cancelled cards.")
-@json_option
-@pass_board
-def board_cmd(board: Any, show_all: bool, as_json: bool) -> None:
-    """Show the board as columns, one per state.
-
-    \b
-    Example:
-      kanban board
-    """
-    cards = board.cards()
-    columns = list(BOARD_COLUMNS) + (["failed", "cancelled"] if show_all else [])
-    grouped: dict[str, list[Any]] = {c: [] for c in columns}
-    for card in cards:
-        if card.status in grouped:
-            grouped[card.status].append(card)
-    if as_json:
-        emit_json({col: [c.to_json() for c in items] for col, items in grouped.items()})
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(show_lines=False, expand=True)
-    for col in columns:
-        if grouped[col] or col in ("todo", "ready", "running", "done"):
-            table.add_column(f"{col} ({len(grouped[col])})", overflow="fold")
-    shown = [c for c in columns if grouped[c] or c in ("todo", "ready", "running", "done")]
-    depth = max((len(grouped[c]) for c in shown), default=0)
-    for i in range(min(depth, 40)):
-        table.add_row(
-            *[
-                f"{grouped[c][i].id} {grouped[c][i].title}" if i < len(grouped[c]) else ""
-                for c in shown
-            ]
-        )
-    Console().print(table)
-
-
 @click.command()
 @click.argument("card", type=CARD)
 @json_option
@@ -406,4 +364,4 @@ def comment(board: Any, card: int, text: str, as_json: bool) -> None:
         click.echo(f"commented on card {card} at {clock.iso(made.at)}")
 
 
-COMMANDS = [init, add, ls, board_cmd, show, link, unlink, comment]
+COMMANDS = [init, add, ls, show, link, unlink, comment]  # board, graph: cli/overview.py

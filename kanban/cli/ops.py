@@ -63,18 +63,33 @@ def status(board: Any, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("card", type=CARD)
+@click.argument("card", type=CARD, required=False)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 1000),
+    default=50,
+    show_default=True,
+    help="Without CARD: explain at most this many cards.",
+)
 @json_option
 @pass_board
-def why(board: Any, card: int, as_json: bool) -> None:
+def why(board: Any, card: int | None, limit: int, as_json: bool) -> None:
     """Say why a card is not running: its parents, a backoff, capacity, overlapping paths,
     its profile, or no dispatcher. Uses the dispatcher's own planning, so it tells the truth.
 
+    Without CARD, it explains every card that is ready but not running, needs a person
+    (blocked, review, triage), or waits for a parent that needs one.
+
     \b
-    Example:
+    Examples:
       kanban why 12
+      kanban why
     """
     from kanban import why as why_mod
+
+    if card is None:
+        _why_all(board, limit=limit, as_json=as_json)
+        return
 
     reasons = why_mod.explain(board, card)
     if as_json:
@@ -82,6 +97,26 @@ def why(board: Any, card: int, as_json: bool) -> None:
     else:
         for reason in reasons:
             click.echo(f"- {reason}")
+
+
+def _why_all(board: Any, *, limit: int, as_json: bool) -> None:
+    from kanban import stuck
+
+    found, total = stuck.explain_all(board, limit=limit)
+    if as_json:
+        emit_json(
+            [{"card": s.card.id, "status": s.card.status, "title": s.card.title,
+              "reasons": list(s.reasons)} for s in found]
+        )  # fmt: skip
+        return
+    if not found:
+        click.echo("no card is waiting: every card is running, done, or waits for parents at work")
+    for item in found:
+        click.echo(f"card {item.card.id} ({render.status(item.card.status)}): {item.card.title}")
+        for reason in item.reasons:
+            click.echo(f"  - {reason}")
+    if total > len(found):
+        click.echo(f"... and {total - len(found)} more (--limit {total})")
 
 
 @click.command()
