@@ -5,7 +5,7 @@ arguments, and returns frozen views. Import the package, not its names:
 `from kanban import board; board.claim(conn, ...)`.
 """
 
-from kanban.board import dispatchers, edits, goals, schedules
+from kanban.board import dispatchers, edits, goals, outbox, schedules
 from kanban.board.cards import (
     add_card,
     check_profile_name,
@@ -71,6 +71,7 @@ __all__ = [
     "live_runs",
     "move",
     "next_due",
+    "outbox",
     "promote",
     "ready_candidates",
     "ready_profiles",

@@ -20,6 +20,7 @@ from kanban.cli import (
     dispatch,
     editing,
     goals,
+    notify,
     ops,
     overview,
     profiles,
@@ -56,6 +57,7 @@ for _module in (cards, overview, editing, runs, bulk, costs, dispatch, ops):
         cli.add_command(_command)
 cli.add_command(goals.goal_group, name="goal")
 cli.add_command(cron.cron_group, name="cron")
+cli.add_command(notify.notify_group, name="notify")
 cli.add_command(profiles.profiles_group, name="profiles")
 cli.add_command(dbcmd.db_group, name="db")
 
