@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 SILENCE_CHECK_EVERY = 30.0  # seconds between looks for dispatchers gone silent
 IDLE_POLL = 5.0  # the longest the courier sleeps when nothing is due and nothing wakes it
+KEEP_SENT = dt.timedelta(days=30)  # sent deliveries are kept this long (`kanban notify log`)
+PRUNE_EVERY = dt.timedelta(hours=1)
 
 
 def board_name(board_: api.Board) -> str:
@@ -55,6 +57,7 @@ class Courier:
         self.batch = batch
         self.wake = threading.Event()
         self._last_silence_check: dt.datetime | None = None
+        self._last_prune: dt.datetime | None = None
 
     # ------------------------------------------------------------------ one pass
 
@@ -162,6 +165,9 @@ class Courier:
         if last is None or (now - last).total_seconds() >= SILENCE_CHECK_EVERY:
             self._last_silence_check = now
             self.watch_silence(now)
+        if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
+            self._last_prune = now
+            self.board.write(lambda c: outbox.prune(c, before=now - KEEP_SENT))
         due = self.board.read(board.outbox.next_due)
         if due is not None and due <= now:
             self.deliver_due(now)
@@ -179,6 +185,13 @@ class Courier:
                 pause = IDLE_POLL
             self.wake.wait(pause)
             self.wake.clear()
+
+    def last_pass(self) -> None:
+        """Send what is due now, once (a draining dispatcher, before it exits)."""
+        try:
+            self.deliver_due()
+        except Exception:
+            logger.exception("notification delivery failed; the next dispatcher will retry")
 
     def start(self, stop: threading.Event) -> threading.Thread:
         thread = threading.Thread(target=self.loop, args=(stop,), name="courier", daemon=True)

@@ -117,6 +117,8 @@ def render(evt: dict[str, Any], *, format: str) -> str:
     text, link = evt["text"], _link(evt)
     answer = evt["kind"] == "blocked" and link
     if format == "slack":
+        # Slack reads <...> as links and mentions (<!channel>): card text must stay text.
+        text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         if link:
             text += f"\n<{link}|{'Answer and unblock' if answer else 'Open the card'}>"
         return json.dumps({"text": text, "unfurl_links": False})
