@@ -238,6 +238,7 @@ def test_a_webhook_gets_the_stable_schema_signed_with_the_secret(
         "reason": "TOML or YAML?",
         "summary": None,
         "url": f"http://127.0.0.1:8484/cards/{card.id}",
+        "answer_url": f"http://127.0.0.1:8484/cards/{card.id}#answer",
     }
     assert "TOML or YAML?" in evt["text"] and evt["created"]
     assert headers["Idempotency-Key"] == headers["Kanban-Event-Id"] == evt["id"]
@@ -357,7 +358,7 @@ def test_slack_discord_and_ntfy_messages_are_readable(
     nboard.block(card.id, reason="@everyone <!channel> TOML or YAML?")
     fast_courier(nboard).deliver_due()
     got = {path.rsplit("/", 1)[1]: (h, body) for h, body, path in receiver.requests}
-    link = f"http://127.0.0.1:8484/cards/{card.id}"
+    link = f"http://127.0.0.1:8484/cards/{card.id}#answer"  # a blocked card: its answer box
     slack = json.loads(got["slack"][1])
     assert slack["text"].startswith(f"Card {card.id} “Parse the config” is blocked")
     assert f"<{link}|Answer and unblock>" in slack["text"]

@@ -120,8 +120,9 @@ def ls(board: Any, as_json: bool) -> None:
         click.echo("no subscriptions; add one with `kanban notify add`")
     for s in subs:
         dead = click.style(f"{s.dead} dead", fg="red") if s.dead else "0 dead"
+        signed = f", signed with ${s.secret_env}" if s.secret_env else ""
         click.echo(
-            f"{s.name}  {_target(s)}  [{s.format}] on {_kinds(s)}{_scope(s)}  "
+            f"{s.name}  {_target(s)}  [{s.format}{signed}] on {_kinds(s)}{_scope(s)}  "
             f"sent {s.sent}, pending {s.pending}, {dead}"
         )
         if s.last_error and (s.dead or s.pending):

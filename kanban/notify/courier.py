@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from kanban import api, board, clock
+from kanban import api, board, clock, errors
 from kanban.board import outbox
 from kanban.board import subscriptions as subscriptions_
 from kanban.notify import events, send
@@ -153,7 +153,10 @@ class Courier:
                 for row in quiet:
                     outbox.capture_silent(conn, dispatcher=row, now=now)
 
-            self.board.write(capture)
+            try:
+                self.board.write(capture)
+            except errors.DatabaseError as exc:  # another dispatcher recorded it first
+                logger.info("silent dispatcher already noted elsewhere: %s", exc.message)
         return len(quiet)
 
     # ------------------------------------------------------------------ the loop
