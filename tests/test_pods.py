@@ -6,6 +6,7 @@ nothing but a lease TTL. Real dispatchers, supervisors, agents, git remotes and 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -115,6 +116,8 @@ def test_health_probes_follow_the_dispatcher(repo: Path, tmp_path: Path) -> None
         assert live.returncode == 0 and live.stdout.startswith("live: dispatcher pid")
         ready = _kanban(repo, "health")
         assert ready.stdout.startswith("ready:") and str(repo) in ready.stdout
+        as_json = json.loads(_kanban(repo, "health", "--live", "--json").stdout)
+        assert as_json["probe"] == "live" and as_json["ok"] is True
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)

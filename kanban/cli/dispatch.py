@@ -279,8 +279,9 @@ def _median(values: list[float]) -> float | None:
     default=True,
     help="Does it take cards: ticking, reaching the board, its clone in place (default)?",
 )
+@json_option
 @pass_state
-def health(state: State, probe: str) -> None:
+def health(state: State, probe: str, as_json: bool) -> None:
     """Answer a liveness or readiness probe for this host's `kanban dispatch`.
 
     Reads the health file the dispatcher writes in the state directory after every tick
@@ -295,7 +296,11 @@ def health(state: State, probe: str) -> None:
     """
     from kanban import pods
 
-    click.echo(pods.check(state.settings(require_board=False).state_dir, ready=probe == "ready"))
+    found = pods.check(state.settings(require_board=False).state_dir, ready=probe == "ready")
+    if as_json:
+        emit_json({"probe": probe, "ok": True, "detail": found})
+    else:
+        click.echo(found)
 
 
 COMMANDS = [dispatch, demo, health]
