@@ -26,7 +26,7 @@ def client(board: kanban.Board) -> Iterator[TestClient]:
 
 
 def column(html: str, status: str) -> str:
-    found = re.search(rf'data-status="{status}">(.*?)</div>\s*(?=<div class="column|</section>)', html, re.S)
+    found = re.search(rf'data-status="{status}">(.*?)</div>\s*(?=<div class="column|<div class="finished|</section>)', html, re.S)
     assert found, f"no {status} column"
     return found.group(1)
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
 import click
 
-from kanban.cli._common import pass_board
+from kanban.cli._common import State, pass_state
 
 
 @click.command()
@@ -19,8 +17,8 @@ from kanban.cli._common import pass_board
     help="A file holding the token every request must carry (else $KANBAN_WEB_TOKEN).",
 )
 @click.option("--read-only", is_flag=True, help="Show the board; refuse every change.")
-@pass_board
-def serve(board: Any, host: str, port: int, token_file: Path | None, read_only: bool) -> None:
+@pass_state
+def serve(state: State, host: str, port: int, token_file: Path | None, read_only: bool) -> None:
     """Serve the board as a live web page and a JSON API (/api/, described at
     /api/openapi.json). Loopback only unless a token is set.
 
@@ -36,6 +34,7 @@ def serve(board: Any, host: str, port: int, token_file: Path | None, read_only: 
 
     token = security.load_token(token_file=token_file)
     security.check_bind(host, token)
+    board = state.board()
     app = web.create_app(board, access=security.Access(token=token, read_only=read_only))
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"kanban: serving {board.url} at http://{shown}:{port}/ (Ctrl-C stops)", err=True)
