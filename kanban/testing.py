@@ -520,9 +520,10 @@ def serve_process(
 
     def up() -> bool:
         if proc.poll() is not None:
-            raise AssertionError(f"kanban serve exited {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}")
+            said = proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(f"kanban serve exited {proc.returncode}: {said}")
         try:
-            urllib.request.urlopen(f"{base}/static/board.css", timeout=1).close()
+            urllib.request.urlopen(f"{base}/static/board.css", timeout=1).close()  # noqa: S310  # http only
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
         return True

@@ -16,8 +16,6 @@ from kanban.testing import snapshot
 from kanban.web import app as webapp
 
 
-
-
 @pytest.fixture
 def client(board: kanban.Board) -> Iterator[TestClient]:
     with TestClient(web.create_app(board), base_url="https://127.0.0.1") as c:
@@ -49,19 +47,34 @@ def test_list_filters_as_the_cli_does(client: TestClient, board: kanban.Board) -
     assert titles(client.get(f"/api/cards?parent={a.id}")) == ["gamma"]
     assert titles(client.get("/api/cards?limit=1")) == ["alpha"]
     refused = client.get("/api/cards?colour=red")
-    assert refused.status_code == 400 and "unknown query parameter 'colour'" in refused.json()["error"]
+    assert (
+        refused.status_code == 400 and "unknown query parameter 'colour'" in refused.json()["error"]
+    )
 
 
 def test_add_through_the_api_is_the_cli_add(client: TestClient, board: kanban.Board) -> None:
     parent = board.add("first")
     made = client.post(
         "/api/cards",
-        json={"title": "second", "profile": "demo", "parents": [parent.id], "priority": 3,
-              "paths": ["src/*.py"], "review": True, "timeout": "30m", "max_cost_usd": 2.5},
+        json={
+            "title": "second",
+            "profile": "demo",
+            "parents": [parent.id],
+            "priority": 3,
+            "paths": ["src/*.py"],
+            "review": True,
+            "timeout": "30m",
+            "max_cost_usd": 2.5,
+        },
     )
     assert made.status_code == 201
     card = board.get(made.json()["id"])
-    assert (card.title, card.status, card.parents, card.priority) == ("second", "todo", (parent.id,), 3)
+    assert (card.title, card.status, card.parents, card.priority) == (
+        "second",
+        "todo",
+        (parent.id,),
+        3,
+    )
     assert card.paths == ("src/*.py",) and card.review and card.timeout == 1800
     assert card.max_cost_usd == 2.5
     again = client.post("/api/cards", json={"title": "k", "key": "same"}).json()
@@ -136,22 +149,92 @@ def test_schedules_are_listed_paused_and_resumed(client: TestClient, board: kanb
 
 BAD = [
     # (method, path, body or raw bytes, content type, status, words in the message)
-    ("post", "/api/cards/999/cancel", {}, "application/json", 404, "no card 999 on this board (see `kanban ls`)"),
+    (
+        "post",
+        "/api/cards/999/cancel",
+        {},
+        "application/json",
+        404,
+        "no card 999 on this board (see `kanban ls`)",
+    ),
     ("get", "/api/cards/999", None, None, 404, "no card 999 on this board"),
     ("get", "/api/cards/abc", None, None, 400, "a card id is a positive number like 12, not 'abc'"),
-    ("post", "/api/cards/1/unblock", {}, "application/json", 409, "card 1 is ready; this applies only to blocked cards"),
-    ("post", "/api/cards/1/archive", {}, "application/json", 409, "cards 2 wait for it; cancel or unlink them"),
+    (
+        "post",
+        "/api/cards/1/unblock",
+        {},
+        "application/json",
+        409,
+        "card 1 is ready; this applies only to blocked cards",
+    ),
+    (
+        "post",
+        "/api/cards/1/archive",
+        {},
+        "application/json",
+        409,
+        "cards 2 wait for it; cancel or unlink them",
+    ),
     ("post", "/api/cards/2/link", {"child": 1}, "application/json", 409, "close a cycle"),
     ("post", "/api/cards", b"{not json", "application/json", 400, "not valid JSON"),
     ("post", "/api/cards", b"[1, 2]", "application/json", 400, "takes a JSON object"),
-    ("post", "/api/cards", {"title": "x", "colour": "red"}, "application/json", 400, "unknown field 'colour'"),
-    ("post", "/api/cards", {"title": "x", "priority": "high"}, "application/json", 400, "'priority' must be a whole number"),
-    ("post", "/api/cards", {"title": "x", "parents": [True]}, "application/json", 400, "a list of card ids"),
-    ("post", "/api/cards", {"body": "no title"}, "application/json", 400, "needs the field 'title'"),
+    (
+        "post",
+        "/api/cards",
+        {"title": "x", "colour": "red"},
+        "application/json",
+        400,
+        "unknown field 'colour'",
+    ),
+    (
+        "post",
+        "/api/cards",
+        {"title": "x", "priority": "high"},
+        "application/json",
+        400,
+        "'priority' must be a whole number",
+    ),
+    (
+        "post",
+        "/api/cards",
+        {"title": "x", "parents": [True]},
+        "application/json",
+        400,
+        "a list of card ids",
+    ),
+    (
+        "post",
+        "/api/cards",
+        {"body": "no title"},
+        "application/json",
+        400,
+        "needs the field 'title'",
+    ),
     ("post", "/api/cards", {"title": "   "}, "application/json", 400, "title"),
-    ("post", "/api/cards", {"title": "x", "parents": [999]}, "application/json", 404, "no card 999"),
-    ("post", "/api/cards", b"title=x", "application/x-www-form-urlencoded", 415, "Content-Type: application/json"),
-    ("post", "/api/cards/1/comment", {"body": "\x1b[2J"}, "application/json", 400, "control character"),
+    (
+        "post",
+        "/api/cards",
+        {"title": "x", "parents": [999]},
+        "application/json",
+        404,
+        "no card 999",
+    ),
+    (
+        "post",
+        "/api/cards",
+        b"title=x",
+        "application/x-www-form-urlencoded",
+        415,
+        "Content-Type: application/json",
+    ),
+    (
+        "post",
+        "/api/cards/1/comment",
+        {"body": "\x1b[2J"},
+        "application/json",
+        400,
+        "control character",
+    ),
     ("post", "/api/cards/1/fly", {}, "application/json", 404, "no card action 'fly'"),
     ("post", "/api/cards/1/link", {}, "application/json", 400, "give either parent"),
     ("post", "/api/goals/9/approve", {}, "application/json", 404, "no goal 9 on this board"),
@@ -175,7 +258,9 @@ def test_bad_input_is_refused_with_the_cli_message_and_changes_nothing(
     first = board.add("first")
     board.add("second", parents=[first.id])
     before = snapshot(board.engine)
-    content = body if isinstance(body, bytes) else None if body is None else json.dumps(body).encode()
+    content = (
+        body if isinstance(body, bytes) else None if body is None else json.dumps(body).encode()
+    )
     headers = {"content-type": kind} if kind else {}
     answer = client.request(method.upper(), path, content=content, headers=headers)
     assert answer.status_code == status, answer.text
@@ -183,7 +268,9 @@ def test_bad_input_is_refused_with_the_cli_message_and_changes_nothing(
     assert snapshot(board.engine) == before
 
 
-def test_an_oversized_body_is_refused_before_it_is_read(client: TestClient, board: kanban.Board) -> None:
+def test_an_oversized_body_is_refused_before_it_is_read(
+    client: TestClient, board: kanban.Board
+) -> None:
     before = snapshot(board.engine)
     huge = json.dumps({"title": "x", "body": "y" * (webapp.MAX_BODY + 10)})
     answer = client.post("/api/cards", content=huge, headers={"content-type": "application/json"})
@@ -195,7 +282,9 @@ def test_an_oversized_body_is_refused_before_it_is_read(client: TestClient, boar
             yield b"z" * (1024 * 1024)
         yield b'"}'
 
-    streamed = client.post("/api/cards", content=chunks(), headers={"content-type": "application/json"})
+    streamed = client.post(
+        "/api/cards", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert streamed.status_code == 413
     assert snapshot(board.engine) == before
 
@@ -212,7 +301,9 @@ def test_the_openapi_description_names_every_action(client: TestClient) -> None:
     assert {"/api/events", "/api/status", "/api/goals", "/api/schedules"} <= set(doc["paths"])
 
 
-def test_edit_uses_the_board_verb_when_there_is_one(client: TestClient, board: kanban.Board) -> None:
+def test_edit_uses_the_board_verb_when_there_is_one(
+    client: TestClient, board: kanban.Board
+) -> None:
     card = board.add("old title")
     before = snapshot(board.engine)
     answer = client.patch(f"/api/cards/{card.id}", json={"title": "new title"})
@@ -232,7 +323,13 @@ def test_edit_uses_the_board_verb_when_there_is_one(client: TestClient, board: k
     ],
 )
 def test_the_api_refuses_with_the_cli_message_and_exit_code(
-    client: TestClient, board: kanban.Board, cli: Any, argv: list[str], method: str, path: str, body: object
+    client: TestClient,
+    board: kanban.Board,
+    cli: Any,
+    argv: list[str],
+    method: str,
+    path: str,
+    body: object,
 ) -> None:
     first = board.add("first")
     board.add("second", parents=[first.id])

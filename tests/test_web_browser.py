@@ -170,7 +170,9 @@ def test_screenshots_of_the_board_and_a_card(page: Any, served: str, repo: Path)
     for title in ("Set up the repository layout", "Write the data model"):
         cli(repo, "add", title, "--profile", "demo", "-q")
     drain(repo)
-    first = cli(repo, "add", "Design the export format", "--profile", "demo", "--priority", "2", "-q")
+    first = cli(
+        repo, "add", "Design the export format", "--profile", "demo", "--priority", "2", "-q"
+    )
     second = cli(repo, "add", "Write the exporter", "--profile", "demo", "--parent", first, "-q")
     cli(repo, "add", "Document the exporter", "--profile", "demo", "--parent", second, "-q")
     blocked = cli(repo, "add", "Choose a compression codec", "-q")

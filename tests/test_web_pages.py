@@ -26,20 +26,34 @@ def client(board: kanban.Board) -> Iterator[TestClient]:
 
 
 def column(html: str, status: str) -> str:
-    found = re.search(rf'data-status="{status}">(.*?)</div>\s*(?=<div class="column|<div class="finished|</section>)', html, re.S)
+    found = re.search(
+        rf'data-status="{status}">(.*?)</div>\s*(?=<div class="column|<div class="finished|</section>)',
+        html,
+        re.S,
+    )
     assert found, f"no {status} column"
     return found.group(1)
 
 
 def finished_run(
-    board: kanban.Board, card_id: int, *, outcome: RunOutcome, error: str | None = None, log: Path | None = None
+    board: kanban.Board,
+    card_id: int,
+    *,
+    outcome: RunOutcome,
+    error: str | None = None,
+    log: Path | None = None,
 ) -> None:
     won = board.claim(card_id=card_id, worker="tester")
     assert won is not None
     board.write(
         lambda c: verbs.record_start(
-            c, card_id=card_id, token=won.token, now=clock.now(), worktree="/w/tree",
-            branch="kanban/x", log_path=str(log) if log else None,
+            c,
+            card_id=card_id,
+            token=won.token,
+            now=clock.now(),
+            worktree="/w/tree",
+            branch="kanban/x",
+            log_path=str(log) if log else None,
         )
     )
     board.write(
@@ -47,10 +61,14 @@ def finished_run(
             c, card_id=card_id, token=won.token, tokens_in=1200, tokens_out=340, cost_usd=0.42
         )
     )
-    board.end_run(card_id, token=won.token, outcome=outcome, error=error, exit_code=3 if error else 0)
+    board.end_run(
+        card_id, token=won.token, outcome=outcome, error=error, exit_code=3 if error else 0
+    )
 
 
-def test_the_board_has_a_column_per_state_with_counts_and_tiles(client: TestClient, board: kanban.Board) -> None:
+def test_the_board_has_a_column_per_state_with_counts_and_tiles(
+    client: TestClient, board: kanban.Board
+) -> None:
     a = board.add("write the parser", profile="demo", priority=5)
     board.add("use the parser", parents=[a.id], profile="demo")
     blocked = board.add("pick a database")
@@ -65,7 +83,12 @@ def test_the_board_has_a_column_per_state_with_counts_and_tiles(client: TestClie
     assert "use the parser" in column(html, "todo")
     assert "Postgres or SQLite?" in column(html, "blocked")
     assert f'data-card="{reviewed.id}"' in ready and "review" in ready
-    counts = dict(re.findall(r'data-status="(\w+)">\s*<h2><span class="dot"></span>\w+ <span class="count">(\d+)', html))
+    counts = dict(
+        re.findall(
+            r'data-status="(\w+)">\s*<h2><span class="dot"></span>\w+ <span class="count">(\d+)',
+            html,
+        )
+    )
     assert counts["ready"] == "3" and counts["todo"] == "1" and counts["blocked"] == "1"
     as_json = client.get("/", headers={"accept": "application/json"}).json()
     assert as_json["columns"]["ready"]["count"] == 3
@@ -81,19 +104,21 @@ def test_done_and_archived_are_folded_with_a_count(client: TestClient, board: ka
     html = client.get("/").text
     done = column(html, "done")
     assert '<span class="count">12</span>' in done and "<details>" in done
-    assert done.count('data-card=') == 8  # the latest few, newest first
+    assert done.count("data-card=") == 8  # the latest few, newest first
     assert "finished 11" in done and "finished 0" not in done
     assert 'href="/?status=done"' in done
     assert '<span class="count">1</span>' in column(html, "archived")
     everything = client.get("/?status=done").text
-    assert everything.count('data-card=') == 12
+    assert everything.count("data-card=") == 12
 
 
 def test_filters_live_in_the_url(client: TestClient, board: kanban.Board) -> None:
     board.add("alpha parser", profile="demo")
     board.add("beta parser", profile="shell")
     board.add("gamma", profile="demo")
-    plan = plans.check_plan({"cards": [{"key": "g", "title": "goal step", "profile": "demo"}]}, known_profiles=["demo"])
+    plan = plans.check_plan(
+        {"cards": [{"key": "g", "title": "goal step", "profile": "demo"}]}, known_profiles=["demo"]
+    )
     goal = goals.add(board, "a goal", plan=plan)
     tiles = lambda url: re.findall(r'<div class="title">([^<]+)</div>', client.get(url).text)  # noqa: E731
     assert sorted(tiles("/?q=parser")) == ["alpha parser", "beta parser"]
@@ -126,14 +151,22 @@ def test_dispatchers_and_goals_with_their_turns(client: TestClient, board: kanba
     def beat(name: str, at: dt.datetime) -> None:
         board.write(
             lambda c: verbs.dispatchers.beat(
-                c, name=name, host=name.split(":")[0], pid=1, started_at=at, now=at,
-                interval=5, version="test",
+                c,
+                name=name,
+                host=name.split(":")[0],
+                pid=1,
+                started_at=at,
+                now=at,
+                interval=5,
+                version="test",
             )
         )
 
     beat("hostA:1", now)
     beat("hostB:2", now - dt.timedelta(hours=1))
-    plan = plans.check_plan({"cards": [{"key": "g", "title": "step", "profile": "demo"}]}, known_profiles=["demo"])
+    plan = plans.check_plan(
+        {"cards": [{"key": "g", "title": "step", "profile": "demo"}]}, known_profiles=["demo"]
+    )
     goal = goals.add(board, "ship the release", plan=plan, max_turns=5)
     html = client.get("/").text
     side = html.split('id="dispatchers"')[1]
@@ -146,7 +179,9 @@ def test_dispatchers_and_goals_with_their_turns(client: TestClient, board: kanba
     assert "Approve the plan" in goal_page and "Turn 1" in goal_page and "step" in goal_page
 
 
-def test_the_card_view_shows_everything(client: TestClient, board: kanban.Board, tmp_path: Path) -> None:
+def test_the_card_view_shows_everything(
+    client: TestClient, board: kanban.Board, tmp_path: Path
+) -> None:
     parent = board.add("parent card")
     card = board.add("the card", body="line one\nline two", profile="demo", max_attempts=3)
     child = board.add("child card", parents=[card.id])
@@ -167,16 +202,25 @@ def test_the_card_view_shows_everything(client: TestClient, board: kanban.Board,
     assert "/w/tree" in html
     history = html.split('id="history"')[1]
     assert "run_ended" in history and "claimed" in history and "created" in history
-    assert client.get(f"/cards/{card.id}", headers={"accept": "application/json"}).json()["card"]["id"] == card.id
+    assert (
+        client.get(f"/cards/{card.id}", headers={"accept": "application/json"}).json()["card"]["id"]
+        == card.id
+    )
 
 
-def test_the_log_is_read_from_an_offset_while_the_run_lives(client: TestClient, board: kanban.Board, tmp_path: Path) -> None:
+def test_the_log_is_read_from_an_offset_while_the_run_lives(
+    client: TestClient, board: kanban.Board, tmp_path: Path
+) -> None:
     card = board.add("long job")
     won = board.claim(card_id=card.id)
     assert won is not None
     log = tmp_path / "live.log"
     log.write_text("first line\n")
-    board.write(lambda c: verbs.record_start(c, card_id=card.id, token=won.token, now=clock.now(), log_path=str(log)))
+    board.write(
+        lambda c: verbs.record_start(
+            c, card_id=card.id, token=won.token, now=clock.now(), log_path=str(log)
+        )
+    )
     first = client.get(f"/api/runs/{won.run_id}/log").json()
     assert first["text"] == "first line\n" and first["live"] is True
     with log.open("a") as fh:
@@ -189,19 +233,27 @@ def test_the_log_is_read_from_an_offset_while_the_run_lives(client: TestClient, 
     assert 'data-live="false"' in page and "second line" in page
 
 
-def test_forms_act_through_the_verbs_and_show_refusals(client: TestClient, board: kanban.Board) -> None:
+def test_forms_act_through_the_verbs_and_show_refusals(
+    client: TestClient, board: kanban.Board
+) -> None:
     card = board.add("stuck")
     board.block(card.id, reason="which way?")
     page = client.get(f"/cards/{card.id}").text
     csrf = re.search(r'name="csrf" value="([^"]+)"', page)
     assert csrf and "Unblock" in page
     token = csrf.group(1)
-    done = client.post(f"/cards/{card.id}/unblock", data={"note": "go left", "csrf": token}, follow_redirects=False)
+    done = client.post(
+        f"/cards/{card.id}/unblock", data={"note": "go left", "csrf": token}, follow_redirects=False
+    )
     assert done.status_code == 303 and board.get(card.id).status == "ready"
     assert board.show(card.id).comments[-1].body == "go left"
     again = client.post(f"/cards/{card.id}/unblock", data={"note": "x", "csrf": token})
     assert again.status_code == 409 and "this applies only to blocked cards" in again.text
-    added = client.post("/cards", data={"title": "from the page", "parents": str(card.id), "priority": "2", "csrf": token}, follow_redirects=False)
+    added = client.post(
+        "/cards",
+        data={"title": "from the page", "parents": str(card.id), "priority": "2", "csrf": token},
+        follow_redirects=False,
+    )
     assert added.status_code == 303
     made = board.cards(search="from the page")[0]
     assert made.parents == (card.id,) and made.priority == 2 and made.status == "todo"
@@ -210,7 +262,9 @@ def test_forms_act_through_the_verbs_and_show_refusals(client: TestClient, board
 
 
 def ev(i: int) -> views.EventView:
-    return views.EventView(id=i, card_id=1, run_id=None, at=clock.now(), actor=None, kind="x", data=None)
+    return views.EventView(
+        id=i, card_id=1, run_id=None, at=clock.now(), actor=None, kind="x", data=None
+    )
 
 
 def test_the_feed_cursor_delivers_late_commits_and_never_twice() -> None:

@@ -19,7 +19,9 @@ TOKEN = "s3cret-token-for-tests-0123456789"
 
 
 def client_for(board: kanban.Board, **access: Any) -> TestClient:
-    return TestClient(web.create_app(board, access=web.Access(**access)), base_url="https://127.0.0.1")
+    return TestClient(
+        web.create_app(board, access=web.Access(**access)), base_url="https://127.0.0.1"
+    )
 
 
 def csrf_of(page: str) -> str:
@@ -57,7 +59,10 @@ def test_bind_and_token_rules() -> None:
 def test_token_file_is_read_and_a_missing_one_is_named(tmp_path: Path) -> None:
     path = tmp_path / "token"
     path.write_text(TOKEN + "\n")
-    assert security.load_token(token_file=path, env={"KANBAN_WEB_TOKEN": "ignored-value-ignored"}) == TOKEN
+    assert (
+        security.load_token(token_file=path, env={"KANBAN_WEB_TOKEN": "ignored-value-ignored"})
+        == TOKEN
+    )
     with pytest.raises(errors.UsageError, match="cannot read the token file"):
         security.load_token(token_file=tmp_path / "nope", env={})
 
@@ -65,7 +70,11 @@ def test_token_file_is_read_and_a_missing_one_is_named(tmp_path: Path) -> None:
 def test_the_api_needs_the_bearer_token(guarded: TestClient, board: kanban.Board) -> None:
     board.add("secret plans")
     before = snapshot(board.engine)
-    for headers in ({}, {"authorization": "Bearer wrong-token-wrong-token"}, {"authorization": TOKEN}):
+    for headers in (
+        {},
+        {"authorization": "Bearer wrong-token-wrong-token"},
+        {"authorization": TOKEN},
+    ):
         answer = guarded.get("/api/cards", headers=headers)
         assert answer.status_code == 401
         assert answer.headers["www-authenticate"] == "Bearer"
@@ -77,7 +86,9 @@ def test_the_api_needs_the_bearer_token(guarded: TestClient, board: kanban.Board
     assert ok.status_code == 200 and ok.json()[0]["title"] == "secret plans"
 
 
-def test_browsers_log_in_for_a_secure_http_only_cookie(guarded: TestClient, board: kanban.Board) -> None:
+def test_browsers_log_in_for_a_secure_http_only_cookie(
+    guarded: TestClient, board: kanban.Board
+) -> None:
     board.add("secret plans")
     first = guarded.get("/", follow_redirects=False)
     assert first.status_code == 303 and first.headers["location"] == "/login?next=/"
@@ -86,7 +97,9 @@ def test_browsers_log_in_for_a_secure_http_only_cookie(guarded: TestClient, boar
     csrf = csrf_of(login.text)
     wrong = guarded.post("/login", data={"token": "nope", "csrf": csrf})
     assert wrong.status_code == 401 and "not the board" in wrong.text
-    right = guarded.post("/login?next=/", data={"token": TOKEN, "csrf": csrf}, follow_redirects=False)
+    right = guarded.post(
+        "/login?next=/", data={"token": TOKEN, "csrf": csrf}, follow_redirects=False
+    )
     assert right.status_code == 303
     cookie = right.headers["set-cookie"]
     assert cookie.startswith(f"{security.SESSION_COOKIE}=")
@@ -112,11 +125,15 @@ def test_form_posts_need_the_csrf_value_of_this_browser(board: kanban.Board) -> 
         assert no_field.status_code == forged.status_code == 403
         assert snapshot(board.engine) == before
         c.cookies.clear()  # another site's form: it cannot send this browser's cookie
-        stolen = c.post(f"/cards/{card.id}/comment", data={"body": "hi", "csrf": csrf_of(page.text)})
+        stolen = c.post(
+            f"/cards/{card.id}/comment", data={"body": "hi", "csrf": csrf_of(page.text)}
+        )
         assert stolen.status_code == 403 and snapshot(board.engine) == before
     with client_for(board) as c:
         csrf = csrf_of(c.get(f"/cards/{card.id}").text)
-        done = c.post(f"/cards/{card.id}/comment", data={"body": "hi", "csrf": csrf}, follow_redirects=False)
+        done = c.post(
+            f"/cards/{card.id}/comment", data={"body": "hi", "csrf": csrf}, follow_redirects=False
+        )
         assert done.status_code == 303
         assert [m.body for m in board.show(card.id).comments] == ["hi"]
 
@@ -148,7 +165,9 @@ def test_a_tokenless_board_answers_only_to_loopback_names(board: kanban.Board) -
 def test_the_api_refuses_simple_cross_site_posts(board: kanban.Board) -> None:
     with client_for(board) as c:
         before = snapshot(board.engine)
-        plain = c.post("/api/cards", content=b'{"title": "x"}', headers={"content-type": "text/plain"})
+        plain = c.post(
+            "/api/cards", content=b'{"title": "x"}', headers={"content-type": "text/plain"}
+        )
         assert plain.status_code == 415
         assert snapshot(board.engine) == before
 

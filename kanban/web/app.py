@@ -17,7 +17,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -171,19 +171,15 @@ class Guard:
                 status=421,
             )
         public = path.startswith("/static/") or path == "/login"
-        if access.token is not None and not public:
-            if not (
-                access.bearer_ok(request.headers.get("authorization"))
-                or access.cookie_ok(request.cookies.get(security.SESSION_COOKIE))
-            ):
-                if path.startswith("/api/"):
-                    return HTTPRefusal(
-                        "this board needs its token: send Authorization: Bearer TOKEN",
-                        status=401,
-                    )
-                from starlette.responses import RedirectResponse
-
-                return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        signed_in = access.bearer_ok(request.headers.get("authorization")) or access.cookie_ok(
+            request.cookies.get(security.SESSION_COOKIE)
+        )
+        if access.token is not None and not public and not signed_in:
+            if path.startswith("/api/"):
+                return HTTPRefusal(
+                    "this board needs its token: send Authorization: Bearer TOKEN", status=401
+                )
+            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
         writing = request.method not in ("GET", "HEAD", "OPTIONS")
         if writing and access.read_only and path != "/login":
             return HTTPRefusal(

@@ -129,6 +129,7 @@ def _tiles(
 
 def read(board_: api.Board, filters: Filters, *, selected: int | None = None) -> BoardPage:
     status = board_.status()
+
     def find(statuses: list[CardStatus]) -> list[views.CardView]:
         found = board_.cards(
             statuses,

@@ -64,16 +64,17 @@ def encode(event: views.EventView) -> str:
     return f"id: {event.id}\ndata: {data}\n\n"
 
 
+def _read_after(board_: api.Board, after_id: int) -> list[views.EventView]:
+    return board_.read(lambda c: board.events_since(c, after_id=after_id))
+
+
 async def stream(
     board_: api.Board, cursor: Cursor, *, poll: float, clock: Callable[[], float] = time.monotonic
 ) -> AsyncIterator[str]:
     yield "retry: 1000\n\n"
     quiet_since = clock()
     while True:
-        floor = cursor.floor()
-        rows = await anyio.to_thread.run_sync(
-            lambda: board_.read(lambda c: board.events_since(c, after_id=floor))
-        )
+        rows = await anyio.to_thread.run_sync(_read_after, board_, cursor.floor())
         for event in cursor.fresh(rows, now=clock()):
             quiet_since = clock()
             yield encode(event)

@@ -7,7 +7,7 @@ from typing import Any
 from kanban.__about__ import __version__
 from kanban.web import actions
 
-SCHEMA_OF = {
+SCHEMA_OF: dict[str, dict[str, Any]] = {
     "str": {"type": "string"},
     "int": {"type": "integer"},
     "float": {"type": "number"},
@@ -52,7 +52,9 @@ def _param(name: str, kind: str = "integer") -> dict[str, Any]:
 def document() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/api/cards": {
-            "get": _op("List cards (kanban ls --json); query: status, profile, parent, search, all, limit"),
+            "get": _op(
+                "List cards (kanban ls --json); query: status, profile, parent, search, all, limit"
+            ),
             "post": _op("Add a card (kanban add)", _body(actions.ADD_FIELDS), ok="201"),
         },
         "/api/cards/{card}": {

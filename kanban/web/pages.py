@@ -86,7 +86,9 @@ async def card_page(request: Request, *, error: str | None = None, status: int =
         return json_response(detail)
     raw_run = request.query_params.get("run", "")
     runs = {r.id: r for r in detail.runs}
-    shown = runs.get(int(raw_run)) if raw_run.isdigit() else (detail.runs[-1] if detail.runs else None)
+    shown = (
+        runs.get(int(raw_run)) if raw_run.isdigit() else (detail.runs[-1] if detail.runs else None)
+    )
     log = await run_in_threadpool(lambda: read_log(b, shown.id, offset=0)) if shown else None
     return render(
         request,

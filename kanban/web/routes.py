@@ -95,7 +95,11 @@ def read_log(b: api.Board, run_id: int, *, offset: int) -> dict[str, Any]:
     run = b.read(lambda c: board.get_run(c, run_id))
     if run is None:
         raise HTTPRefusal(f"no run {run_id} on this board (see `kanban runs CARD`)", status=404)
-    path = Path(run.log_path) if run.log_path else b.settings.log_dir / f"card-{run.card_id}-run-{run.id}.log"
+    path = (
+        Path(run.log_path)
+        if run.log_path
+        else b.settings.log_dir / f"card-{run.card_id}-run-{run.id}.log"
+    )
     text, end, here = "", offset, path.exists()
     if here:
         with path.open("rb") as fh:
@@ -117,7 +121,9 @@ def read_log(b: api.Board, run_id: int, *, offset: int) -> dict[str, Any]:
 async def run_log(request: Request) -> Response:
     raw_run, raw_offset = request.path_params["run"], request.query_params.get("offset", "0")
     if not raw_run.isdigit() or not raw_offset.isdigit():
-        raise errors.UsageError("a run id and an offset are whole numbers, like /api/runs/4/log?offset=0")
+        raise errors.UsageError(
+            "a run id and an offset are whole numbers, like /api/runs/4/log?offset=0"
+        )
     b = _board(request)
     return json_response(
         await run_in_threadpool(lambda: read_log(b, int(raw_run), offset=int(raw_offset)))
