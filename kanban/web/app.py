@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -20,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kanban import api, errors
 from kanban.web import security
@@ -141,6 +142,23 @@ async def read_form(request: Request) -> dict[str, str]:
         raise errors.UsageError("the form is not UTF-8 text") from None
 
 
+def _timed(send: Send) -> Send:
+    """Add `Server-Timing: app;dur=MS` (the time until the response starts) to responses."""
+    started = time.perf_counter()
+
+    async def timed_send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            took = (time.perf_counter() - started) * 1000
+            headers = [
+                *message.get("headers", []),
+                (b"server-timing", f"app;dur={took:.1f}".encode()),
+            ]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return timed_send
+
+
 class Guard:
     """Host check, token, read-only and CSRF-safe content types, before any route runs."""
 
@@ -155,7 +173,7 @@ class Guard:
         request = Request(scope)
         refusal = self.refusal(request)
         if refusal is None:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, _timed(send))
             return
         if isinstance(refusal, Response):
             await refusal(scope, receive, send)
