@@ -301,16 +301,23 @@ def test_the_openapi_description_names_every_action(client: TestClient) -> None:
     assert {"/api/events", "/api/status", "/api/goals", "/api/schedules"} <= set(doc["paths"])
 
 
-def test_edit_uses_the_board_verb_when_there_is_one(
-    client: TestClient, board: kanban.Board
-) -> None:
+def test_edit_is_kanban_edit(client: TestClient, board: kanban.Board, cli: Any) -> None:
     card = board.add("old title")
+    answer = client.patch(f"/api/cards/{card.id}", json={"title": "new title", "priority": 4})
+    assert answer.status_code == 200
+    assert answer.json()["changed"] == {
+        "title": {"from": "old title", "to": "new title"},
+        "priority": {"from": 0, "to": 4},
+    }
+    assert set(answer.json()) == set(json.loads(cli.ok("edit", str(card.id), "--priority", "5", "--json").output))
+    assert board.get(card.id).title == "new title"
     before = snapshot(board.engine)
-    answer = client.patch(f"/api/cards/{card.id}", json={"title": "new title"})
-    if not hasattr(board, "edit"):
-        assert answer.status_code == 501 and snapshot(board.engine) == before
-        return
-    assert answer.status_code == 200 and board.get(card.id).title == "new title"
+    for bad in ({"colour": "red"}, {"priority": "high"}, {}, {"profile": "no-such-profile"}):
+        refused = client.patch(f"/api/cards/{card.id}", json=bad)
+        assert refused.status_code in (400, 404, 422), (bad, refused.text)
+    assert snapshot(board.engine) == before
+    board.archive(card.id)
+    assert client.post(f"/api/cards/{card.id}/unarchive", json={}).json()["status"] == "ready"
 
 
 @pytest.mark.parametrize(

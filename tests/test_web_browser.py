@@ -110,19 +110,25 @@ def test_a_card_added_from_the_cli_appears_live(page: Any, served: str, repo: Pa
 
 
 def test_an_agent_run_moves_a_card_across_columns(page: Any, served: str, repo: Path) -> None:
-    card = cli(repo, "add", "slow demo work", "--profile", "demo", "--body", "demo: sleep 3", "-q")
+    card = cli(repo, "add", "slow demo work", "--profile", "demo", "--body", "demo: sleep 6", "-q")
     page.goto(f"{served}/")
     page.wait_for_selector(tile("ready", card))
     page.evaluate("window.sameLoad = true")
     dispatcher = kanban_process(repo, "dispatch", stdout=subprocess.DEVNULL)
     try:
         page.wait_for_selector(tile("running", card))
-        page.wait_for_selector(tile("done", card), state="attached")  # folded: in a <details>
         assert page.evaluate("window.sameLoad") is True
         page.wait_for_selector("#dispatchers .h-alive")
-        page.goto(f"{served}/cards/{card}")
-        assert "done" in page.locator("#runs").inner_text()
-        assert "[kanban]" in page.locator("#log").inner_text()
+        page.goto(f"{served}/cards/{card}")  # while it runs: the log follows the run
+        page.evaluate("window.sameLoad = true")
+        page.wait_for_function(
+            "document.getElementById('log').textContent.includes('demo agent finished card')"
+        )
+        page.wait_for_selector("#runs .o-done")
+        assert page.evaluate("window.sameLoad") is True
+        page.goto(f"{served}/")
+        page.wait_for_selector(tile("done", card), state="attached")  # folded: in a <details>
+        assert page.locator(tile("running", card)).count() == 0
     finally:
         dispatcher.terminate()
         dispatcher.wait(timeout=30)

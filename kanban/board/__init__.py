@@ -5,7 +5,7 @@ arguments, and returns frozen views. Import the package, not its names:
 `from kanban import board; board.claim(conn, ...)`.
 """
 
-from kanban.board import dispatchers, goals, schedules
+from kanban.board import dispatchers, edits, goals, schedules
 from kanban.board.cards import (
     add_card,
     check_profile_name,
@@ -60,6 +60,7 @@ __all__ = [
     "comment",
     "cost_by_card",
     "dispatchers",
+    "edits",
     "end_run",
     "events_of",
     "events_since",

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kanban import api, errors, goals, schedules
+from kanban import api, editing, errors, goals, schedules
 from kanban.states import CardStatus
 
 S = CardStatus
@@ -104,6 +104,13 @@ CARD_ACTIONS: dict[str, Action] = {
             frozenset({S.DONE, S.FAILED, S.CANCELLED}),
         ),
         Action(
+            "unarchive",
+            "Bring an archived card back to the state it was archived from",
+            (),
+            lambda b, c, f: editing.unarchive(b, c),
+            frozenset({S.ARCHIVED}),
+        ),
+        Action(
             "link",
             "Add a dependency",
             LINK_FIELDS,
@@ -135,7 +142,38 @@ ADD_FIELDS = (
 
 
 def add_card(board: api.Board, fields: dict[str, Any]) -> Any:
-    return board.add(fields.pop("title"), **fields)
+    """`kanban add`: the profile checked, then `Board.add`."""
+    return editing.add(board, fields.pop("title"), **fields)
+
+
+EDIT_FIELDS = (
+    Field("title", "str", "One line saying what to do."),
+    Field("body", "str", "Details for the agent."),
+    Field("priority", "int", "Higher runs first."),
+    Field("profile", "str", "Agent profile that works it."),
+    Field("paths", "strs", "Replace its path globs ([] removes them)."),
+    Field("max_attempts", "int", "Attempts before it is blocked."),
+    Field("timeout", "str", "Per-run limit with its unit: 90s, 30m, 2h."),
+    Field("max_cost_usd", "float", "Cost cap in USD over all its runs."),
+    Field("review", "bool", "Stop in review for a person when done, or not."),
+)
+
+
+def edit_card(board: api.Board, card_id: int, fields: dict[str, Any]) -> dict[str, Any]:
+    """`kanban edit --json`: the card and what changed."""
+    if fields.get("paths") == []:
+        fields["paths"] = None
+    card, diff = editing.edit(board, card_id, **fields)
+    return {"card": card.to_json(), "changed": diff}
+
+
+CARD_ACTIONS["edit"] = Action(
+    "edit",
+    "Change a card in place (the same as PATCH /api/cards/{id})",
+    EDIT_FIELDS,
+    edit_card,
+    OPEN | {S.DONE, S.FAILED, S.CANCELLED},
+)
 
 
 GOAL_ACTIONS: dict[str, Action] = {

@@ -76,7 +76,8 @@ def status_of(error: errors.KanbanError) -> int:
 def error_json(error: errors.KanbanError) -> JSONResponse:
     status = status_of(error)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    body = {"error": error.message, "type": type(error).__name__, "exit_code": error.exit_code}
+    # The shape of the CLI's refusals under --json.
+    body = {"error": error.message, "exit_code": error.exit_code, "kind": type(error).__name__}
     return JSONResponse(body, status_code=status, headers=headers)
 
 

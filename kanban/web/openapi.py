@@ -60,7 +60,7 @@ def document() -> dict[str, Any]:
         "/api/cards/{card}": {
             "parameters": [_param("card")],
             "get": _op("Everything about one card (kanban show --json)"),
-            "patch": _op("Edit a card (kanban edit), where this version has it"),
+            "patch": _op("Edit a card (kanban edit --json)", _body(actions.EDIT_FIELDS)),
         },
         "/api/cards/{card}/runs": {
             "parameters": [_param("card")],
@@ -109,7 +109,7 @@ def document() -> dict[str, Any]:
                     "type": "object",
                     "properties": {
                         "error": {"type": "string", "description": "The CLI's message"},
-                        "type": {"type": "string", "description": "The error's class"},
+                        "kind": {"type": "string", "description": "The error's class"},
                         "exit_code": {"type": "integer", "description": "The CLI's exit code"},
                     },
                 }

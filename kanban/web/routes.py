@@ -62,14 +62,9 @@ async def show_card(request: Request) -> Response:
 
 async def edit_card(request: Request) -> Response:
     card = actions.card_id(request.path_params["card"])
+    fields = actions.check(actions.EDIT_FIELDS, await read_json(request), what="editing a card")
     b = _board(request)
-    edit = getattr(b, "edit", None)
-    if edit is None:
-        raise HTTPRefusal("this version of kanban cannot edit cards yet", status=501)
-    data = await read_json(request)
-    if not isinstance(data, dict):
-        raise errors.UsageError("editing a card takes a JSON object")
-    return json_response(await run_in_threadpool(lambda: edit(card, **data)))
+    return json_response(await run_in_threadpool(lambda: actions.edit_card(b, card, fields)))
 
 
 async def card_action(request: Request) -> Response:
