@@ -314,17 +314,6 @@ class Board:
     def archive(self, card_id: int) -> views.CardView:
         return self._move(card_id, CardStatus.ARCHIVED)
 
-    def approve(self, card_id: int, *, note: str | None = None) -> views.CardView:
-        """A person accepts the work of a card in review: review -> done."""
-        return self._move(card_id, CardStatus.DONE, require={CardStatus.REVIEW}, note=note)
-
-    def send_back(self, card_id: int, *, note: str) -> views.CardView:
-        """A card in review goes back to work; `note` (what to change) becomes a comment."""
-        note = _require(note, "a note saying what to change")
-        return self._move(
-            card_id, CardStatus.READY, require={CardStatus.REVIEW}, note=note, reset_attempts=True
-        )
-
     def _move(
         self,
         card_id: int,

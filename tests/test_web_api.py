@@ -115,7 +115,9 @@ def test_review_cards_are_approved_or_sent_back(client: TestClient, board: kanba
     assert client.post(f"/api/cards/{card.id}/approve", json={}).json()["status"] == "done"
     again = client.post(f"/api/cards/{card.id}/approve", json={})
     assert again.status_code == 409
-    assert again.json()["error"] == f"card {card.id} is done; this applies only to review cards"
+    assert (
+        again.json()["error"] == f"card {card.id} is done; `approve` applies only to review cards"
+    )
 
 
 def test_a_goal_plan_is_approved_from_the_api(client: TestClient, board: kanban.Board) -> None:
@@ -165,7 +167,7 @@ BAD = [
         {},
         "application/json",
         409,
-        "card 1 is ready; this applies only to blocked cards",
+        "card 1 is ready; `unblock` applies only to blocked cards",
     ),
     (
         "post",
@@ -309,7 +311,9 @@ def test_edit_is_kanban_edit(client: TestClient, board: kanban.Board, cli: Any) 
         "title": {"from": "old title", "to": "new title"},
         "priority": {"from": 0, "to": 4},
     }
-    assert set(answer.json()) == set(json.loads(cli.ok("edit", str(card.id), "--priority", "5", "--json").output))
+    assert set(answer.json()) == set(
+        json.loads(cli.ok("edit", str(card.id), "--priority", "5", "--json").output)
+    )
     assert board.get(card.id).title == "new title"
     before = snapshot(board.engine)
     for bad in ({"colour": "red"}, {"priority": "high"}, {}, {"profile": "no-such-profile"}):

@@ -248,7 +248,7 @@ def test_forms_act_through_the_verbs_and_show_refusals(
     assert done.status_code == 303 and board.get(card.id).status == "ready"
     assert board.show(card.id).comments[-1].body == "go left"
     again = client.post(f"/cards/{card.id}/unblock", data={"note": "x", "csrf": token})
-    assert again.status_code == 409 and "this applies only to blocked cards" in again.text
+    assert again.status_code == 409 and "`unblock` applies only to blocked cards" in again.text
     added = client.post(
         "/cards",
         data={"title": "from the page", "parents": str(card.id), "priority": "2", "csrf": token},

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kanban import api, editing, errors, goals, schedules
+from kanban import api, bulk, editing, errors, goals, schedules
 from kanban.states import CardStatus
 
 S = CardStatus
@@ -33,6 +33,17 @@ class Action:
     fields: tuple[Field, ...]
     apply: Callable[[api.Board, int, dict[str, Any]], Any]
     shown_for: frozenset[CardStatus] = frozenset(S)  # where the page offers it (verbs decide)
+
+
+def _move(verb: str) -> Callable[[api.Board, int, dict[str, Any]], Any]:
+    """The CLI's verb (`kanban unblock 12 --note ...`): `bulk.apply` on this one card."""
+
+    def apply(board: api.Board, card_id: int, fields: dict[str, Any]) -> Any:
+        if verb == "send-back" and not (fields.get("note") or "").strip():
+            raise errors.UsageError("give a note saying what to change")
+        return bulk.apply(board, [card_id], verb=verb, **fields)[0]
+
+    return apply
 
 
 def _link(board: api.Board, card_id: int, f: dict[str, Any], *, unlink: bool) -> Any:
@@ -65,49 +76,49 @@ CARD_ACTIONS: dict[str, Action] = {
             "unblock",
             "Answer a blocked card: the answer becomes a comment, the card runs again",
             (Field("note", "str", "Your answer, shown to the next attempt."),),
-            lambda b, c, f: b.unblock(c, note=f.get("note")),
+            _move("unblock"),
             frozenset({S.BLOCKED}),
         ),
         Action(
             "retry",
             "Run it again with a fresh attempt budget",
             (NOTE,),
-            lambda b, c, f: b.retry(c, note=f.get("note")),
+            _move("retry"),
             frozenset({S.FAILED, S.BLOCKED, S.CANCELLED, S.TRIAGE}),
         ),
         Action(
             "approve",
             "Accept the work of a card in review (review -> done)",
             (NOTE,),
-            lambda b, c, f: b.approve(c, note=f.get("note")),
+            _move("approve"),
             frozenset({S.REVIEW}),
         ),
         Action(
             "send-back",
             "Send a card in review back to work with a note saying what to change",
             (Field("note", "str", "What to change.", required=True),),
-            lambda b, c, f: b.send_back(c, note=f["note"]),
+            _move("send-back"),
             frozenset({S.REVIEW}),
         ),
         Action(
             "cancel",
             "Cancel the card (a live run loses its lease)",
             (Field("reason", "str", "Why (kept on the card)."),),
-            lambda b, c, f: b.cancel(c, reason=f.get("reason")),
+            _move("cancel"),
             OPEN,
         ),
         Action(
             "archive",
             "Archive the card",
             (),
-            lambda b, c, f: b.archive(c),
+            _move("archive"),
             frozenset({S.DONE, S.FAILED, S.CANCELLED}),
         ),
         Action(
             "unarchive",
             "Bring an archived card back to the state it was archived from",
             (),
-            lambda b, c, f: editing.unarchive(b, c),
+            _move("unarchive"),
             frozenset({S.ARCHIVED}),
         ),
         Action(

@@ -56,7 +56,7 @@ class Web:
     board: api.Board
     access: security.Access
     templates: Environment
-    poll: float = 0.25  # seconds between reads of the events table by a live stream
+    poll: float = 0.1  # seconds between reads of the events table by a live stream
 
 
 def web_of(request: Request) -> Web:

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from kanban import api, board, clock, errors, goals, schedules, views, why
+from kanban import api, board, clock, errors, goals, profiles, schedules, views, why
 from kanban.web import actions, feed, openapi
 from kanban.web.app import HTTPRefusal, json_response, read_json, web_of
 
@@ -131,6 +131,7 @@ def status_json(b: api.Board) -> dict[str, Any]:
     alive, _ = why.dispatcher_liveness(b, summary.now or clock.now())
     data: dict[str, Any] = summary.to_json()
     data["dispatcher_alive"] = alive
+    data["broken_profiles"] = profiles.load_all(repo=b.settings.repo)[1]
     data["dispatchers"] = [views.jsonable(row) for row in b.read(board.list_dispatchers)]
     return data
 

@@ -30,7 +30,7 @@
       .catch(function () {});
   }
 
-  function soon() { if (!pending) pending = setTimeout(refresh, 80); }
+  function soon() { if (!pending) pending = setTimeout(refresh, 30); }
 
   if (window.EventSource) {
     var source = new EventSource("/api/events");
