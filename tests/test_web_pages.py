@@ -279,12 +279,12 @@ def test_the_feed_cursor_delivers_late_commits_and_never_twice() -> None:
     assert cursor.floor() == 16
 
 
-def test_events_since_reads_every_card_in_order(board: kanban.Board) -> None:
-    start = board.read(verbs.last_event_id)
+def test_the_feed_reads_every_card_in_order(board: kanban.Board) -> None:
+    start = board.read(verbs.history.last_event_id)
     a = board.add("a")
     board.add("b")
     board.comment(a.id, "hello")
-    found = board.read(lambda c: verbs.events_since(c, after_id=start))
+    found = board.read(lambda c: verbs.history.events_after(c, after_id=start))
     assert [e.kind for e in found][:2] == ["created", "created"]
     assert [e.id for e in found] == sorted(e.id for e in found)
-    assert board.read(lambda c: verbs.events_since(c, after_id=found[-1].id)) == []
+    assert board.read(lambda c: verbs.history.events_after(c, after_id=found[-1].id)) == []

@@ -5,7 +5,7 @@ arguments, and returns frozen views. Import the package, not its names:
 `from kanban import board; board.claim(conn, ...)`.
 """
 
-from kanban.board import dispatchers, edits, goals, schedules
+from kanban.board import dispatchers, edits, goals, history, outbox, schedules
 from kanban.board.cards import (
     add_card,
     check_profile_name,
@@ -20,10 +20,8 @@ from kanban.board.queries import (
     children_of,
     cost_by_card,
     events_of,
-    events_since,
     get_card,
     get_run,
-    last_event_id,
     list_cards,
     live_runs,
     next_due,
@@ -63,14 +61,13 @@ __all__ = [
     "edits",
     "end_run",
     "events_of",
-    "events_since",
     "expired_runs",
     "get_card",
     "get_run",
     "goal_spend",
     "goals",
     "heartbeat",
-    "last_event_id",
+    "history",
     "lease_lost",
     "link",
     "list_cards",
@@ -78,6 +75,7 @@ __all__ = [
     "live_runs",
     "move",
     "next_due",
+    "outbox",
     "promote",
     "ready_candidates",
     "ready_profiles",

@@ -241,18 +241,6 @@ def dispatchers(conn: Connection) -> list[dict[str, object]]:
     return [dict(r._mapping) for r in rows]
 
 
-def events_since(conn: Connection, *, after_id: int, limit: int = 500) -> list[views.EventView]:
-    """Every card's events with an id above `after_id`, oldest first (the web board's feed)."""
-    rows = conn.execute(
-        sa.select(events).where(events.c.id > after_id).order_by(events.c.id).limit(limit)
-    )
-    return [views.EventView(**r._mapping) for r in rows]
-
-
-def last_event_id(conn: Connection) -> int:
-    return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.id), 0))).scalar_one())
-
-
 def recent_cards(conn: Connection, *, status: CardStatus, limit: int) -> list[views.CardView]:
     """The `limit` cards of `status` changed last, newest first (a folded column's peek)."""
     query = (

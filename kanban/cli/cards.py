@@ -24,9 +24,15 @@ from kanban.cli._common import (
 
 @click.command()
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--base",
+    metavar="BRANCH",
+    help="The branch new cards start from and `kanban merge` merges into (default: the one "
+    "checked out now); recorded in .kanban/config.toml.",
+)
 @json_option
 @pass_state
-def init(state: State, directory: Path | None, as_json: bool) -> None:
+def init(state: State, directory: Path | None, base: str | None, as_json: bool) -> None:
     """Create a board at the root of this git repository.
 
     Makes `.kanban/` (board database, logs, config; readable by you only) at the top of the
@@ -34,14 +40,17 @@ def init(state: State, directory: Path | None, as_json: bool) -> None:
     `.kanban/` and `worktrees/` out of `git status` through `.git/info/exclude`.
     With --db naming a PostgreSQL board (several hosts), the URL goes into
     `.kanban/config.toml` so that every command run in this clone uses it.
-    Running it again is harmless.
+    The base branch (--base, default the current one) is recorded there too, so new cards
+    and `kanban merge` keep to it whatever is checked out later. Running it again is
+    harmless.
 
     \b
     Examples:
       cd ~/src/myproject && kanban init
+      kanban init --base main
       kanban --db postgresql://kanban@db.internal/kanban init    # on each host
     """
-    from kanban import api, settings, worktrees
+    from kanban import api, merging, settings, worktrees
 
     start = (directory or Path.cwd()).absolute()
     if not start.is_dir():
@@ -55,6 +64,8 @@ def init(state: State, directory: Path | None, as_json: bool) -> None:
         )
     if root is not None and not worktrees.has_commit(root):
         raise errors.UsageError(worktrees.no_commit_message(root))
+    config_file = (root or start) / settings.STATE_DIR / settings.CONFIG_FILE
+    branch = merging.choose_base(root, config_file, base) if root is not None else None
     overrides = dict(state.overrides)
     if not explicit_db:
         assert root is not None
@@ -71,10 +82,14 @@ def init(state: State, directory: Path | None, as_json: bool) -> None:
     config = settings.load(overrides, cwd=start)
     board = api.connect(config)
     board.close()
+    if branch is not None:
+        merging.remember_base(config.state_dir / settings.CONFIG_FILE, branch)
     if as_json:
-        emit_json({"db": config.db_url, "repo": str(root) if root else None})
+        emit_json({"db": config.db_url, "repo": str(root) if root else None, "base": branch})
     else:
         click.echo(f"board ready: {config.db_url.removeprefix('sqlite:///')}")
+        if branch is not None:
+            click.echo(f"base branch: {branch} (new cards start there; kanban merge's target)")
         click.echo("next: kanban add 'first card' --profile demo && kanban dispatch")
 
 

@@ -39,6 +39,7 @@ def status(board: Any, as_json: bool) -> None:
             {k: clock.iso(v) if hasattr(v, "isoformat") else v for k, v in row.items()}
             for row in board.read(verbs.list_dispatchers)
         ]
+        data["notifications"] = board.read(verbs.outbox.outbox_counts)
         emit_json(data)
         return
     click.echo(liveness if alive else click.style(liveness, fg="red"))
@@ -56,10 +57,27 @@ def status(board: Any, as_json: bool) -> None:
     if summary.spend.runs:
         click.echo(f"usage: {render.cost_line(summary.spend, None)}")
         click.echo(f"  last 24 h: {render.cost_line(summary.spend_24h, None)}")
+    _notifications_line(board)
     if summary.running:
         click.echo(f"running ({len(summary.running)}):")
         for run in summary.running:
             click.echo(f"  card {run.card_id:>5}  {render.run_line(run, summary.now)}")
+
+
+def _notifications_line(board: Any) -> None:
+    from kanban.board import outbox
+
+    counts = board.read(outbox.outbox_counts)
+    if counts["dead"]:
+        click.echo(
+            click.style(
+                f"notifications: {counts['dead']} dead (gave up), {counts['pending']} pending; "
+                "see `kanban notify log --dead`",
+                fg="red",
+            )
+        )
+    elif counts["pending"]:
+        click.echo(f"notifications: {counts['pending']} pending")
 
 
 @click.command()
@@ -191,20 +209,28 @@ def context(board: Any, card: int) -> None:
 
 @click.command()
 @click.option("--dry-run", is_flag=True, help="Say what would be removed, remove nothing.")
+@click.option(
+    "--branches",
+    is_flag=True,
+    help="Also delete the branches of finished cards already merged into the base branch.",
+)
 @json_option
 @pass_board
-def gc(board: Any, dry_run: bool, as_json: bool) -> None:
+def gc(board: Any, dry_run: bool, branches: bool, as_json: bool) -> None:
     """Remove the worktrees of finished cards that are clean (their branches stay).
 
     A worktree with uncommitted changes is never removed; it is listed so you can look.
+    With --branches, also delete the `kanban/*` branches of finished cards whose commits are
+    all in the base branch (after `kanban merge`); an unmerged one is kept and listed.
 
     \b
-    Example:
+    Examples:
       kanban gc --dry-run
+      kanban merge && kanban gc --branches
     """
     from kanban import maintenance
 
-    report = maintenance.gc(board, dry_run=dry_run)
+    report = maintenance.gc(board, dry_run=dry_run, branches=branches)
     if as_json:
         emit_json(report)
         return
@@ -213,42 +239,61 @@ def gc(board: Any, dry_run: bool, as_json: bool) -> None:
         click.echo(f"{verb} {path}")
     for path, why in report["kept"].items():
         click.echo(f"kept {path}: {why}")
-    if not report["removed"] and not report["kept"]:
+    for branch in report.get("branches_removed", []):
+        click.echo(f"{verb} branch {branch} (merged into {report['base']})")
+    for branch, why in report.get("branches_kept", {}).items():
+        click.echo(f"kept branch {branch}: {why}")
+    if not any(report.get(k) for k in ("removed", "kept", "branches_removed", "branches_kept")):
         click.echo("nothing to clean up")
 
 
 @click.command()
 @click.argument("cards", type=CARD, nargs=-1)
 @click.option("--into", "target", help="Target branch (default: the board's base branch).")
+@click.option("--dry-run", is_flag=True, help="Say what would merge or conflict; change nothing.")
 @json_option
 @pass_board
-def merge(board: Any, cards: tuple[int, ...], target: str | None, as_json: bool) -> None:
-    """Merge finished cards' branches into a target branch, parents first.
+def merge(
+    board: Any, cards: tuple[int, ...], target: str | None, dry_run: bool, as_json: bool
+) -> None:
+    """Merge finished cards' branches into the base branch (recorded at `kanban init`),
+    parents first, whatever is checked out.
 
-    With no CARDs, every done card whose branch is not merged yet. Stops cleanly at the first
-    conflict (nothing half-merged is left) and names the branch and the files.
+    With no CARDs, every done card whose branch is not merged yet. A branch the target can
+    fast-forward to makes no merge commit, so a linear chain of cards stays linear. Stops
+    cleanly at the first conflict (nothing half-merged is left), names both branches and
+    the files, and prints the commands that resolve it. --dry-run computes the same merges
+    without touching any branch, index or worktree.
 
     \b
     Examples:
-      kanban merge --into main
+      kanban merge --dry-run
+      kanban merge
       kanban merge 12 15 --into release
     """
     from kanban import maintenance
 
-    report = maintenance.merge(board, cards=list(cards) or None, target=target)
+    report = maintenance.merge(board, cards=list(cards) or None, target=target, dry_run=dry_run)
     if as_json:
         emit_json(report)
     else:
+        into = report["target"]
         for branch in report["merged"]:
-            click.echo(f"merged {branch} into {report['target']}")
+            how = "fast-forward" if branch in report["fast_forwarded"] else "merge commit"
+            click.echo(f"{'would merge' if dry_run else 'merged'} {branch} into {into} ({how})")
         if report["already"]:
-            click.echo(f"already in {report['target']}: {', '.join(report['already'])}")
+            click.echo(f"already in {into}: {', '.join(report['already'])}")
+        if not report["merged"] and not report["already"] and not report["conflict"]:
+            click.echo(f"nothing to merge into {into}")
         if report["conflict"]:
+            files = ", ".join(report["conflict_files"]) or "unknown files"
             click.echo(
-                f"stopped: {report['conflict']} conflicts with {report['target']} in "
-                f"{', '.join(report['conflict_files']) or 'unknown files'}; merge it by hand",
+                f"{'would stop' if dry_run else 'stopped'}: {report['conflict']} conflicts "
+                f"with {into} in {files}; nothing was left half-merged. To resolve it:",
                 err=True,
             )
+            for step in report["resolve"]:
+                click.echo(f"  {step}", err=True)
     if report["conflict"]:
         sys.exit(1)
 

@@ -133,6 +133,7 @@ def status_json(b: api.Board) -> dict[str, Any]:
     data["dispatcher_alive"] = alive
     data["broken_profiles"] = profiles.load_all(repo=b.settings.repo)[1]
     data["dispatchers"] = [views.jsonable(row) for row in b.read(board.list_dispatchers)]
+    data["notifications"] = b.read(board.outbox.outbox_counts)
     return data
 
 
