@@ -153,3 +153,16 @@ def test_the_image_installs_kanban_the_way_the_docs_tell_a_user() -> None:
     assert "python3 -m venv .venv && .venv/bin/pip install '.[postgres]'" in guide
     assert "python3 -m venv .venv" in (ROOT / "README.md").read_text()
     assert "pip install '.[postgres]'" in (ROOT / "docs" / "howto" / "several-hosts.md").read_text()
+
+
+def test_the_web_board_command_parses_and_carries_its_token() -> None:
+    from kanban.cli import serve as serve_cli
+
+    [container] = _deployment("kanban-web")["spec"]["template"]["spec"]["containers"]
+    assert container["args"][:2] == ["kanban", "serve"]
+    group = click.Context(cli, info_name="kanban", help_option_names=["-h", "--help"])
+    ctx = serve_cli.serve.make_context("serve", list(container["args"][2:]), parent=group)
+    assert ctx.params["host"] == "0.0.0.0"
+    assert ctx.params["port"] == container["ports"][0]["containerPort"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["KANBAN_WEB_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "kanban-web"
