@@ -30,6 +30,9 @@ PLACEHOLDERS = frozenset(
         "title",
         "worktree",  # the directory the agent works in
         "branch",
+        "git_dir",  # the worktree's own git dir (its index, HEAD); the worktree if none
+        "git_common_dir",  # the repository's git dir (objects, refs); the worktree if none
+        "run_dir",  # the run's private directory, outside the worktree (agents' scratch files)
         "python",  # the Python running kanban (for agents written in Python)
     }
 )
@@ -57,6 +60,7 @@ _KNOWN_KEYS = {
     "noise_patterns",
     "max_cost_usd",
     "token_prices",
+    "scratch",
 }
 _PATTERN_KEYS = ("auth_patterns", "rate_limit_patterns", "noise_patterns")
 
@@ -84,6 +88,9 @@ class Profile:
     noise_patterns: tuple[str, ...] = ()  # lines that are not progress (reconnect loops...)
     max_cost_usd: float | None = None  # cost cap for each card of this profile
     token_prices: tuple[float, float] | None = None  # USD per million tokens in, out
+    # Files the agent leaves in its worktree that are not work (caches): globs at the top of
+    # the worktree, removed when the agent exits, before leftover changes are committed.
+    scratch: tuple[str, ...] = ()
     path: Path | None = None
     source: str = ""  # "repo", "user" or "shipped"
 
@@ -305,11 +312,24 @@ def parse(name: str, raw: bytes, *, path: Path | None = None, source: str = "") 
             **patterns,
             max_cost_usd=_cost(data, "max_cost_usd", where),
             token_prices=_prices(data, where),
+            scratch=_scratch(data, where),
             path=path,
             source=source,
         )
     except errors.UsageError as exc:
         raise errors.ProfileError(exc.message) from exc
+
+
+def _scratch(data: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    value = data.get("scratch", [])
+    if not isinstance(value, list) or not all(
+        isinstance(p, str) and p and "/" not in p and p not in (".", "..", ".git") for p in value
+    ):
+        raise errors.ProfileError(
+            f"profile {where}: scratch must be a list of file name globs at the top of the "
+            'worktree (no "/", not .git), e.g. scratch = [".aider.tags.cache.v*"]'
+        )
+    return tuple(value)
 
 
 def _int(data: Mapping[str, Any], key: str, default: int, where: str, low: int, high: int) -> int:

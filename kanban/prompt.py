@@ -3,23 +3,41 @@ and how to report. `kanban context CARD` prints exactly this."""
 
 from __future__ import annotations
 
+import os
+import shlex
+import sys
+from pathlib import Path
+
 from kanban import views
 
 REPORTING = """\
 ## How to report
 
-Your environment has KANBAN_CARD_ID, KANBAN_RUN_ID and KANBAN_TOKEN set; the `kanban` command
-uses them, so you do not need to pass ids or tokens.
+Report with this exact command (an absolute path, since your shell's PATH may not find it):
+`{kanban}`
 
-- Done: commit your work, then `kanban complete --summary "what you did and where"`.
-- Need a person: `kanban block --reason "the question or decision needed"`, then stop.
-- Failed and a retry may help: `kanban fail --error "what went wrong"`.
-- A note for whoever works on this next: `kanban comment "$KANBAN_CARD_ID" "..."`.
-- Separate follow-up work: `kanban add "title" --parent "$KANBAN_CARD_ID" --body "..."`.
+Your environment has KANBAN_CARD_ID, KANBAN_RUN_ID and KANBAN_TOKEN set; the command uses
+them, so you do not need to pass ids or tokens.
+
+- Done: commit your work, then `{kanban} complete --summary "what you did and where"`.
+- Need a person: `{kanban} block --reason "the question or decision needed"`, then stop.
+- Failed and a retry may help: `{kanban} fail --error "what went wrong"`.
+- A note for whoever works on this next: `{kanban} comment "$KANBAN_CARD_ID" "..."`.
+- Separate follow-up work: `{kanban} add "title" --parent "$KANBAN_CARD_ID" --body "..."`.
 
 If you exit without reporting, exit code 0 counts as done and anything else as a failed
 attempt; uncommitted changes are committed to the card's branch for you.
 """
+
+
+def kanban_command() -> str:
+    """The absolute command that runs this kanban: the console script beside this
+    interpreter, else `python -m kanban`. Agents' shell tools often reset PATH (a login
+    shell, a sandbox), so the prompt never relies on `kanban` being found there."""
+    script = Path(sys.executable).parent / "kanban"
+    if script.is_file() and os.access(script, os.X_OK):
+        return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -m kanban"
 
 
 def render(
@@ -70,7 +88,7 @@ def render(
             said = (run.error or run.summary or "").strip()[:2000]
             lines.append(f"- Attempt {run.attempt} ended {run.outcome}: {said}")
         parts.append("\n".join(lines))
-    parts.append(REPORTING)
+    parts.append(REPORTING.format(kanban=kanban_command()))
     return "\n\n".join(parts).rstrip() + "\n"
 
 

@@ -40,6 +40,7 @@ from kanban import (
     settings,
     views,
     watching,
+    worktrees,
 )
 from kanban.states import RunOutcome
 from kanban.workspace import RunWorkspace
@@ -194,6 +195,8 @@ class Supervisor:
                 "title": detail.card.title,
                 "worktree": str(workspace.path),
                 "branch": workspace.branch or "",
+                **_git_placeholders(workspace.path),
+                "run_dir": str(run_dir),
             }
         )
         env = agent_env(profile, os.environ, kanban_vars)
@@ -487,6 +490,14 @@ class Supervisor:
             return
         if self.board.get(self.card_id).status == "done":  # in review: a person may look at it
             self.space.remove(workspace)
+
+
+def _git_placeholders(path: Path) -> dict[str, str]:
+    """{git_dir} and {git_common_dir}: what an agent's own sandbox must let it write to commit
+    in a linked worktree (Codex's `--add-dir`); the workspace itself outside git."""
+    dirs = worktrees.git_dirs(path)
+    own, common = dirs if dirs is not None else (path, path)
+    return {"git_dir": str(own), "git_common_dir": str(common)}
 
 
 def _record(
