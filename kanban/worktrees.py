@@ -97,8 +97,9 @@ class Worktrees:
         try:
             self.repo = git.Repo(repo)
         except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
-            raise errors.WorktreeError(
-                f"{repo} is not a git repository; run `git init` there"
+            raise errors.RepositoryUnusable(
+                f"{repo} is not a git repository; run `git init` there, or set `repo` in "
+                ".kanban/config.toml"
             ) from exc
         self.root = root.absolute()
         self.base_branch = base_branch
@@ -142,11 +143,13 @@ class Worktrees:
     def base(self) -> str:
         if self.base_branch:
             if not self.branch_exists(self.base_branch):
-                raise errors.WorktreeError(
+                raise errors.RepositoryUnusable(
                     f"base branch {self.base_branch!r} does not exist; set base_branch in "
                     ".kanban/config.toml or create it"
                 )
             return self.base_branch
+        if not has_commit(Path(self.repo.working_dir)):
+            raise errors.RepositoryUnusable(no_commit_message(Path(self.repo.working_dir)))
         try:
             return self._git("symbolic-ref", "--short", "HEAD")
         except errors.WorktreeError:
@@ -175,7 +178,13 @@ class Worktrees:
 
     def prepare(self, card_id: int, title: str, parents: Sequence[str]) -> Workspace:
         path, branch = self.names(card_id, title)
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise errors.RepositoryUnusable(
+                f"the worktree root {self.root} cannot be made: {exc.strerror}; fix its "
+                "permissions or set `worktree_root` in .kanban/config.toml"
+            ) from exc
         if self.branch_exists(branch):
             if path in self._registered() and path.is_dir():
                 self.clear_stale_lock(path)
@@ -413,6 +422,22 @@ class Worktrees:
         except errors.WorktreeError:
             return False
         return True
+
+
+def has_commit(repo: Path) -> bool:
+    """Does the repository at `repo` have a commit at HEAD (an unborn branch has none)?"""
+    try:
+        git.Git(str(repo)).execute(["git", "rev-parse", "--verify", "--quiet", "HEAD^{commit}"])
+    except git.GitCommandError:
+        return False
+    return True
+
+
+def no_commit_message(repo: Path) -> str:
+    return (
+        f"the repository {repo} has no commit yet, and every card's branch starts from one; "
+        f"make one: git -C {repo} commit --allow-empty -m 'Initial commit'"
+    )
 
 
 def _held_open(path: Path) -> bool:

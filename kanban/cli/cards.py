@@ -40,7 +40,7 @@ def init(state: State, directory: Path | None, as_json: bool) -> None:
       cd ~/src/myproject && kanban init
       kanban --db postgresql://kanban@db.internal/kanban init    # on each host
     """
-    from kanban import api, settings
+    from kanban import api, settings, worktrees
 
     start = (directory or Path.cwd()).absolute()
     if not start.is_dir():
@@ -52,6 +52,8 @@ def init(state: State, directory: Path | None, as_json: bool) -> None:
             f"{start} is not inside a git repository; run `git init` first, "
             "or give --db to keep a board elsewhere"
         )
+    if root is not None and not worktrees.has_commit(root):
+        raise errors.UsageError(worktrees.no_commit_message(root))
     overrides = dict(state.overrides)
     if not explicit_db:
         assert root is not None
