@@ -94,3 +94,23 @@ def render(
 
 def _indent(text: str) -> str:
     return "\n".join("  " + line for line in text.strip().splitlines())
+
+
+def render_resume(detail: views.CardDetail, *, since: views.RunView) -> str:
+    """The next message to an agent whose own session is resumed: what changed since its
+    run `since` ended (a person's answer, a reviewer's note), and how to report. The rest
+    of the card it already has, in its own conversation."""
+    card = detail.card
+    ended = f"ended {since.outcome}" + (f": {since.error.strip()[:2000]}" if since.error else "")
+    parts = [f"# Card {card.id}: {card.title} (back to you)"]
+    parts.append(
+        f"Your attempt {since.attempt} {ended}. The card is yours again; go on from there."
+    )
+    new = [n for n in detail.comments if since.ended_at is None or n.at >= since.ended_at]
+    if new:
+        lines = ["## New since then"]
+        for note in new:
+            lines.append(f"- {note.author or 'someone'}: {note.body.strip()}")
+        parts.append("\n".join(lines))
+    parts.append(REPORTING.format(kanban=kanban_command()))
+    return "\n\n".join(parts).rstrip() + "\n"
