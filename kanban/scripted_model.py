@@ -335,13 +335,9 @@ def _call_for(
 
 
 def _anthropic_turns(messages: list[dict[str, Any]]) -> int:
-    """How many tool results the main conversation holds: the script's position."""
-    done = 0
-    for message in messages:
-        content = message.get("content")
-        if message.get("role") == "user" and isinstance(content, list):
-            done += sum(1 for block in content if block.get("type") == "tool_result")
-    return done
+    """How many model turns the conversation already holds: the script's position. A
+    resumed session carries the turns of its earlier run, so its script goes on from there."""
+    return sum(1 for message in messages if message.get("role") == "assistant")
 
 
 def _anthropic(handler: Any, model: ScriptedModel, body: dict[str, Any]) -> None:
@@ -406,8 +402,16 @@ def _anthropic(handler: Any, model: ScriptedModel, body: dict[str, Any]) -> None
 
 
 def _responses_turns(items: list[dict[str, Any]]) -> int:
-    outputs = ("function_call_output", "custom_tool_call_output", "local_shell_call_output")
-    return sum(1 for item in items if isinstance(item, dict) and item.get("type") in outputs)
+    calls = ("function_call", "custom_tool_call", "local_shell_call")
+    return sum(
+        1
+        for item in items
+        if isinstance(item, dict)
+        and (
+            item.get("type") in calls
+            or (item.get("type") == "message" and item.get("role") == "assistant")
+        )
+    )
 
 
 def _responses(handler: Any, model: ScriptedModel, body: dict[str, Any]) -> None:
@@ -480,12 +484,13 @@ def _responses(handler: Any, model: ScriptedModel, body: dict[str, Any]) -> None
 
 
 def _chat_turns(messages: list[dict[str, Any]], said: set[str]) -> int:
-    tool_results = sum(1 for m in messages if m.get("role") == "tool")
-    if tool_results:
-        return tool_results
-    # No tools (Aider): each reply this service gave that the conversation holds is one turn
-    # (Aider's system prompt carries example replies of its own, which do not count).
-    return sum(1 for m in messages if m.get("role") == "assistant" and m.get("content") in said)
+    """Each reply this service gave that the conversation holds is one turn (Aider's system
+    prompt carries example replies of its own, which do not count)."""
+    return sum(
+        1
+        for m in messages
+        if m.get("role") == "assistant" and (m.get("tool_calls") or m.get("content") in said)
+    )
 
 
 def _aider_side_call(messages: list[dict[str, Any]]) -> bool:

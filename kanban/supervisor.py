@@ -398,6 +398,7 @@ class Supervisor:
             if watcher is not None:
                 watcher.finish()
                 self._record_usage(watcher)
+                self._keep_session(watcher.profile, watcher.tail.path, watcher.start_offset)
             self.space.keep_work(workspace, reason=f"after the agent reported {outcome}")
             if outcome == RunOutcome.DONE:
                 self.space.publish(workspace)

@@ -93,6 +93,7 @@ class Watcher:
         self.profile = profile
         self.model = model  # the card's model: its prices, where the profile gives them
         self.tail = LogTail(log_path, start_offset)
+        self.start_offset = start_offset  # where this agent's output begins in the log
         self.reader = outputs.reader(profile.output)
         self.timeout = timeout
         self.caps = list(caps)

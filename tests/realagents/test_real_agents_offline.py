@@ -24,7 +24,15 @@ from click.testing import CliRunner
 import kanban
 from kanban import scripted_model as sm
 from kanban.cli import cli
-from kanban.testing import board_in, drain, git, kill_run_processes, write_profile
+from kanban.testing import (
+    board_in,
+    drain,
+    git,
+    kill_run_processes,
+    pid_alive,
+    wait_for,
+    write_profile,
+)
 
 from .conftest import CACHE, RealAgents
 
@@ -222,3 +230,85 @@ def test_a_real_judge_writes_the_verdict_file_and_the_goal_ends_done(
         assert model.scripted(), "the judge never called the model"
     detail = json.loads(kanban_cli(repo, "goal", "show", "1", "--json"))
     assert detail["goal"]["status"] == "done", detail
+
+
+def ask_then_work(who: str) -> list[sm.Step]:
+    """One conversation over two attempts: the agent asks a person and stops (attempt 1);
+    resumed with the answer, it goes on in the same conversation (attempt 2)."""
+    return [
+        sm.Shell("{kanban} block --reason 'Which greeting: hello or bonjour?'"),
+        sm.Say("I asked which greeting to use."),
+        sm.Shell(COMMIT.format(who=who)),
+        sm.Shell("{kanban} complete --summary 'greeting committed'"),
+        sm.Say("Committed."),
+    ]
+
+
+def settled(board: kanban.Board, card_id: int) -> list[kanban.views.RunView]:  # type: ignore[name-defined]
+    """The card's runs once every supervisor of them has exited (a drain ends when the card
+    is blocked; its supervisor may still be writing down what the agent said last)."""
+    wait_for(
+        lambda: (
+            not any(r.supervisor_pid and pid_alive(r.supervisor_pid) for r in board.runs(card_id))
+        ),
+        timeout=60,
+        what="the card's supervisors to exit",
+    )
+    return board.runs(card_id)
+
+
+def _said(record: sm.Recorded) -> str:
+    return json.dumps(record.body)
+
+
+@pytest.mark.parametrize("profile", ["claude-code", "codex", "hermes"])
+def test_an_answered_card_resumes_the_agents_own_session_with_the_answer(
+    profile: str, repo: Path, board: kanban.Board, real_agents: RealAgents, home: Path
+) -> None:
+    agent = AGENTS[profile]
+    card = board.add("Greet", profile=profile, body="Write a greeting to hello.txt.")
+    with sm.ScriptedModel(ask_then_work(agent)) as model:
+        env = agent_env(real_agents, home, agent, model)
+        drain(repo, env=env, timeout=300)
+        first = settled(board, card.id)
+        assert board.get(card.id).status == "blocked", [r.error for r in first]
+        assert first[0].session_id, "the agent's session id was not kept on the run"
+        board.unblock(card.id, note="Use bonjour.")
+        asked = len(model.scripted())
+        drain(repo, env=env, timeout=300)
+        resumed = model.scripted()[asked:]
+    final = board.get(card.id)
+    runs = board.runs(card.id)
+    assert final.status == "done", (final.reason, [r.error for r in runs])
+    assert final.summary == "greeting committed"
+    # The second attempt's first model call carries the first attempt's conversation (its
+    # question) and the answer as the new message: the session was resumed, not restarted.
+    opening = _said(resumed[0])
+    assert "Which greeting: hello or bonjour?" in opening
+    assert "Use bonjour." in opening
+    assert resumed[0].step == 2  # the script went on where the conversation was
+    log = Path(runs[1].log_path or "").read_text()
+    assert f"resuming the agent's session {first[0].session_id}" in log
+
+
+def test_a_failed_resume_falls_back_to_a_fresh_prompt_and_says_so(
+    repo: Path, board: kanban.Board, real_agents: RealAgents, home: Path
+) -> None:
+    card = board.add("Greet", profile="claude-code", body="Write a greeting to hello.txt.")
+    script = ask_then_work("claude")
+    with sm.ScriptedModel(script) as model:
+        env = agent_env(real_agents, home, "claude", model)
+        drain(repo, env=env, timeout=300)
+        assert board.get(card.id).status == "blocked"
+        settled(board, card.id)
+        shutil.rmtree(home / ".claude" / "projects")  # the session is gone from this host
+        board.unblock(card.id, note="Use bonjour.")
+        asked = len(model.scripted())
+        drain(repo, env=env, timeout=300)
+        afresh = model.scripted()[asked:]
+    runs = board.runs(card.id)
+    log = Path(runs[1].log_path or "").read_text()
+    assert "resuming the session failed" in log and "starting the agent afresh" in log
+    # Afresh means the whole prompt, with the answer among the comments, and no old turns.
+    assert "Use bonjour." in _said(afresh[0]) and "# Card" in _said(afresh[0])
+    assert afresh[0].step == 0
