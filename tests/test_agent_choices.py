@@ -304,3 +304,34 @@ def test_the_resume_message_carries_only_what_is_new_and_how_to_report() -> None
 def test_the_prompt_names_an_absolute_kanban_command() -> None:
     command = prompt.kanban_command()
     assert command.startswith("/") or command.startswith("'/")
+
+
+# ---------------------------------------------------------------------- planners choose too
+
+
+def test_a_plan_may_give_a_card_a_model_its_profile_takes(repo: Path, repo_db: str) -> None:
+    from kanban import goals as goal_verbs
+    from kanban import plans
+
+    choosy(repo)
+    write_profile(repo, "plain", 'command = ["true"]\nworkspace = "none"\n')
+    plan = {
+        "cards": [
+            {"key": "a", "title": "Big", "profile": "choosy", "model": "big-model"},
+            {"key": "b", "title": "Plain", "profile": "plain"},
+        ]
+    }
+    path = repo.parent / "plan.json"
+    path.write_text(json.dumps(plan))
+    with board_in(repo) as b:
+        goal_verbs.add(b, "Two cards", plan=goal_verbs.read_plan(path, repo=repo))
+        made = {c.title: c for c in b.cards(include_archived=True)}
+        assert made["Big"].model == "big-model" and made["Plain"].model is None
+        path.write_text(json.dumps({"cards": [{**plan["cards"][1], "model": "m"}]}))
+        with pytest.raises(errors.PlanError, match="card 'b': profile plain takes no per-card"):
+            goal_verbs.read_plan(path, repo=repo)
+        with pytest.raises(errors.PlanError, match="`model` must be a model name"):
+            plans.check_plan(
+                [{"key": "x", "title": "t", "profile": "plain", "model": 3}],
+                known_profiles=["plain"],
+            )
