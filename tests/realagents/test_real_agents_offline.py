@@ -66,6 +66,19 @@ def agent_env(real_agents: RealAgents, home: Path, agent: str, model: sm.Scripte
     return env
 
 
+def path_without(program: str, where: Path) -> str:
+    """A PATH with every program of this one but `program`: a machine without it."""
+    where.mkdir(parents=True, exist_ok=True)
+    for directory in os.environ["PATH"].split(os.pathsep):
+        if not os.path.isdir(directory):
+            continue
+        for entry in os.scandir(directory):
+            link = where / entry.name
+            if entry.name != program and not link.exists():
+                link.symlink_to(entry.path)
+    return str(where)
+
+
 def commits_on(repo: Path, branch: str) -> list[str]:
     return git(repo, "log", "--format=%s", f"main..{branch}").splitlines()
 
@@ -230,6 +243,35 @@ def test_a_real_judge_writes_the_verdict_file_and_the_goal_ends_done(
         assert model.scripted(), "the judge never called the model"
     detail = json.loads(kanban_cli(repo, "goal", "show", "1", "--json"))
     assert detail["goal"]["status"] == "done", detail
+
+
+@pytest.mark.parametrize("bubblewrap", ["installed", "absent"])
+def test_codex_commits_in_its_sandbox_with_and_without_the_distributions_bubblewrap(
+    bubblewrap: str,
+    repo: Path,
+    board: kanban.Board,
+    real_agents: RealAgents,
+    home: Path,
+    tmp_path: Path,
+) -> None:
+    """Codex uses bubblewrap from PATH when it is there (it then needs its helper links in
+    CODEX_HOME, which it refuses to make under /tmp) and its bundled sandbox otherwise; the
+    shipped profile's --add-dir makes its own commit work in a linked worktree either way."""
+    if bubblewrap == "installed" and shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed here (apt-get install bubblewrap)")
+    card = board.add("Write hello.txt", profile="codex")
+    with sm.ScriptedModel(work_script("codex")[:1] + work_script("codex")[2:]) as model:
+        env = agent_env(real_agents, home, "codex", model)
+        if bubblewrap == "absent":
+            bins = real_agents.need("codex")[0]
+            env["PATH"] = os.pathsep.join([str(bins), path_without("bwrap", tmp_path / "bin")])
+        drain(repo, env=env, timeout=300)
+        said = model.tool_results()
+    runs = board.runs(card.id)
+    assert board.get(card.id).status == "done", [r.error for r in runs]
+    assert board.get(card.id).summary == "hello.txt written and committed", said
+    assert runs[0].branch is not None
+    assert commits_on(repo, runs[0].branch) == ["Add hello.txt"], said
 
 
 def ask_then_work(who: str) -> list[sm.Step]:
