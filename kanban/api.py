@@ -147,6 +147,16 @@ class Board:
             )
         )
 
+    def check_agent_choices(
+        self,
+        profile: str | None,
+        model: str | None,
+        args: Sequence[str],
+        env: Mapping[str, str],
+    ) -> None:
+        """Refuse per-card choices the card's profile does not allow (ProfileError)."""
+        self._choices(profile, model, args, env)
+
     def _choices(
         self,
         profile: str | None,

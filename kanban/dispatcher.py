@@ -490,6 +490,8 @@ class Dispatcher:
         from apscheduler.schedulers.background import BackgroundScheduler
         from apscheduler.triggers.interval import IntervalTrigger
 
+        from kanban.notify import courier
+
         stop = stop or threading.Event()
         loop = _Loop(self, stop, until)
         listener = wake.listen(self.board.engine)
@@ -503,6 +505,10 @@ class Dispatcher:
             next_run_time=dt.datetime.now(dt.UTC),
         )
         loop.scheduler = scheduler
+        # Notifications go out from their own thread, never under the tick's lock.
+        courier_ = courier.Courier(self.board, name=self.name)
+        loop.courier = courier_
+        delivering = courier_.start(stop)
         scheduler.start()
         logger.info(
             "dispatching %s on %s: up to %d workers, tick every %s and on every change",
@@ -518,6 +524,8 @@ class Dispatcher:
                 loop.check_timer()
         finally:
             scheduler.shutdown(wait=True)
+            courier_.wake.set()
+            delivering.join(timeout=self.settings.notify_timeout + 5)
             listener.close()
             self.stopped()
             logger.info(
@@ -539,6 +547,7 @@ class _Loop:
         self.stop = stop
         self.until = until
         self.scheduler: Any = None
+        self.courier: Any = None  # kanban.notify.courier.Courier, while the loop runs
         self._lock = threading.Lock()
         self._running = False
         self._again = False
@@ -566,6 +575,8 @@ class _Loop:
             try:
                 report = self.dispatcher.tick()
                 self._due = report.next_due
+                if self.courier is not None:
+                    self.courier.wake.set()  # the tick may have made deliveries due
                 if self.until is not None and self.until(report):
                     self.stop.set()
             except Exception:  # a tick must never kill the loop

@@ -55,7 +55,7 @@ def card_template(title: str, *, profile: str | None, body: str, repo: Any) -> d
         raise errors.UsageError("--card needs a one-line title of at most 500 characters")
     if profile is not None:
         board.check_profile_name(profile)
-        profiles.find(profile, repo=repo)
+        profiles.require(profile, repo=repo)
     return {"title": title.strip(), "profile": profile, "body": body}
 
 
@@ -78,7 +78,7 @@ def goal_template(
         raise errors.UsageError(f"max turns {max_turns} is out of range (1 to 100)")
     for name in (planner, judge):
         if name is not None:
-            profiles.find(name, repo=repo)
+            profiles.require(name, repo=repo)
     return {
         "objective": objective.strip(),
         "planner": planner,

@@ -335,3 +335,31 @@ def test_a_plan_may_give_a_card_a_model_its_profile_takes(repo: Path, repo_db: s
                 [{"key": "x", "title": "t", "profile": "plain", "model": 3}],
                 known_profiles=["plain"],
             )
+
+
+def test_edit_changes_the_model_and_keeps_what_it_was_not_asked_to(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from kanban.cli import cli
+
+    choosy(repo)
+    board_in(repo).close()
+    monkeypatch.chdir(repo)
+    runner = CliRunner()
+
+    def run(*args: str) -> dict[str, object]:
+        result = runner.invoke(cli, [*args, "--json"])
+        assert result.exit_code == 0, result.output
+        return dict(json.loads(result.stdout))
+
+    run("add", "t", "--profile", "choosy", "--arg", "--effort=low")
+    edited = run("edit", "1", "--model", "big-model")
+    assert edited["changed"] == {"model": {"from": None, "to": "big-model"}}
+    card = edited["card"]
+    assert isinstance(card, dict)
+    assert card["model"] == "big-model" and card["agent_args"] == ["--effort=low"]
+    assert run("edit", "1", "--no-model")["card"]["model"] is None  # type: ignore[index]
+    refused = runner.invoke(cli, ["edit", "1", "--env", "PATH=/x"])
+    assert refused.exit_code != 0 and "does not let a card set PATH" in refused.output

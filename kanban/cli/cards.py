@@ -12,6 +12,7 @@ from kanban.cli import render
 from kanban.cli._choices import agent_choice_options
 from kanban.cli._common import (
     CARD,
+    DURATION,
     USD,
     State,
     emit_json,
@@ -106,7 +107,26 @@ def _exclude_from_git(root: Path) -> None:
             fh.write("# kanban: board state and card worktrees\n" + "\n".join(missing) + "\n")
 
 
-@click.command()
+class TitleCommand(click.Command):
+    """A command whose first argument is a title: a title that starts with `-` (read as an
+    option) gets a hint about `--`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        given = list(args)  # the parser consumes `args`
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            words = [a for a in given if a == exc.option_name or a.startswith(exc.option_name)]
+            if not words:
+                raise
+            raise click.UsageError(
+                f"{exc.format_message().rstrip('.')}; a title that starts with '-' goes "
+                f"after `--`: kanban {ctx.info_name} -- {words[0]!r}",
+                ctx=ctx,
+            ) from exc
+
+
+@click.command(cls=TitleCommand)
 @click.argument("title")
 @click.option("--body", "-b", help="Details for the agent; '-' reads standard input.")
 @click.option(
@@ -132,7 +152,11 @@ def _exclude_from_git(root: Path) -> None:
     help="Glob of files it will touch; overlapping cards never run at once.",
 )
 @click.option("--max-attempts", type=int, help="Attempts before it is blocked (default: profile).")
-@click.option("--timeout", help="Per-run limit such as 30m or 2h (default: profile).")
+@click.option(
+    "--timeout",
+    type=DURATION,
+    help="Per-run limit with its unit: 90s, 30m, 2h (default: profile). A bare number is refused.",
+)
 @click.option(
     "--max-cost",
     type=USD,
@@ -173,6 +197,9 @@ def add(
 
     A card with unfinished parents is `todo` and becomes `ready` when they are all done;
     otherwise it is `ready` at once, and a running dispatcher picks it up within a second.
+    The profile must be one that loads here (`kanban profiles ls`); a card without one is
+    only worked by hand (`kanban claim`) until `kanban edit CARD --profile NAME` gives it one.
+    A title starting with '-' goes after `--`.
 
     \b
     Examples:
@@ -183,7 +210,10 @@ def add(
       kanban add "Port the parser" --profile claude-code --model claude-sonnet-4-6 \\
           --arg --effort=high
     """
-    card = board.add(
+    from kanban import editing
+
+    card = editing.add(
+        board,
         title,
         body=read_text_arg(body) or "",
         profile=profile,
@@ -206,6 +236,12 @@ def add(
         click.echo(card.id)
     else:
         click.echo(f"added card {card.id} ({render.status(card.status)}): {card.title}")
+        if card.profile is None:
+            click.echo(
+                f"card {card.id} has no profile, so no dispatcher runs it: "
+                f"`kanban edit {card.id} --profile NAME` gives it one (see `kanban profiles ls`)",
+                err=True,
+            )
 
 
 @click.command("ls")

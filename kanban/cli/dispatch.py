@@ -94,6 +94,7 @@ def dispatch(
     )
     if once:
         report = loop.tick()
+        _deliver_once(board, loop.name)
         if as_json:
             emit_json(report.to_json())
         elif not quiet:
@@ -109,6 +110,13 @@ def dispatch(
     # Drained: nothing running or ready, and no goal waiting for a tick to make its judge card.
     until = (lambda _r: dispatcher.drained(board) and not goals.due(board)) if drain else None
     loop.run(stop=stop, until=until)
+
+
+def _deliver_once(board: Any, name: str) -> None:
+    """After a `--once` tick (outside its lock): send the notifications due now."""
+    from kanban.notify import courier
+
+    courier.Courier(board, name=name).step()
 
 
 @click.command()
