@@ -238,6 +238,7 @@ def test_a_webhook_gets_the_stable_schema_signed_with_the_secret(
         "reason": "TOML or YAML?",
         "summary": None,
         "url": f"http://127.0.0.1:8484/cards/{card.id}",
+        "answer_url": f"http://127.0.0.1:8484/cards/{card.id}#answer",
     }
     assert "TOML or YAML?" in evt["text"] and evt["created"]
     assert headers["Idempotency-Key"] == headers["Kanban-Event-Id"] == evt["id"]
@@ -277,6 +278,17 @@ def test_a_slow_receiver_times_out_and_is_retried(nboard: kanban.Board, receiver
     assert c.deliver_due()["retrying"] == 1
     assert rows(nboard)[0].error == f"no answer from {receiver.url} within 0.5s"
     assert c.deliver_due(now=later())["sent"] == 1
+
+
+def test_a_receiver_dripping_its_answer_is_cut_off_at_the_timeout(
+    nboard: kanban.Board, receiver: Receiver
+) -> None:
+    card = nboard.add("Card", profile="demo")
+    subscribe(nboard, url=receiver.url)
+    nboard.block(card.id, reason="help")
+    receiver.drip = 0.2  # each line well within the 0.5 s timeout; the whole answer not
+    assert fast_courier(nboard).deliver_due()["retrying"] == 1
+    assert rows(nboard)[0].error == f"no answer from {receiver.url} within 0.5s"
 
 
 def test_a_receiver_that_is_down_then_back_gets_it(
@@ -323,6 +335,8 @@ def test_a_delivery_dies_when_its_budget_is_spent_and_status_shows_it(
         assert c.deliver_due() == {"sent": 0, "retrying": 0, "dead": 1}
         [dead] = rows(b)
         assert dead.state == "dead" and dead.attempts == 1
+    status_json = json.loads(cli.ok("status", "--json").output)  # type: ignore[attr-defined]
+    assert status_json["notifications"] == {"pending": 0, "dead": 1}
     status = cli.ok("status").output  # type: ignore[attr-defined]
     assert "notifications: 1 dead" in status
     listed = cli.ok("notify", "ls").output  # type: ignore[attr-defined]
@@ -341,13 +355,14 @@ def test_slack_discord_and_ntfy_messages_are_readable(
     card = nboard.add("Parse the config", profile="demo")
     for fmt in ("slack", "discord", "ntfy"):
         subscribe(nboard, name=fmt, url=f"{receiver.url}/{fmt}", format=fmt)
-    nboard.block(card.id, reason="@everyone TOML or YAML?")
+    nboard.block(card.id, reason="@everyone <!channel> TOML or YAML?")
     fast_courier(nboard).deliver_due()
     got = {path.rsplit("/", 1)[1]: (h, body) for h, body, path in receiver.requests}
-    link = f"http://127.0.0.1:8484/cards/{card.id}"
+    link = f"http://127.0.0.1:8484/cards/{card.id}#answer"  # a blocked card: its answer box
     slack = json.loads(got["slack"][1])
     assert slack["text"].startswith(f"Card {card.id} “Parse the config” is blocked")
     assert f"<{link}|Answer and unblock>" in slack["text"]
+    assert "<!channel>" not in slack["text"] and "&lt;!channel&gt;" in slack["text"]
     discord = json.loads(got["discord"][1])
     assert discord["allowed_mentions"] == {"parse": []} and link in discord["content"]
     headers, text = got["ntfy"]
@@ -479,3 +494,52 @@ def test_a_goal_scoped_subscription_hears_its_goal_and_its_cards_only(
         ("blocked", mine, goal_id),
         ("goal_blocked", None, goal_id),
     ]
+
+
+def test_sent_deliveries_are_pruned_after_a_month_and_unsent_ones_kept(
+    nboard: kanban.Board, receiver: Receiver
+) -> None:
+    subscribe(nboard, url=receiver.url)
+    c = fast_courier(nboard)
+    for n, answer in enumerate((200, 500)):
+        card = nboard.add(f"Card {n}", profile="demo")
+        nboard.block(card.id, reason="?")
+        receiver.default = answer
+        c.deliver_due()
+    assert [d.state for d in rows(nboard)] == ["sent", "pending"]
+    c.step()  # the courier's own pruning leaves what is recent alone
+    assert len(rows(nboard)) == 2
+    assert nboard.write(lambda conn: outbox.prune(conn, before=later(-60))) == 0
+    assert nboard.write(lambda conn: outbox.prune(conn, before=later(60))) == 1
+    assert [d.state for d in rows(nboard)] == ["pending"]
+
+
+def test_a_hanging_receiver_holds_up_only_its_own_messages(
+    board_url: str, receiver: Receiver
+) -> None:
+    import threading
+
+    from kanban.testing import wait_for
+
+    healthy = Receiver()
+    nboard = kanban.open_board(board_url, notify_timeout="30s")
+    try:
+        subscribe(nboard, name="hangs", url=receiver.url)
+        subscribe(nboard, name="healthy", url=healthy.url)
+        receiver.hold()
+        card = nboard.add("Card", profile="demo")
+        nboard.block(card.id, reason="?")
+        c = courier.Courier(nboard, name="t", environ={})
+        done: list[dict[str, int]] = []
+        sending = threading.Thread(target=lambda: done.append(c.deliver_due()))
+        sending.start()
+        wait_for(receiver.holding.is_set, timeout=30, what="the hanging request")
+        wait_for(lambda: healthy.requests, timeout=30, what="the healthy receiver's message")
+        assert receiver.holding.is_set() and done == []  # delivered while the other hangs
+        receiver.release()
+        sending.join(timeout=30)
+        assert done == [{"sent": 2, "retrying": 0, "dead": 0}]
+    finally:
+        receiver.release()
+        healthy.close()
+        nboard.close()

@@ -14,7 +14,15 @@ import kanban
 from kanban import clock, dispatcher
 from kanban.board import outbox, subscriptions
 from kanban.notify import courier
-from kanban.testing import ParkedSpawner, Receiver, board_in, kanban_process, wait_for
+from kanban.testing import (
+    ParkedSpawner,
+    Receiver,
+    board_in,
+    drain,
+    kanban_process,
+    kill_run_processes,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -130,3 +138,24 @@ def test_two_dispatchers_on_one_board_send_each_delivery_once(
     finally:
         for b in boards:
             b.close()
+
+
+def test_real_agents_blocking_failing_and_finishing_are_all_told_before_drain_exits(
+    repo: Path, repo_db: str, receiver: Receiver
+) -> None:
+    board = board_in(repo, db=repo_db)
+    try:
+        subscribe(board, receiver.url)
+        asks = board.add("Pick a database", profile="demo", body="demo: block Postgres or MySQL?")
+        breaks = board.add("Flaky", profile="demo", body="demo: fail disk full", max_attempts=1)
+        works = board.add("Write the parser", profile="demo")
+        drain(repo)
+        assert board.read(outbox.next_due) is None
+    finally:
+        kill_run_processes(board)
+        board.close()
+    told = {(e["card"]["id"], e["kind"]) for e in receiver.bodies()}
+    assert told == {(asks.id, "blocked"), (breaks.id, "failed"), (works.id, "done")}
+    [question] = [e for e in receiver.bodies() if e["kind"] == "blocked"]
+    assert question["card"]["reason"] == "Postgres or MySQL?"
+    assert question["run"]["outcome"] == "blocked"

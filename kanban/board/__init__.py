@@ -5,7 +5,7 @@ arguments, and returns frozen views. Import the package, not its names:
 `from kanban import board; board.claim(conn, ...)`.
 """
 
-from kanban.board import dispatchers, edits, goals, outbox, schedules
+from kanban.board import dispatchers, edits, goals, history, outbox, schedules
 from kanban.board.cards import (
     add_card,
     check_profile_name,
@@ -65,6 +65,7 @@ __all__ = [
     "goal_spend",
     "goals",
     "heartbeat",
+    "history",
     "lease_lost",
     "link",
     "list_cards",

@@ -456,3 +456,11 @@ def redeliver(conn: Connection, *, delivery_id: int, now: dt.datetime) -> Delive
         .where(deliveries.c.id == delivery_id)
     ).one()
     return _delivery_view(row)
+
+
+def prune(conn: Connection, *, before: dt.datetime) -> int:
+    """Forget deliveries sent before `before` (dead ones stay until a person looks)."""
+    done = conn.execute(
+        sa.delete(deliveries).where(deliveries.c.state == SENT, deliveries.c.sent_at < before)
+    )
+    return int(done.rowcount or 0)

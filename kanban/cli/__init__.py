@@ -19,9 +19,11 @@ from kanban.cli import (
     dbcmd,
     dispatch,
     editing,
+    events,
     goals,
     notify,
     ops,
+    overview,
     profiles,
     runs,
 )
@@ -51,7 +53,7 @@ def cli(ctx: click.Context, db: str | None) -> None:
     ctx.obj = State(overrides={"db": db})
 
 
-for _module in (cards, editing, runs, bulk, costs, dispatch, ops):
+for _module in (cards, overview, editing, runs, bulk, costs, dispatch, ops, events):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 cli.add_command(goals.goal_group, name="goal")

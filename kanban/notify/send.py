@@ -13,8 +13,10 @@ import dataclasses
 import http.client
 import os
 import signal
+import socket
 import ssl
 import subprocess
+import threading
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -96,18 +98,27 @@ def post(url: str, *, body: bytes, headers: Mapping[str, str], timeout: float) -
         conn = http.client.HTTPSConnection(parts.hostname, port, timeout=timeout, context=context)
     else:
         conn = http.client.HTTPConnection(parts.hostname, port, timeout=timeout)
+    # The socket's timeout bounds each read; this bounds the whole request, so a receiver
+    # that answers a byte at a time cannot hold the courier for longer than `timeout`.
+    cut = threading.Event()
+    watchdog = threading.Timer(timeout, _cut, args=(conn, cut))
+    watchdog.daemon = True
+    watchdog.start()
     try:
         conn.request("POST", target, body=body, headers=sent)
         response = conn.getresponse()
         text = response.read(MAX_ANSWER).decode("utf-8", "replace")
         status = response.status
         location = response.getheader("Location")
-    except TimeoutError:
-        return Answer(ok=False, error=f"no answer from {shown} within {timeout:g}s")
     except (OSError, http.client.HTTPException) as exc:
+        if cut.is_set() or isinstance(exc, TimeoutError):
+            return Answer(ok=False, error=f"no answer from {shown} within {timeout:g}s")
         return Answer(ok=False, error=f"{shown}: {_scrub(str(exc) or type(exc).__name__, url)}")
     finally:
+        watchdog.cancel()
         conn.close()
+    if cut.is_set():
+        return Answer(ok=False, error=f"no answer from {shown} within {timeout:g}s")
     answer = f"HTTP {status}" + (f": {text.strip()}" if text.strip() else "")
     if 200 <= status < 300:
         return Answer(ok=True, answer=answer)
@@ -117,6 +128,13 @@ def post(url: str, *, body: bytes, headers: Mapping[str, str], timeout: float) -
             ok=False, answer=answer, error=f"HTTP {status}: redirect to {where} not followed"
         )
     return Answer(ok=False, answer=answer, error=f"HTTP {status} from {shown}")
+
+
+def _cut(conn: http.client.HTTPConnection, cut: threading.Event) -> None:
+    cut.set()
+    if conn.sock is not None:
+        with contextlib.suppress(OSError):
+            conn.sock.shutdown(socket.SHUT_RDWR)
 
 
 def _scrub(text: str, url: str) -> str:
