@@ -512,3 +512,34 @@ def test_sent_deliveries_are_pruned_after_a_month_and_unsent_ones_kept(
     assert nboard.write(lambda conn: outbox.prune(conn, before=later(-60))) == 0
     assert nboard.write(lambda conn: outbox.prune(conn, before=later(60))) == 1
     assert [d.state for d in rows(nboard)] == ["pending"]
+
+
+def test_a_hanging_receiver_holds_up_only_its_own_messages(
+    board_url: str, receiver: Receiver
+) -> None:
+    import threading
+
+    from kanban.testing import wait_for
+
+    healthy = Receiver()
+    nboard = kanban.open_board(board_url, notify_timeout="30s")
+    try:
+        subscribe(nboard, name="hangs", url=receiver.url)
+        subscribe(nboard, name="healthy", url=healthy.url)
+        receiver.hold()
+        card = nboard.add("Card", profile="demo")
+        nboard.block(card.id, reason="?")
+        c = courier.Courier(nboard, name="t", environ={})
+        done: list[dict[str, int]] = []
+        sending = threading.Thread(target=lambda: done.append(c.deliver_due()))
+        sending.start()
+        wait_for(receiver.holding.is_set, timeout=30, what="the hanging request")
+        wait_for(lambda: healthy.requests, timeout=30, what="the healthy receiver's message")
+        assert receiver.holding.is_set() and done == []  # delivered while the other hangs
+        receiver.release()
+        sending.join(timeout=30)
+        assert done == [{"sent": 2, "retrying": 0, "dead": 0}]
+    finally:
+        receiver.release()
+        healthy.close()
+        nboard.close()
