@@ -26,6 +26,7 @@ from kanban.cli import (
     overview,
     profiles,
     runs,
+    serve,
 )
 from kanban.cli._common import Group, State
 
@@ -53,7 +54,7 @@ def cli(ctx: click.Context, db: str | None) -> None:
     ctx.obj = State(overrides={"db": db})
 
 
-for _module in (cards, overview, editing, runs, bulk, costs, dispatch, ops, events):
+for _module in (cards, overview, editing, runs, bulk, costs, dispatch, ops, events, serve):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 cli.add_command(goals.goal_group, name="goal")
