@@ -1,4 +1,5 @@
-"""The signature snippet in docs/howto/notifications.md verifies a real delivery."""
+"""What the guide promises a reader: its signature snippet verifies a real delivery, and a
+message's link opens the card on the web board, where the answer box unblocks it."""
 
 from __future__ import annotations
 
