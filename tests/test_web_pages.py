@@ -288,3 +288,37 @@ def test_the_feed_reads_every_card_in_order(board: kanban.Board) -> None:
     assert [e.kind for e in found][:2] == ["created", "created"]
     assert [e.id for e in found] == sorted(e.id for e in found)
     assert board.read(lambda c: verbs.history.events_after(c, after_id=found[-1].id)) == []
+
+
+def test_the_edit_form_is_kanban_edit(client: TestClient, board: kanban.Board) -> None:
+    card = board.add("typo in titel", priority=1)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', client.get(f"/cards/{card.id}").text)
+    assert csrf
+    form = {
+        "title": "typo in title",
+        "body": "",
+        "profile": "",
+        "priority": "3",
+        "csrf": csrf.group(1),
+    }
+    done = client.post(f"/cards/{card.id}/edit", data=form, follow_redirects=False)
+    assert done.status_code == 303
+    edited = board.get(card.id)
+    assert (edited.title, edited.priority) == ("typo in title", 3)
+    assert board.show(card.id).events[-1].kind == "edited"
+
+
+def test_responses_say_how_long_the_server_took(client: TestClient) -> None:
+    timing = client.get("/").headers["server-timing"]
+    assert timing.startswith("app;dur=") and float(timing.split("=")[1]) >= 0
+
+
+def test_the_pages_and_assets_ship_inside_the_package() -> None:
+    from importlib import resources
+
+    web_files = resources.files("kanban.web")
+    for name in ("board", "card", "goal", "login", "error", "base", "_tile"):
+        assert (web_files / "templates" / f"{name}.html").is_file()
+    script = (web_files / "static" / "board.js").read_text()
+    assert "EventSource" in script and "http" not in script.replace("https://", "")  # no CDN
+    assert "url(" not in (web_files / "static" / "board.css").read_text()  # no fetched assets
