@@ -31,7 +31,7 @@ from kanban.__about__ import DISTRIBUTION
 logger = logging.getLogger(__name__)
 
 # The newest migration. tests/test_migrations.py fails when this and migrations/ disagree.
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0007"  # after 0010: ids were handed out per issue; the chain is what counts
 
 BUSY_TIMEOUT_MS = 30_000
 CONNECT_TIMEOUT_S = 10

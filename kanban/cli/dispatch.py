@@ -11,7 +11,7 @@ import click
 
 from kanban import clock
 from kanban.cli import render
-from kanban.cli._common import State, emit_json, json_option, pass_board, pass_state
+from kanban.cli._common import DURATION, State, emit_json, json_option, pass_board, pass_state
 
 
 def _logging(verbose: int, quiet: bool, as_json: bool = False) -> None:
@@ -31,7 +31,9 @@ def _logging(verbose: int, quiet: bool, as_json: bool = False) -> None:
 @click.command()
 @click.option("--once", is_flag=True, help="Run one tick and exit (for system cron).")
 @click.option(
-    "--interval", help="Time between periodic ticks (default 60s); changes wake it at once."
+    "--interval",
+    type=DURATION,
+    help="Time between periodic ticks, with its unit (default 60s); changes wake it at once.",
 )
 @click.option(
     "--max-workers", type=click.IntRange(1, 1000), help="Running cards on this host (default 4)."
@@ -44,7 +46,7 @@ def _logging(verbose: int, quiet: bool, as_json: bool = False) -> None:
 )
 @click.option(
     "--max-wait",
-    metavar="DURATION",
+    type=DURATION,
     help="With --drain: wait for a backoff ending within DURATION (default 60s); a card "
     "backing off longer is reported as left, not waited for.",
 )

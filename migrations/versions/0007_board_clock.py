@@ -5,7 +5,7 @@ end in the rowid already; PostgreSQL's did not, so it sorted every ready card of
 in each tick (40 ms at 100,000 cards). The queue indexes now hold `id` as their last key.
 
 Revision ID: 0007
-Revises: 0006
+Revises: 0010
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0006"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
