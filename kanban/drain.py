@@ -76,8 +76,19 @@ class Drain:
         left = self._stuck(now)
         if left is None:
             return False
-        self.left = left
+        self.left = left + self._waiting()
         return True
+
+    def _waiting(self) -> list[Left]:
+        """Cards waiting for parents that will not finish by themselves (blocked, review...)."""
+        found = []
+        for card in self.board.cards(CardStatus.TODO.value):
+            parents = self.board.show(card.id).parents
+            stuck = [p for p in parents if p.status not in ("done", "archived")]
+            if stuck:
+                listed = ", ".join(f"{p.id} ({p.status})" for p in stuck)
+                found.append(Left(card, f"it waits for its parents: {listed}"))
+        return found
 
     def _stuck(self, now: dt.datetime) -> list[Left] | None:
         """The ready cards no tick can start soon, with why; None when one can."""

@@ -54,6 +54,7 @@ def test_a_drain_reports_done_blocked_and_left_and_exits_1(board: kanban.Board) 
     two = board.add("two", profile="demo", parents=[one.id])
     stuck = board.add("asks a person", profile="demo", body="demo: block pick a colour")
     orphan = board.add("no profile")
+    after = board.add("after the block", profile="demo", parents=[stuck.id])
     code, out = _drain(board, "--json")
     assert code == 1, out
     report = json.loads(out)
@@ -63,7 +64,8 @@ def test_a_drain_reports_done_blocked_and_left_and_exits_1(board: kanban.Board) 
     ]
     assert report["failed"] == []
     assert [(c["id"], c["reason"]) for c in report["left"]] == [
-        (orphan.id, "it has no profile, so no agent can run it")
+        (orphan.id, "it has no profile, so no agent can run it"),
+        (after.id, f"it waits for its parents: {stuck.id} (blocked)"),
     ]
     assert report["exit_code"] == 1
 

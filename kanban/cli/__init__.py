@@ -6,6 +6,10 @@ errors become one line on stderr and a non-zero exit (see `_common.Group`).
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+import threading
 from typing import Any
 
 import click
@@ -24,8 +28,10 @@ from kanban.cli import (
     mcpcmd,
     notify,
     ops,
+    overview,
     profiles,
     runs,
+    serve,
 )
 from kanban.cli._common import Group, State
 
@@ -53,7 +59,7 @@ def cli(ctx: click.Context, db: str | None) -> None:
     ctx.obj = State(overrides={"db": db})
 
 
-for _module in (cards, editing, runs, bulk, costs, dispatch, ops, events, mcpcmd):
+for _module in (cards, overview, editing, runs, bulk, costs, dispatch, ops, events, serve, mcpcmd):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 cli.add_command(goals.goal_group, name="goal")
@@ -64,10 +70,35 @@ cli.add_command(dbcmd.db_group, name="db")
 
 
 def main(argv: list[str] | None = None) -> Any:
-    import os
-
+    """The `kanban` command. Once a command is done and its output flushed, the process
+    ends without the interpreter's teardown (collecting every module SQLAlchemy loaded costs
+    tens of milliseconds a command), unless a thread of its own is still running."""
     if os.environ.get("KANBAN_SOCKET"):  # inside a run: the agent's verbs, via its supervisor
         from kanban.cli import agent
 
-        return agent.main(argv)
-    return cli.main(args=argv, prog_name="kanban")
+        cli_main: Any = agent.agent_cli
+    else:
+        cli_main = cli
+    try:
+        cli_main.main(args=argv, prog_name="kanban")
+    except SystemExit as exc:
+        code = exc.code
+    else:
+        code = 0
+    _exit(code)
+
+
+def _exit(code: object) -> None:
+    if isinstance(code, str):
+        sys.stderr.write(code + "\n")
+        code = 1
+    status = code if isinstance(code, int) else (0 if code is None else 1)
+    if threading.active_count() > 1:
+        sys.exit(status)  # someone else's thread may still have work to finish
+    logging.shutdown()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed pipe: the output did not all get out
+        status = status or 1
+    os._exit(status)

@@ -1,4 +1,4 @@
-"""Commands that make and read cards: init, add, ls, board, show, link, unlink, comment."""
+"""Commands that make and read cards: init, add, ls, show, link, unlink, comment."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import click
 
 from kanban import clock, errors, termtext
 from kanban.cli import render
+from kanban.cli._choices import agent_choice_options
 from kanban.cli._common import (
     CARD,
     DURATION,
@@ -183,6 +184,7 @@ class TitleCommand(click.Command):
 @click.option(
     "--triage", is_flag=True, help="Park it in `triage` until someone runs `kanban retry`."
 )
+@agent_choice_options
 @click.option("--quiet", "-q", is_flag=True, help="Print only the new card's id.")
 @json_option
 @pass_board
@@ -200,6 +202,9 @@ def add(
     key: str | None,
     review: bool,
     triage: bool,
+    model: str | None,
+    agent_args: tuple[str, ...],
+    agent_env: tuple[tuple[str, str], ...],
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -217,6 +222,8 @@ def add(
       kanban add "Test the parser" --parent 12 --body - < spec.md
       id=$(kanban add -q "Nightly report" --key report-2026-11-21)
       kanban add "Refactor the cache" --profile claude-code --max-cost 2.50
+      kanban add "Port the parser" --profile claude-code --model claude-sonnet-4-6 \\
+          --arg --effort=high
     """
     from kanban import editing
 
@@ -234,6 +241,9 @@ def add(
         review=review,
         triage=triage,
         max_cost_usd=max_cost,
+        model=model,
+        agent_args=agent_args,
+        agent_env=dict(agent_env),
     )
     if as_json:
         emit_json(card)
@@ -296,48 +306,6 @@ def ls(
         click.echo(render.cards_table(cards))
 
 
-BOARD_COLUMNS = ("triage", "todo", "ready", "running", "review", "blocked", "done")
-
-
-@click.command("board")
-@click.option("--all", "show_all", is_flag=True, help="Also show failed and cancelled cards.")
-@json_option
-@pass_board
-def board_cmd(board: Any, show_all: bool, as_json: bool) -> None:
-    """Show the board as columns, one per state.
-
-    \b
-    Example:
-      kanban board
-    """
-    cards = board.cards()
-    columns = list(BOARD_COLUMNS) + (["failed", "cancelled"] if show_all else [])
-    grouped: dict[str, list[Any]] = {c: [] for c in columns}
-    for card in cards:
-        if card.status in grouped:
-            grouped[card.status].append(card)
-    if as_json:
-        emit_json({col: [c.to_json() for c in items] for col, items in grouped.items()})
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(show_lines=False, expand=True)
-    for col in columns:
-        if grouped[col] or col in ("todo", "ready", "running", "done"):
-            table.add_column(f"{col} ({len(grouped[col])})", overflow="fold")
-    shown = [c for c in columns if grouped[c] or c in ("todo", "ready", "running", "done")]
-    depth = max((len(grouped[c]) for c in shown), default=0)
-    for i in range(min(depth, 40)):
-        table.add_row(
-            *[
-                f"{grouped[c][i].id} {_safe(grouped[c][i].title)}" if i < len(grouped[c]) else ""
-                for c in shown
-            ]
-        )
-    Console().print(table)
-
-
 @click.command()
 @click.argument("card", type=CARD)
 @json_option
@@ -359,8 +327,9 @@ def show(board: Any, card: int, as_json: bool) -> None:
 @click.command()
 @click.argument("parent", type=CARD)
 @click.argument("child", type=CARD)
+@json_option
 @pass_board
-def link(board: Any, parent: int, child: int) -> None:
+def link(board: Any, parent: int, child: int, as_json: bool) -> None:
     """Make CHILD wait until PARENT is done.
 
     A link that would close a cycle is refused, naming the cycle. A ready CHILD goes back
@@ -371,6 +340,9 @@ def link(board: Any, parent: int, child: int) -> None:
       kanban link 12 15      # 15 starts after 12 is done
     """
     created = board.link(parent, child)
+    if as_json:
+        emit_json({"parent": parent, "child": child, "created": created})
+        return
     click.echo(
         f"card {child} now waits for card {parent}"
         if created
@@ -381,8 +353,9 @@ def link(board: Any, parent: int, child: int) -> None:
 @click.command()
 @click.argument("parent", type=CARD)
 @click.argument("child", type=CARD)
+@json_option
 @pass_board
-def unlink(board: Any, parent: int, child: int) -> None:
+def unlink(board: Any, parent: int, child: int, as_json: bool) -> None:
     """Remove the dependency of CHILD on PARENT (CHILD becomes ready if nothing else holds it).
 
     \b
@@ -390,7 +363,10 @@ def unlink(board: Any, parent: int, child: int) -> None:
       kanban unlink 12 15
     """
     board.unlink(parent, child)
-    click.echo(f"card {child} no longer waits for card {parent}")
+    if as_json:
+        emit_json({"parent": parent, "child": child, "removed": True})
+    else:
+        click.echo(f"card {child} no longer waits for card {parent}")
 
 
 @click.command()
@@ -414,11 +390,4 @@ def comment(board: Any, card: int, text: str, as_json: bool) -> None:
         click.echo(f"commented on card {card} at {clock.iso(made.at)}")
 
 
-COMMANDS = [init, add, ls, board_cmd, show, link, unlink, comment]
-
-
-def _safe(text: str) -> str:
-    """Agent text in a rich table: no escape sequences, no rich markup."""
-    from rich.markup import escape
-
-    return escape(termtext.clean(text))
+COMMANDS = [init, add, ls, show, link, unlink, comment]  # board, graph: cli/overview.py

@@ -11,7 +11,7 @@ import click
 
 from kanban import clock, errors, termtext
 from kanban.cli import render
-from kanban.cli._common import CARD, emit_json, json_option, pass_board
+from kanban.cli._common import CARD, RUN, emit_json, json_option, pass_board
 
 
 @click.command()
@@ -39,10 +39,13 @@ def status(board: Any, as_json: bool) -> None:
             {k: clock.iso(v) if hasattr(v, "isoformat") else v for k, v in row.items()}
             for row in board.read(verbs.list_dispatchers)
         ]
+        data["clock_warnings"] = why.clock_warnings(board, summary.now)
         data["notifications"] = board.read(verbs.outbox.outbox_counts)
         emit_json(data)
         return
     click.echo(liveness if alive else click.style(liveness, fg="red"))
+    for warning in why.clock_warnings(board, summary.now):
+        click.echo(click.style(warning, fg="yellow"))
     for name, problem in sorted(broken.items()):  # its cards wait; the others run
         click.echo(click.style(f"profile {name} does not load: {problem}", fg="red"))
     counts = "  ".join(
@@ -81,18 +84,33 @@ def _notifications_line(board: Any) -> None:
 
 
 @click.command()
-@click.argument("card", type=CARD)
+@click.argument("card", type=CARD, required=False)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 1000),
+    default=50,
+    show_default=True,
+    help="Without CARD: explain at most this many cards.",
+)
 @json_option
 @pass_board
-def why(board: Any, card: int, as_json: bool) -> None:
+def why(board: Any, card: int | None, limit: int, as_json: bool) -> None:
     """Say why a card is not running: its parents, a backoff, capacity, overlapping paths,
     its profile, or no dispatcher. Uses the dispatcher's own planning, so it tells the truth.
 
+    Without CARD, it explains every card that is ready but not running, needs a person
+    (blocked, review, triage), or waits for a parent that needs one.
+
     \b
-    Example:
+    Examples:
       kanban why 12
+      kanban why
     """
     from kanban import why as why_mod
+
+    if card is None:
+        _why_all(board, limit=limit, as_json=as_json)
+        return
 
     reasons = why_mod.explain(board, card)
     if as_json:
@@ -100,6 +118,26 @@ def why(board: Any, card: int, as_json: bool) -> None:
     else:
         for reason in reasons:
             click.echo(f"- {termtext.clean(reason)}")
+
+
+def _why_all(board: Any, *, limit: int, as_json: bool) -> None:
+    from kanban import stuck
+
+    found, total = stuck.explain_all(board, limit=limit)
+    if as_json:
+        emit_json(
+            [{"card": s.card.id, "status": s.card.status, "title": s.card.title,
+              "reasons": list(s.reasons)} for s in found]
+        )  # fmt: skip
+        return
+    if not found:
+        click.echo("no card is waiting: every card is running, done, or waits for parents at work")
+    for item in found:
+        click.echo(f"card {item.card.id} ({render.status(item.card.status)}): {item.card.title}")
+        for reason in item.reasons:
+            click.echo(f"  - {reason}")
+    if total > len(found):
+        click.echo(f"... and {total - len(found)} more (--limit {total})")
 
 
 @click.command()
@@ -127,18 +165,25 @@ def runs(board: Any, card: int, as_json: bool) -> None:
 
 @click.command()
 @click.argument("card", type=CARD)
-@click.option("--run", "run_id", type=int, help="A particular run (default: the latest).")
+@click.option("--run", "run_id", type=RUN, help="A particular run (default: the latest).")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing while the run is live.")
+@json_option
 @pass_board
-def logs(board: Any, card: int, run_id: int | None, follow: bool) -> None:
+def logs(board: Any, card: int, run_id: int | None, follow: bool, as_json: bool) -> None:
     """Print a run's log: the agent's output and the supervisor's notes (`[kanban]` lines).
+
+    --json prints the log once as an object (card, run, path, text); it does not follow.
 
     \b
     Examples:
       kanban logs 12
       kanban logs 12 -f
+      kanban logs 12 --json | jq -r .text
     """
     from kanban import board as verbs
+
+    if as_json and follow:
+        raise errors.UsageError("--json prints the whole log once; drop -f to use it")
 
     found = board.runs(card)
     if run_id is not None:
@@ -151,6 +196,10 @@ def logs(board: Any, card: int, run_id: int | None, follow: bool) -> None:
         if run.log_path
         else board.settings.log_dir / f"card-{card}-run-{run.id}.log"
     )
+    if as_json:
+        text = path.read_bytes().decode(errors="replace") if path.exists() else None
+        emit_json({"card": card, "run": run.id, "path": str(path), "text": text})
+        return
     offset = 0
     while True:
         if path.exists():
@@ -174,14 +223,16 @@ def logs(board: Any, card: int, run_id: int | None, follow: bool) -> None:
 
 @click.command()
 @click.argument("card", type=CARD)
+@json_option
 @pass_board
-def context(board: Any, card: int) -> None:
+def context(board: Any, card: int, as_json: bool) -> None:
     """Print the prompt the agent gets for this card: persona, card, parents' summaries and
     branches, comments, earlier attempts, and how to report.
 
     \b
-    Example:
+    Examples:
       kanban context 12 | less
+      kanban context 12 --json | jq -r .prompt
     """
     from kanban import profiles, prompt
     from kanban.worktrees import slug
@@ -195,16 +246,20 @@ def context(board: Any, card: int) -> None:
             click.echo(f"(profile: {exc.message})", err=True)
     name = f"{card}-{slug(detail.card.title)}"
     attempt = detail.card.attempts + 1
-    click.echo(
-        prompt.render(
-            detail,
-            persona=persona,
-            branch=f"kanban/{name}",
-            worktree=str(board.settings.worktrees / name),
-            attempt=attempt,
-        ),
-        nl=False,
-    )
+    branch, worktree = f"kanban/{name}", str(board.settings.worktrees / name)
+    text = prompt.render(detail, persona=persona, branch=branch, worktree=worktree, attempt=attempt)
+    if as_json:
+        emit_json(
+            {
+                "card": card,
+                "attempt": attempt,
+                "branch": branch,
+                "worktree": worktree,
+                "prompt": text,
+            }
+        )
+    else:
+        click.echo(text, nl=False)
 
 
 @click.command()
