@@ -72,7 +72,8 @@ class RunVerbs:
             card = self.board.fail(self.card_id, error=f"transient: {reason}", token=self.token)
             self.on_end("failed")
         else:
-            text = f"{kind.replace('_', ' ')}: {reason}"
+            # A question for a person reads as asked; other kinds say what kind they are.
+            text = reason if kind == "needs_input" else f"{kind}: {reason}"
             card = self.board.block(self.card_id, reason=text, token=self.token)
             self.on_end("blocked")
         return card.to_json()

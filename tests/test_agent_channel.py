@@ -143,10 +143,10 @@ def test_block_kinds(run: Run) -> None:
     with pytest.raises(channel.Refused, match="unknown kind 'whim'"):
         run.req("block", reason="why", kind="whim")
     assert run.board.get(run.card).status == "running"
-    out = run.kanban("block", "--reason", "which database?", "--kind", "needs_input")
+    out = run.kanban("block", "--reason", "waits for the schema card", "--kind", "dependency")
     assert out.returncode == 0, out.stderr
     card = run.board.get(run.card)
-    assert card.status == "blocked" and card.reason == "needs input: which database?"
+    assert card.status == "blocked" and card.reason == "dependency: waits for the schema card"
 
 
 def test_a_transient_block_is_a_retried_attempt(run: Run) -> None:
