@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import logging
 import re
 import time
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -119,7 +120,23 @@ class Worktrees:
             except git.GitCommandError as exc:
                 raise errors.WorktreeError(_describe(exc)) from exc
 
+        if args and args[0] == "worktree":
+            with self._worktree_lock():
+                return retrying.git(call)
         return retrying.git(call)
+
+    @contextlib.contextmanager
+    def _worktree_lock(self) -> Iterator[None]:
+        """One `git worktree` command at a time per repository, across every supervisor on
+        this host: while one `worktree add` is half done (its `commondir` not yet written), a
+        concurrent `worktree list` or `prune` fails or removes it. Held for one command."""
+        lock_path = Path(self.repo.common_dir) / "kanban-worktrees.lock"
+        with lock_path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _identity_env(self) -> dict[str, str]:
         reader = self.repo.config_reader()
