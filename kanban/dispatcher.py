@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import fcntl
+import functools
 import logging
 import os
 import signal
@@ -29,7 +30,19 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from kanban import api, board, clock, errors, fsutil, planning, processes, profiles, views, wake
+from kanban import (
+    api,
+    board,
+    clock,
+    errors,
+    fsutil,
+    liveness,
+    planning,
+    processes,
+    profiles,
+    views,
+    wake,
+)
 from kanban.__about__ import __version__
 from kanban.states import CardStatus, RunOutcome
 
@@ -163,6 +176,7 @@ class Dispatcher:
         self._reap()
         self._reclaim(now, report)
         self._enforce_timeouts(now, report)
+        self._release(now)
         self._promote(now, report)
         for name, hook in self.hooks.items():
             try:
@@ -215,16 +229,11 @@ class Dispatcher:
             state = processes.state(supervisor)
             if state == "alive":
                 continue
-            if run.pid is not None and run.pid_started is not None:
-                processes.kill_group(processes.Identity(run.pid, run.pid_started))
-            self._end(
-                run,
-                RunOutcome.CRASHED,
-                report.crashed,
-                now,
-                f"its supervisor (pid {run.supervisor_pid}) is {state}; the agent was "
-                "stopped and the card requeued",
-            )
+            settled = self._settle(run)
+            if not settled.gone:
+                logger.warning("run %s: its agent would not stop; not requeued", run.id)
+                continue
+            self._end(run, RunOutcome.CRASHED, report.crashed, now, settled.describe(run))
 
     def _reclaim(self, now: dt.datetime, report: TickReport) -> None:
         expired = self.board.read(lambda c: board.expired_runs(c, now=now))
@@ -260,13 +269,31 @@ class Dispatcher:
             ok &= processes.kill_group(
                 processes.Identity(run.supervisor_pid, run.supervisor_started), grace=0
             )
-        if run.pid is not None and run.pid_started is not None:
-            ok &= processes.kill_group(processes.Identity(run.pid, run.pid_started))
+        ok &= self._settle(run).gone  # the recorded agent, and any found by its run mark
         child = self.children.pop(run.id, None)
         if child is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=1)
         return ok
+
+    def _settle(self, run: views.RunView) -> liveness.Settled:
+        token = self.board.read(lambda c: board.token_of(c, run.id))
+        return liveness.settle(run, token=token, state_dir=self.settings.state_dir)
+
+    def _release(self, now: dt.datetime) -> None:
+        """Ended runs of this host whose supervisor is gone: stop what is left of them,
+        confirm it gone by identity, and let their card run again (one live agent per card)."""
+        host = self.settings.host_id
+        for run in self.board.read(lambda c: board.releases.unreleased_runs(c, host=host)):
+            supervisor = processes.Identity(run.supervisor_pid or 0, run.supervisor_started or 0.0)
+            if processes.state(supervisor) == "alive" or not self._settle(run).gone:
+                continue  # its supervisor stops the agent and releases the run itself
+            self.board.write(functools.partial(self._released, run_id=run.id, now=now))
+
+    def _released(self, conn: Any, *, run_id: int, now: dt.datetime) -> bool:
+        return board.releases.release_run(
+            conn, run_id=run_id, now=now, how=f"dispatcher:{self.name}"
+        )
 
     def _enforce_timeouts(self, now: dt.datetime, report: TickReport) -> None:
         known, _ = profiles.load_all(repo=self.settings.repo)

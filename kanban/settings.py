@@ -41,6 +41,7 @@ class Settings:
     worktree_root: Path | None = None  # default <repo>/worktrees
     base_branch: str | None = None  # default: the repository's current branch at dispatch
     remote: str | None = None  # push finished branches here (several hosts)
+    db_patience: float = 3600.0  # a supervisor retries its fenced writes this long at most
 
     @property
     def log_dir(self) -> Path:
@@ -56,7 +57,14 @@ class Settings:
 
 
 # name -> (environment variable, parser)
-_DURATIONS = ("lease_ttl", "heartbeat_interval", "tick_interval", "backoff_base", "backoff_cap")
+_DURATIONS = (
+    "lease_ttl",
+    "heartbeat_interval",
+    "tick_interval",
+    "backoff_base",
+    "backoff_cap",
+    "db_patience",
+)
 _INTS = ("max_workers", "max_attempts", "max_running")
 _PATHS = ("worktree_root",)
 _STRINGS = ("base_branch", "remote", "host_id", "actor")

@@ -88,6 +88,7 @@ class RunView(_View):
     tokens_in: int | None = None
     tokens_out: int | None = None
     cost_usd: float | None = None
+    released_at: dt.datetime | None = None  # no process of the ended run can still be alive
 
     @property
     def live(self) -> bool:

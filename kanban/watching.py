@@ -167,23 +167,47 @@ class Watcher:
 
 class Heartbeat(threading.Thread):
     """Renews the run's lease every interval from the moment the supervisor checks in, so a
-    slow checkout or merge never lets the lease lapse. Sets `lost` when the lease is gone."""
+    slow checkout or merge never lets the lease lapse. Sets `lost` when the lease is gone:
+    refused by the board, or (`unreachable`) no beat reached the board for `ttl` seconds, after
+    which another host may take the card and our agent must stop."""
 
-    def __init__(self, board: api.Board, card_id: int, token: str, interval: float) -> None:
+    def __init__(
+        self,
+        board: api.Board,
+        card_id: int,
+        token: str,
+        interval: float,
+        *,
+        ttl: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__(name="heartbeat", daemon=True)
         self.board, self.card_id, self.token, self.interval = board, card_id, token, interval
+        self.ttl = ttl
+        self.clock = clock
         self.lost = threading.Event()
         self.done = threading.Event()
+        self.unreachable = False
+        self.last_ok = clock()
 
     def run(self) -> None:
         while not self.done.wait(self.interval):
-            try:
-                self.board.heartbeat(self.card_id, token=self.token)
-            except errors.LeaseLost:
-                self.lost.set()
+            self.beat()
+            if self.lost.is_set():
                 return
-            except errors.KanbanError as exc:  # the database is briefly unavailable: go on
-                logger.warning("heartbeat failed: %s", exc)
+
+    def beat(self) -> None:
+        try:
+            self.board.heartbeat(self.card_id, token=self.token)
+            self.last_ok = self.clock()
+        except errors.LeaseLost:
+            self.lost.set()
+        except errors.KanbanError as exc:  # the database is briefly unavailable: go on
+            silent = self.clock() - self.last_ok
+            logger.warning("heartbeat failed (%.0fs since the last one landed): %s", silent, exc)
+            if self.ttl is not None and silent >= self.ttl:
+                self.unreachable = True
+                self.lost.set()
 
     def stop(self) -> None:
         self.done.set()
