@@ -156,7 +156,7 @@ class Supervisor:
     def _phase(self, phase: str) -> None:
         """Say where we are (a dispatcher reads it if we die here)."""
         liveness.write_phase(self.config.state_dir, self.run_id, phase)
-        if os.environ.get(DIE_AT_ENV) == phase:
+        if _dies_at(os.environ.get(DIE_AT_ENV, ""), card_id=self.card_id) == phase:
             os.kill(os.getpid(), signal.SIGKILL)
 
     def _write(self, fn: Callable[[Any], T], *, wake: bool = False) -> T:
@@ -577,6 +577,15 @@ class Supervisor:
         # (not in review: a person may look at it)
         if self._read(lambda c: board.get_card(c, self.card_id)).status == "done":
             self.space.remove(workspace)
+
+
+def _dies_at(spec: str, *, card_id: int) -> str | None:
+    """Tests (kanban.testing.die_at): "PHASE" for every card, or "CARD:PHASE,CARD:PHASE"."""
+    for item in filter(None, spec.split(",")):
+        card, _, phase = item.rpartition(":")
+        if not card or card == str(card_id):
+            return phase
+    return None
 
 
 def _record(
