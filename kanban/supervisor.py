@@ -153,6 +153,10 @@ class Supervisor:
             if released:
                 self.note("no process of this run is left: the card may run again")
 
+    def _stop_beat(self) -> None:
+        if self._beat is not None:
+            self._beat.stop()
+
     def _phase(self, phase: str) -> None:
         """Say where we are (a dispatcher reads it if we die here)."""
         liveness.write_phase(self.config.state_dir, self.run_id, phase)
@@ -496,8 +500,8 @@ class Supervisor:
             self.space.keep_work(workspace, reason=f"run ended {outcome}")
             if outcome is RunOutcome.DONE and (problem := self.space.publish(workspace)):
                 outcome, error = RunOutcome.FAILED, problem
-        if self._beat is not None:
-            self._beat.stop()
+        # The heartbeat goes on until the outcome is recorded: a write that waits for the
+        # database must not let the lease lapse meanwhile (it would be reclaimed, and done again).
         report = usage.report() if usage is not None else outputs.Report()
         cost = usage.cost() if usage is not None else None
         if usage is not None and (report.tokens_in is not None or cost is not None):
@@ -523,12 +527,14 @@ class Supervisor:
                 wake=True,
             )
         except errors.LeaseLost as exc:
+            self._stop_beat()
             run = self._read(lambda c: board.get_run(c, self.run_id))
             if run is not None and run.outcome == outcome and run.ended_at is not None:
                 self.note(f"outcome {outcome} recorded (a try whose answer was lost landed)")
             else:
                 self.note(f"{exc.message}")
             return 0
+        self._stop_beat()
         self._phase("ended")
         self.note(f"card {self.card_id} is now {card.status}")
         if workspace is not None:
@@ -646,7 +652,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s supervisor %(process)d %(message)s")
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    with api.open_board() as board:
+    # The board may be unreachable for a while (a restart, a full disk): wait for it rather
+    # than leave the run to be recorded as a supervisor that failed to start.
+    config = settings.load()
+    opened = retrying.patiently(
+        lambda: api.connect(config), patience=config.db_patience, say=logger.warning
+    )
+    with opened as board:
         return Supervisor(
             board, card_id=args.card, run_id=args.run, token=token, stopping=stopping
         ).run()

@@ -5,13 +5,10 @@ leaves no agent behind, and the run's error says what really happened."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 import kanban
