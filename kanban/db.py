@@ -141,6 +141,11 @@ def transaction(engine: Engine, *, write: bool = True) -> Iterator[Connection]:
             yield conn
 
 
+def redact(url: str) -> str:
+    """`url` with its password hidden, for messages."""
+    return _redact(url)
+
+
 def _redact(url: str) -> str:
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)

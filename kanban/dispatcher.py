@@ -40,6 +40,7 @@ from kanban import (
     planning,
     processes,
     profiles,
+    retrying,
     views,
     wake,
 )
@@ -139,6 +140,52 @@ def settings_env(board_: api.Board) -> dict[str, str]:
     return env
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class BoardIdentity:
+    """What the dispatcher started on: the board's id, and for SQLite the file itself."""
+
+    board_id: str
+    path: Path | None
+    inode: tuple[int, int] | None
+
+    @classmethod
+    def of(cls, board_: api.Board) -> BoardIdentity:
+        from kanban import db
+
+        path = db.sqlite_path(board_.settings.db_url)
+        inode = None
+        if path is not None:
+            st = path.stat()
+            inode = (st.st_dev, st.st_ino)
+        return cls(board_id=board_.read(board.releases.board_id), path=path, inode=inode)
+
+    def check(self, board_: api.Board) -> None:
+        """Raise BoardGone when the board was deleted or replaced since we started."""
+        if self.path is not None:
+            try:
+                st = self.path.stat()
+            except FileNotFoundError:
+                raise self._gone("was deleted") from None
+            if (st.st_dev, st.st_ino) != self.inode:
+                raise self._gone("was replaced by another file")
+        try:
+            now_id = board_.read(board.releases.board_id)
+        except (errors.SchemaError, errors.DatabaseError) as exc:
+            if retrying.is_transient_db_error(exc):
+                raise  # the database is away for a moment: the next tick looks again
+            raise self._gone("no longer holds a board") from None
+        if now_id != self.board_id:
+            raise self._gone(f"is now another board ({now_id})")
+
+    def _gone(self, what: str) -> errors.BoardGone:
+        where = self.path or "the board's database"
+        return errors.BoardGone(
+            f"the board {where} (id {self.board_id}) {what} while this dispatcher ran; "
+            "stopped. Running agents keep their supervisors; restore the board, or `kanban "
+            "init` a new one and start the dispatcher again"
+        )
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -162,11 +209,14 @@ class Dispatcher:
         self.started_at = clock.now()
         self.lock = TickLock(self.settings.state_dir)
         self._last_full_promote: float | None = None
+        self.identity = BoardIdentity.of(board_)
+        self.gone: errors.BoardGone | None = None  # set when the board vanished under us
 
     # ------------------------------------------------------------------ one tick
 
     def tick(self, now: dt.datetime | None = None) -> TickReport:
         with self.lock.hold():
+            self.identity.check(self.board)
             return self._tick(now or clock.now())
 
     def _tick(self, now: dt.datetime) -> TickReport:
@@ -495,6 +545,8 @@ class Dispatcher:
         )
 
     def stopped(self) -> None:
+        if self.gone is not None:
+            return  # whatever is at the board's path now is not our board: write nothing
         with contextlib.suppress(errors.KanbanError):
             self.board.write(
                 lambda c: board.dispatchers.stopped(c, name=self.name, now=clock.now())
@@ -549,6 +601,8 @@ class Dispatcher:
                 "dispatcher stopped; %d agent(s) keep running under their supervisors",
                 len([c for c in self.children.values() if c.poll() is None]),
             )
+        if self.gone is not None:
+            raise self.gone
 
 
 class _Loop:
@@ -593,6 +647,10 @@ class _Loop:
                 self._due = report.next_due
                 if self.until is not None and self.until(report):
                     self.stop.set()
+            except errors.BoardGone as exc:  # nothing to dispatch any more: stop, loudly
+                logger.error("%s", exc.message)
+                self.dispatcher.gone = exc
+                self.stop.set()
             except Exception:  # a tick must never kill the loop
                 logger.exception("tick failed; the next one will try again")
             with self._lock:

@@ -23,7 +23,7 @@ def gc(board: api.Board, *, dry_run: bool = False) -> dict[str, Any]:
     trees = _worktrees(board)
     removed: list[str] = []
     kept: dict[str, str] = {}
-    for path in sorted(trees.worktrees()):
+    for path, branch in sorted(trees.worktrees().items()):
         head = path.name.split("-", 1)[0]
         if not head.isdigit():
             continue
@@ -31,6 +31,9 @@ def gc(board: api.Board, *, dry_run: bool = False) -> dict[str, Any]:
             card = board.get(int(head))
         except errors.CardNotFound:
             kept[str(path)] = "no such card on this board"
+            continue
+        if card.branch is not None and branch is not None and card.branch != branch:
+            kept[str(path)] = f"not this board's: card {card.id} here works on {card.branch}"
             continue
         if card.status not in FINISHED:
             continue

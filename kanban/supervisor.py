@@ -201,6 +201,7 @@ class Supervisor:
                 "free space there, then `kanban retry` the card",
             )
         self._phase("preparing")
+        self.space.board_id = self._read(board.releases.board_id)
         try:
             profile = self._profile(detail.card)
             workspace = self.space.prepare(detail, profile, stop=self.stopping.is_set)
@@ -656,7 +657,7 @@ def main(argv: list[str] | None = None) -> int:
     # than leave the run to be recorded as a supervisor that failed to start.
     config = settings.load()
     opened = retrying.patiently(
-        lambda: api.connect(config), patience=config.db_patience, say=logger.warning
+        lambda: api.connect(config, create=False), patience=config.db_patience, say=logger.warning
     )
     with opened as board:
         return Supervisor(

@@ -298,10 +298,11 @@ class FakeWorktrees:
         name = f"{card_id}-{slug(title)}"
         return self.root / name, f"kanban/{name}"
 
-    def prepare(self, card_id: int, title: str, parents: Any) -> Any:
+    def prepare(self, card_id: int, title: str, parents: Any, *, branch: Any = None) -> Any:
         from kanban.worktrees import Workspace
 
-        path, branch = self.names(card_id, title)
+        path, own = self.names(card_id, title)
+        branch = branch or own
         reused = branch in self.branches
         path.mkdir(parents=True, exist_ok=True)
         files = self.branches.setdefault(branch, set())

@@ -23,6 +23,7 @@ class RunWorkspace:
     run_id: int
     note: Callable[[str], None]  # the supervisor's log notes
     worktrees: Worktrees | None = None
+    board_id: str | None = None  # the board's identity, carried by branch names
 
     def prepare(
         self, detail: views.CardDetail, profile: profiles.Profile, *, stop: Callable[[], bool]
@@ -43,14 +44,17 @@ class RunWorkspace:
             root=self.config.worktrees,
             base_branch=self.config.base_branch,
             remote=self.config.remote,
+            board_id=self.board_id,
         )
         parents = [p.branch for p in detail.parents if p.branch]
-        own = self.worktrees.names(detail.card.id, detail.card.title)[1]
+        own = detail.card.branch or self.worktrees.names(detail.card.id, detail.card.title)[1]
         if missing := self.worktrees.fetch_parents(parents, own=own, stop=stop):
             self.note(
                 f"parent branch {', '.join(missing)} is not here: set `remote` (several hosts)"
             )
-        workspace = self.worktrees.prepare(detail.card.id, detail.card.title, parents)
+        workspace = self.worktrees.prepare(
+            detail.card.id, detail.card.title, parents, branch=detail.card.branch
+        )
         self.note(
             f"worktree {workspace.path} on {workspace.branch}"
             + (" (reused)" if workspace.reused else f" from {workspace.base}")

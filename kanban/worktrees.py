@@ -1,6 +1,8 @@
 """Git worktrees and branches for cards, and merging finished branches.
 
-Each card works in `<root>/<id>-<slug>` on branch `kanban/<id>-<slug>`. A card with one parent
+Each card works in `<root>/<id>-<slug>-<board>` on branch `kanban/<id>-<slug>-<board>` (the
+board's own id: a re-created board or a second board on one repository never reuses another's
+branch; cards of boards from before board ids keep the names they have). A card with one parent
 starts from the parent's branch; with several, from a merge of them (a conflict names the
 files); with none, from the base branch. A worktree is removed only when it is clean; the
 branch always stays. Nothing here touches the board.
@@ -57,10 +59,26 @@ class WorktreePort(Protocol):
     """What the supervisor and `kanban gc`/`merge` need; a fake lives in kanban.testing."""
 
     def names(self, card_id: int, title: str) -> tuple[Path, str]: ...
-    def prepare(self, card_id: int, title: str, parents: Sequence[str]) -> Workspace: ...
+    def prepare(
+        self, card_id: int, title: str, parents: Sequence[str], *, branch: str | None = None
+    ) -> Workspace: ...
     def commit_all(self, path: Path, message: str) -> str | None: ...
     def is_clean(self, path: Path) -> bool: ...
     def remove(self, path: Path) -> bool: ...
+
+
+def card_names(root: Path, *, card_id: int, title: str, board_id: str | None) -> tuple[Path, str]:
+    """A card's worktree path and branch: `<root>/<id>-<slug>-<board>`, `kanban/<id>-<slug>-<board>`
+    (without a board id, as boards before 0005 named them)."""
+    name = f"{card_id}-{slug(title)}" + (f"-{board_id}" if board_id else "")
+    return _inside(root, name), f"kanban/{name}"
+
+
+def _inside(root: Path, name: str) -> Path:
+    path = (root / name).absolute()
+    if path.parent != root.absolute():
+        raise errors.WorktreeError(f"worktree path {path} escapes {root}")
+    return path
 
 
 class Worktrees:
@@ -71,6 +89,7 @@ class Worktrees:
         root: Path,
         base_branch: str | None = None,
         remote: str | None = None,
+        board_id: str | None = None,
     ) -> None:
         try:
             self.repo = git.Repo(repo)
@@ -81,6 +100,7 @@ class Worktrees:
         self.root = root.absolute()
         self.base_branch = base_branch
         self.remote = remote  # a git remote's name ("origin"): branches shared between hosts
+        self.board_id = board_id  # carried by every card's branch and worktree name
 
     # ------------------------------------------------------------------ plumbing
 
@@ -131,11 +151,7 @@ class Worktrees:
             return self._git("rev-parse", "HEAD")  # a detached repository: start from its commit
 
     def names(self, card_id: int, title: str) -> tuple[Path, str]:
-        name = f"{card_id}-{slug(title)}"
-        path = (self.root / name).absolute()
-        if path.parent != self.root:
-            raise errors.WorktreeError(f"worktree path {path} escapes {self.root}")
-        return path, f"kanban/{name}"
+        return card_names(self.root, card_id=card_id, title=title, board_id=self.board_id)
 
     def _registered(self) -> dict[Path, str | None]:
         """Worktrees git knows about: path -> branch (None when detached)."""
@@ -151,8 +167,17 @@ class Worktrees:
 
     # ------------------------------------------------------------------ cards
 
-    def prepare(self, card_id: int, title: str, parents: Sequence[str]) -> Workspace:
-        path, branch = self.names(card_id, title)
+    def prepare(
+        self, card_id: int, title: str, parents: Sequence[str], *, branch: str | None = None
+    ) -> Workspace:
+        """The card's worktree; `branch` is the one the board recorded for the card (a card
+        of a board from before board ids keeps its branch), else its name carries the board's
+        id, so another board's card of the same number never shares it."""
+        path, own = self.names(card_id, title)
+        if branch is not None and branch.startswith("kanban/"):
+            path = _inside(self.root, branch.removeprefix("kanban/"))
+        else:
+            branch = own
         self.root.mkdir(parents=True, exist_ok=True)
         if self.branch_exists(branch):
             if path in self._registered() and path.is_dir():

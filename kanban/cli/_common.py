@@ -28,7 +28,7 @@ class State:
         if self._board is None:
             from kanban import api, settings
 
-            self._board = api.connect(settings.load(self.overrides))
+            self._board = api.connect(settings.load(self.overrides), create=False)
             click.get_current_context().call_on_close(self._board.close)
         return self._board
 

@@ -161,8 +161,9 @@ def context(board: Any, card: int) -> None:
     Example:
       kanban context 12 | less
     """
+    from kanban import board as board_mod
     from kanban import profiles, prompt
-    from kanban.worktrees import slug
+    from kanban.worktrees import card_names
 
     detail = board.show(card)
     persona = ""
@@ -171,14 +172,21 @@ def context(board: Any, card: int) -> None:
             persona = profiles.load(detail.card.profile, repo=board.settings.repo).persona
         except errors.ProfileError as exc:
             click.echo(f"(profile: {exc.message})", err=True)
-    name = f"{card}-{slug(detail.card.title)}"
+    path, branch = card_names(
+        board.settings.worktrees,
+        card_id=card,
+        title=detail.card.title,
+        board_id=board.read(board_mod.releases.board_id),
+    )
+    if detail.card.branch:
+        branch = detail.card.branch
     attempt = detail.card.attempts + 1
     click.echo(
         prompt.render(
             detail,
             persona=persona,
-            branch=f"kanban/{name}",
-            worktree=str(board.settings.worktrees / name),
+            branch=branch,
+            worktree=str(path),
             attempt=attempt,
         ),
         nl=False,
