@@ -221,6 +221,7 @@ LOOKS_DANGEROUS = [
 @pytest.mark.parametrize("title", LOOKS_DANGEROUS)
 def test_dangerous_looking_titles_are_stored_verbatim(tmp_path: Path, title: str) -> None:
     path = tmp_path / "board.db"
+    assert _run(["--db", str(path), "init"], tmp_path)[0] == 0  # only init creates a board
     code, output = _run(["--db", str(path), "add", title, "--json"], tmp_path)
     assert code == 0, output
     with kanban.open_board(str(path)) as board:
