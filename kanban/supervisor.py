@@ -507,6 +507,11 @@ class Supervisor:
         cost = usage.cost() if usage is not None else None
         if usage is not None and (report.tokens_in is not None or cost is not None):
             self.note(f"usage: {outcomes.usage_text(report, cost)}")
+        if usage is not None and usage.tail.cut:
+            self.note(
+                f"{usage.tail.cut:,} bytes of over-long output lines were not read "
+                f"(only the last {usage.tail.max_line:,} bytes of a line are)"
+            )
         self.note(f"outcome {outcome}" + (f": {error}" if error else ""))
         self._phase("ending")
         try:

@@ -40,27 +40,50 @@ Why = Literal["exited", "timeout", "stalled", "auth", "cost_cap", "stopping", "l
 
 class LogTail:
     """New complete lines of a file from an offset on; `rest()` also returns a last line
-    with no newline (once the writer is gone)."""
+    with no newline (once the writer is gone).
 
-    def __init__(self, path: Path, start: int) -> None:
+    Bounded in memory: at most `chunk` bytes are read per call, and a line longer than
+    `max_line` keeps only its last `max_line` bytes (`cut` counts what was dropped), so
+    100 MB printed on one line costs the supervisor `max_line`, not 100 MB.
+    """
+
+    def __init__(
+        self, path: Path, start: int, *, chunk: int = 1 << 20, max_line: int = 256 << 10
+    ) -> None:
         self.path = path
         self.offset = start
         self.partial = b""
+        self.chunk = chunk
+        self.max_line = max_line
+        self.cut = 0  # bytes of over-long lines not kept
+        self.caught_up = False
 
     def lines(self) -> list[str]:
+        """The complete lines of the next chunk (`caught_up` says whether it reached the end)."""
         try:
             with self.path.open("rb") as fh:
                 fh.seek(self.offset)
-                chunk = fh.read()
+                chunk = fh.read(self.chunk)
         except OSError:
+            self.caught_up = True
             return []
+        self.caught_up = len(chunk) < self.chunk
         self.offset += len(chunk)
         data = self.partial + chunk
         *complete, self.partial = data.split(b"\n")
-        return [line.decode(errors="replace") for line in complete]
+        self.partial = self._keep(self.partial)
+        return [self._keep(line).decode(errors="replace") for line in complete]
+
+    def _keep(self, line: bytes) -> bytes:
+        if len(line) <= self.max_line:
+            return line
+        self.cut += len(line) - self.max_line
+        return line[-self.max_line :]
 
     def rest(self) -> list[str]:
         found = self.lines()
+        while not self.caught_up:
+            found += self.lines()
         if self.partial:
             found.append(self.partial.decode(errors="replace"))
             self.partial = b""
@@ -161,7 +184,11 @@ class Watcher:
                 return Ended("stalled", detail=self.last_noise)
 
     def finish(self) -> None:
-        """After the agent is gone: read what is left, including a last unfinished line."""
+        """After the agent is gone: read what is left, including a last unfinished line
+        (chunk by chunk, so a flood of output is never held at once)."""
+        self.feed(self.tail.lines())
+        while not self.tail.caught_up:
+            self.feed(self.tail.lines())
         self.feed(self.tail.rest())
 
 
