@@ -42,6 +42,7 @@ class Settings:
     base_branch: str | None = None  # default: the repository's current branch at dispatch
     remote: str | None = None  # push finished branches here (several hosts)
     db_patience: float = 3600.0  # a supervisor retries its fenced writes this long at most
+    prep_timeout: float = 600.0  # one git command of a worktree's preparation, hooks included
 
     @property
     def log_dir(self) -> Path:
@@ -64,6 +65,7 @@ _DURATIONS = (
     "backoff_base",
     "backoff_cap",
     "db_patience",
+    "prep_timeout",
 )
 _INTS = ("max_workers", "max_attempts", "max_running")
 _PATHS = ("worktree_root",)
@@ -220,6 +222,7 @@ _RANGES = {
     "backoff_base": (0.01, 86400.0),
     "backoff_cap": (0.01, 30 * 86400.0),
     "db_patience": (1.0, 30 * 86400.0),
+    "prep_timeout": (1.0, 86400.0),
 }
 
 

@@ -153,6 +153,10 @@ class Supervisor:
             if released:
                 self.note("no process of this run is left: the card may run again")
 
+    def _unwanted(self) -> bool:
+        """The run no longer wants what we are doing: told to stop, or its lease is gone."""
+        return self.stopping.is_set() or (self._beat is not None and self._beat.lost.is_set())
+
     def _stop_beat(self) -> None:
         if self._beat is not None:
             self._beat.stop()
@@ -204,10 +208,13 @@ class Supervisor:
         self.space.board_id = self._read(board.releases.board_id)
         try:
             profile = self._profile(detail.card)
-            workspace = self.space.prepare(detail, profile, stop=self.stopping.is_set)
+            workspace = self.space.prepare(detail, profile, stop=self._unwanted)
         except errors.MergeConflict as exc:
             return self.finish(RunOutcome.BLOCKED, error=exc.message, log_path=log_path)
         except (errors.ProfileError, errors.WorktreeError, errors.SpawnError) as exc:
+            if isinstance(exc, errors.WorktreeError) and self._unwanted():
+                self.note(f"preparing stopped ({exc.message}); the agent was not started")
+                return 0
             return self.finish(RunOutcome.SPAWN_FAILED, error=exc.message, log_path=log_path)
         caps = self._caps(detail.card, profile)
         over = outcomes.cap_reached(caps, 0.0, when="before this run started")

@@ -45,7 +45,9 @@ class RunWorkspace:
             base_branch=self.config.base_branch,
             remote=self.config.remote,
             board_id=self.board_id,
+            time_limit=self.config.prep_timeout,
         )
+        self.worktrees.stop = stop
         parents = [p.branch for p in detail.parents if p.branch]
         own = detail.card.branch or self.worktrees.names(detail.card.id, detail.card.title)[1]
         if missing := self.worktrees.fetch_parents(parents, own=own, stop=stop):

@@ -13,7 +13,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import re
+import signal
+import subprocess
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -90,6 +93,7 @@ class Worktrees:
         base_branch: str | None = None,
         remote: str | None = None,
         board_id: str | None = None,
+        time_limit: float = 600.0,
     ) -> None:
         try:
             self.repo = git.Repo(repo)
@@ -101,6 +105,8 @@ class Worktrees:
         self.base_branch = base_branch
         self.remote = remote  # a git remote's name ("origin"): branches shared between hosts
         self.board_id = board_id  # carried by every card's branch and worktree name
+        self.time_limit = time_limit  # one git command (and its hooks), at most
+        self.stop: Callable[[], bool] = lambda: False  # True: the caller gave up (cancelled)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -109,13 +115,50 @@ class Worktrees:
         runner = git.Git(str(cwd)) if cwd is not None else self.repo.git
         env = self._identity_env()
 
+        workdir = Path(str(runner.working_dir or self.repo.working_dir))
+
         def call() -> str:
             try:
-                return str(runner.execute(["git", *args], env=env))
+                return self._execute(list(args), cwd=workdir, env=env)
             except git.GitCommandError as exc:
                 raise errors.WorktreeError(_describe(exc)) from exc
 
         return retrying.git(call)
+
+    def _execute(self, args: list[str], *, cwd: Path, env: dict[str, str]) -> str:
+        """git ARGS in its own process group, so that a hook that hangs is stopped with it:
+        at `time_limit`, or as soon as `stop()` says the run no longer wants it (cancelled)."""
+        argv = ["git", *args]
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env={**os.environ, "LANGUAGE": "C", "LC_ALL": "C", **env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + self.time_limit
+        while True:
+            try:
+                out, err = proc.communicate(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                late = time.monotonic() > deadline
+                if not late and not self.stop():
+                    continue
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+                why = f"took longer than {self.time_limit:.0f}s" if late else "was stopped"
+                raise errors.WorktreeError(
+                    f"git {' '.join(args[:3])} {why} (a hook that hangs?); its process group "
+                    "was killed" + ("; raise prep_timeout if it needs longer" if late else "")
+                ) from None
+        if proc.returncode != 0:
+            raise git.GitCommandError(argv, proc.returncode, err, out)
+        text = out.decode(errors="replace")
+        return text[:-1] if text.endswith("\n") else text
 
     def _identity_env(self) -> dict[str, str]:
         reader = self.repo.config_reader()

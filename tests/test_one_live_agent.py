@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 import kanban
@@ -204,3 +205,63 @@ def test_a_supervisor_killed_at_each_phase_leaves_no_agent_and_says_what_happene
             assert "was found running and stopped" in (run.error or ""), (phase, run.error)
         if phase in ("checked_in", "preparing", "spawning"):
             assert "no agent of the run was running" in (run.error or ""), (phase, run.error)
+
+
+HOOKED = """
+description = "never gets to run: the checkout's hook hangs"
+command = ["true"]
+workspace = "worktree"
+max_attempts = 1
+"""
+
+
+def _hanging_hook(repo: Path) -> Path:
+    marker = repo.parent / "hook-pids"
+    hook = repo / ".git" / "hooks" / "post-checkout"
+    hook.write_text(f"#!/bin/sh\necho $$ >> {marker}\nexec sleep 600\n")
+    hook.chmod(0o755)
+    return marker
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.slow
+def test_cancel_reaches_a_card_stuck_starting_on_a_hanging_git_hook(
+    repo: Path, live: tuple[kanban.Board, list[subprocess.Popen[str]]]
+) -> None:
+    b, procs = live
+    write_profile(repo, "hooked", HOOKED)
+    marker = _hanging_hook(repo)
+    card = b.add("hangs in checkout", profile="hooked")
+    _dispatcher(repo, procs)
+    wait_for(lambda: marker.exists() and marker.read_text().strip(), what="the hook to hang")
+    hook_pid = int(marker.read_text().split()[0])
+    b.cancel(card.id)
+    (run,) = b.runs(card.id)
+    wait_for(lambda: b.runs(card.id)[0].released_at, timeout=30, what="the run to be released")
+    assert not _alive(hook_pid), "the hanging hook outlived the cancelled run"
+    assert run.supervisor_pid is not None
+    wait_for(lambda: not _alive(run.supervisor_pid), what="the supervisor to exit")  # type: ignore[arg-type]
+    log = Path(b.settings.log_dir / f"card-{card.id}-run-{run.id}.log").read_text()
+    assert "was stopped (a hook that hangs?)" in log, log
+
+
+@pytest.mark.slow
+def test_worktree_preparation_has_a_time_limit(
+    repo: Path, live: tuple[kanban.Board, list[subprocess.Popen[str]]]
+) -> None:
+    b, procs = live
+    write_profile(repo, "hooked", HOOKED)
+    marker = _hanging_hook(repo)
+    card = b.add("hangs in checkout", profile="hooked")
+    _dispatcher(repo, procs, KANBAN_PREP_TIMEOUT="2s")
+    wait_for(lambda: b.get(card.id).status == "blocked", timeout=60, what="the card to block")
+    (run,) = b.runs(card.id)
+    assert run.outcome == "spawn_failed"
+    assert "took longer than 2s (a hook that hangs?)" in (run.error or ""), run.error
+    assert not _alive(int(marker.read_text().split()[0]))
