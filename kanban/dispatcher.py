@@ -206,7 +206,9 @@ class Dispatcher:
         self.hooks: dict[str, TickHook] = dict(hooks or {})
         self.children: dict[int, subprocess.Popen[bytes]] = {}
         self.tokens: dict[int, str] = {}  # run id -> token, for supervisors still starting
-        self.started_at = clock.now()
+        # The process's own start time: with the pid, `kanban status` knows it again (why.py).
+        me = processes.Identity.of(os.getpid())
+        self.started_at = dt.datetime.fromtimestamp(me.started, dt.UTC)
         self.lock = TickLock(self.settings.state_dir)
         self._last_full_promote: float | None = None
         self.identity = BoardIdentity.of(board_)
@@ -567,6 +569,8 @@ class Dispatcher:
         from apscheduler.schedulers.background import BackgroundScheduler
         from apscheduler.triggers.interval import IntervalTrigger
 
+        from kanban.notify import courier
+
         stop = stop or threading.Event()
         loop = _Loop(self, stop, until)
         listener = wake.listen(self.board.engine)
@@ -580,6 +584,10 @@ class Dispatcher:
             next_run_time=dt.datetime.now(dt.UTC),
         )
         loop.scheduler = scheduler
+        # Notifications go out from their own thread, never under the tick's lock.
+        courier_ = courier.Courier(self.board, name=self.name)
+        loop.courier = courier_
+        delivering = courier_.start(stop)
         scheduler.start()
         logger.info(
             "dispatching %s on %s: up to %d workers, tick every %s and on every change",
@@ -595,6 +603,10 @@ class Dispatcher:
                 loop.check_timer()
         finally:
             scheduler.shutdown(wait=True)
+            courier_.wake.set()
+            delivering.join(timeout=self.settings.notify_timeout + 5)
+            if until is not None:  # --drain: the last ticks' messages go out before we exit
+                courier_.last_pass()
             listener.close()
             self.stopped()
             logger.info(
@@ -618,6 +630,7 @@ class _Loop:
         self.stop = stop
         self.until = until
         self.scheduler: Any = None
+        self.courier: Any = None  # kanban.notify.courier.Courier, while the loop runs
         self._lock = threading.Lock()
         self._running = False
         self._again = False
@@ -645,6 +658,8 @@ class _Loop:
             try:
                 report = self.dispatcher.tick()
                 self._due = report.next_due
+                if self.courier is not None:
+                    self.courier.wake.set()  # the tick may have made deliveries due
                 if self.until is not None and self.until(report):
                     self.stop.set()
             except errors.BoardGone as exc:  # nothing to dispatch any more: stop, loudly

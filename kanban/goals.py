@@ -308,7 +308,7 @@ def create(
         )
     for name in (planner, judge):
         if name is not None:
-            profiles.find(name, repo=config.repo)
+            profiles.require(name, repo=config.repo)
     goal = board.goals.create(
         conn,
         objective=objective,

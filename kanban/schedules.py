@@ -12,9 +12,11 @@ schedule's zone (2026-03-02, 09:00, 2026-03-02 09:00).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import zoneinfo
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +55,7 @@ def card_template(title: str, *, profile: str | None, body: str, repo: Any) -> d
         raise errors.UsageError("--card needs a one-line title of at most 500 characters")
     if profile is not None:
         board.check_profile_name(profile)
-        profiles.find(profile, repo=repo)
+        profiles.require(profile, repo=repo)
     return {"title": title.strip(), "profile": profile, "body": body}
 
 
@@ -76,7 +78,7 @@ def goal_template(
         raise errors.UsageError(f"max turns {max_turns} is out of range (1 to 100)")
     for name in (planner, judge):
         if name is not None:
-            profiles.find(name, repo=repo)
+            profiles.require(name, repo=repo)
     return {
         "objective": objective.strip(),
         "planner": planner,
@@ -174,7 +176,8 @@ def tick(board_: Board, now: dt.datetime, *, at: cron.At | None = None) -> Mappi
         except errors.ScheduleError as exc:  # e.g. the zone left the system's tz database
             logger.error("schedule %s: %s", schedule.name, exc.message)
             continue
-        moment = at.moment(rule.zone, now) if at is not None else now
+        # Marks never move past the real now: a later `at` is refused up front (`check_at`).
+        moment = min(at.moment(rule.zone, now), now) if at is not None else now
         mark = schedule.last_fire_at or schedule.created_at or now
         # Replaying a time at or before the mark looks at that time's window alone.
         since = mark if moment > mark else moment - cron.GRACE
@@ -193,6 +196,22 @@ def tick(board_: Board, now: dt.datetime, *, at: cron.At | None = None) -> Mappi
     if skipped:
         report["skipped"] = skipped
     return report
+
+
+def check_at(board_: Board, at: cron.At, now: dt.datetime) -> None:
+    """Refuse an `--at` later than now, before anything changes: replaying a future time
+    would fire early and move the schedules' marks past the real now, silencing them."""
+    zones = {"UTC": zoneinfo.ZoneInfo("UTC")}
+    for schedule in board_.read(board.schedules.list_schedules):
+        with contextlib.suppress(errors.ScheduleError):
+            zones[schedule.tz] = cron.parse(schedule.spec, schedule.tz).zone
+    for name, zone in zones.items():
+        moment = at.moment(zone, now)
+        if moment > now:
+            raise errors.UsageError(
+                f"--at {clock.iso(moment)} (in {name}) is in the future (now {clock.iso(now)}): "
+                "it replays a missed window; to fire a schedule early use `kanban cron run NAME`"
+            )
 
 
 def _fire_all(

@@ -215,7 +215,8 @@ class Supervisor:
             if isinstance(exc, errors.WorktreeError) and self._unwanted():
                 self.note(f"preparing stopped ({exc.message}); the agent was not started")
                 return 0
-            return self.finish(RunOutcome.SPAWN_FAILED, error=exc.message, log_path=log_path)
+            outcome, error, spends = _spawn_failure(exc, exc.message)
+            return self.finish(outcome, error=error, spends_attempt=spends, log_path=log_path)
         caps = self._caps(detail.card, profile)
         over = outcomes.cap_reached(caps, 0.0, when="before this run started")
         if over is not None:
@@ -274,8 +275,9 @@ class Supervisor:
             )
         except errors.SpawnError as exc:
             message = f"{exc.message} (profile {profile.name}; install it or fix `command`)"
+            outcome, error, spends = _spawn_failure(exc, message)
             return self.finish(
-                RunOutcome.SPAWN_FAILED, error=message, log_path=log_path, workspace=workspace
+                outcome, error=error, spends_attempt=spends, log_path=log_path, workspace=workspace
             )
         if profile.prompt == "stdin" and agent.stdin is not None:
             with contextlib.suppress(BrokenPipeError):
@@ -605,6 +607,14 @@ def _dies_at(spec: str, *, card_id: int) -> str | None:
         if not card or card == str(card_id):
             return phase
     return None
+
+
+def _spawn_failure(exc: errors.KanbanError, message: str) -> tuple[RunOutcome, str, bool | None]:
+    """A failure before the agent ran: retried with backoff, unless no retry can fix it
+    (errors.Permanent): then blocked at once, the fix in the reason, one attempt spent."""
+    if isinstance(exc, errors.Permanent):
+        return RunOutcome.BLOCKED, f"{message}; then `kanban unblock`", True
+    return RunOutcome.SPAWN_FAILED, message, None
 
 
 def _record(

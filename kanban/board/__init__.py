@@ -5,7 +5,7 @@ arguments, and returns frozen views. Import the package, not its names:
 `from kanban import board; board.claim(conn, ...)`.
 """
 
-from kanban.board import dispatchers, goals, releases, schedules
+from kanban.board import dispatchers, edits, goals, outbox, releases, schedules
 from kanban.board.cards import (
     add_card,
     check_profile_name,
@@ -55,6 +55,7 @@ __all__ = [
     "claim",
     "comment",
     "dispatchers",
+    "edits",
     "end_run",
     "events_of",
     "expired_runs",
@@ -70,6 +71,7 @@ __all__ = [
     "live_runs",
     "move",
     "next_due",
+    "outbox",
     "promote",
     "ready_candidates",
     "ready_profiles",

@@ -11,7 +11,20 @@ from typing import Any
 import click
 
 from kanban.__about__ import __version__
-from kanban.cli import cards, costs, cron, dbcmd, dispatch, goals, ops, profiles, runs
+from kanban.cli import (
+    bulk,
+    cards,
+    costs,
+    cron,
+    dbcmd,
+    dispatch,
+    editing,
+    goals,
+    notify,
+    ops,
+    profiles,
+    runs,
+)
 from kanban.cli._common import Group, State
 
 
@@ -38,11 +51,12 @@ def cli(ctx: click.Context, db: str | None) -> None:
     ctx.obj = State(overrides={"db": db})
 
 
-for _module in (cards, runs, costs, dispatch, ops):
+for _module in (cards, editing, runs, bulk, costs, dispatch, ops):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 cli.add_command(goals.goal_group, name="goal")
 cli.add_command(cron.cron_group, name="cron")
+cli.add_command(notify.notify_group, name="notify")
 cli.add_command(profiles.profiles_group, name="profiles")
 cli.add_command(dbcmd.db_group, name="db")
 

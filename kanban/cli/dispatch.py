@@ -64,7 +64,8 @@ def dispatch(
 
     Each tick also fires due schedules (`kanban cron`) and moves goals along (`kanban goal`).
     `--once` runs a single tick; two at once on one board wait for each other, so it is safe
-    from system cron. `--once --at TIME` fires schedules as if it were TIME.
+    from system cron. `--once --at TIME` fires schedules as if it were TIME (a past TIME only;
+    a future one is refused: it would silence them until then).
 
     \b
     Examples:
@@ -79,6 +80,8 @@ def dispatch(
     if at_text is not None and not once:
         raise errors.UsageError("--at needs --once: it evaluates one tick as of that time")
     at = cron.parse_at(at_text) if at_text is not None else None
+    if at is not None:
+        schedules.check_at(board, at, clock.now())
     seconds = clock.parse_duration(interval, what="--interval") if interval else None
     if seconds is not None and seconds < 0.05:
         raise errors.UsageError("--interval must be at least 50ms")
@@ -91,6 +94,7 @@ def dispatch(
     )
     if once:
         report = loop.tick()
+        _deliver_once(board, loop.name)
         if as_json:
             emit_json(report.to_json())
         elif not quiet:
@@ -106,6 +110,13 @@ def dispatch(
     # Drained: nothing running or ready, and no goal waiting for a tick to make its judge card.
     until = (lambda _r: dispatcher.drained(board) and not goals.due(board)) if drain else None
     loop.run(stop=stop, until=until)
+
+
+def _deliver_once(board: Any, name: str) -> None:
+    """After a `--once` tick (outside its lock): send the notifications due now."""
+    from kanban.notify import courier
+
+    courier.Courier(board, name=name).step()
 
 
 @click.command()

@@ -26,20 +26,25 @@ def status(board: Any, as_json: bool) -> None:
       kanban status
     """
     from kanban import board as verbs
-    from kanban import why
+    from kanban import profiles, why
 
     summary = board.status()
     alive, liveness = why.dispatcher_liveness(board, summary.now)
+    _good, broken = profiles.load_all(repo=board.settings.repo)
     if as_json:
         data = summary.to_json()
         data["dispatcher_alive"] = alive
+        data["broken_profiles"] = broken
         data["dispatchers"] = [
             {k: clock.iso(v) if hasattr(v, "isoformat") else v for k, v in row.items()}
             for row in board.read(verbs.list_dispatchers)
         ]
+        data["notifications"] = board.read(verbs.outbox.outbox_counts)
         emit_json(data)
         return
     click.echo(liveness if alive else click.style(liveness, fg="red"))
+    for name, problem in sorted(broken.items()):  # its cards wait; the others run
+        click.echo(click.style(f"profile {name} does not load: {problem}", fg="red"))
     counts = "  ".join(
         f"{render.status(name)} {count}" for name, count in summary.counts.items() if count
     )
@@ -52,10 +57,27 @@ def status(board: Any, as_json: bool) -> None:
     if summary.spend.runs:
         click.echo(f"usage: {render.cost_line(summary.spend, None)}")
         click.echo(f"  last 24 h: {render.cost_line(summary.spend_24h, None)}")
+    _notifications_line(board)
     if summary.running:
         click.echo(f"running ({len(summary.running)}):")
         for run in summary.running:
             click.echo(f"  card {run.card_id:>5}  {render.run_line(run, summary.now)}")
+
+
+def _notifications_line(board: Any) -> None:
+    from kanban.board import outbox
+
+    counts = board.read(outbox.outbox_counts)
+    if counts["dead"]:
+        click.echo(
+            click.style(
+                f"notifications: {counts['dead']} dead (gave up), {counts['pending']} pending; "
+                "see `kanban notify log --dead`",
+                fg="red",
+            )
+        )
+    elif counts["pending"]:
+        click.echo(f"notifications: {counts['pending']} pending")
 
 
 @click.command()

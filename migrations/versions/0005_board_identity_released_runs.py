@@ -2,7 +2,7 @@
 of an ended run can still be alive; a card's next run waits for it)
 
 Revision ID: 0005
-Revises: 0004
+Revises: 0006
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0004"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
@@ -37,4 +37,3 @@ def downgrade() -> None:
     with op.batch_alter_table("runs") as batch_op:
         batch_op.drop_column("released_at")
     op.drop_table("board_identity")
-
