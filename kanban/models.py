@@ -211,6 +211,12 @@ runs = sa.Table(
     _partial("uq_runs_live_card", "card_id", unique=True, where="outcome IS NULL"),
     sa.Index("ix_runs_card", "card_id", "attempt"),
     _partial("ix_runs_live_lease", "lease_expires_at", where="outcome IS NULL"),
+    # Ended runs whose processes are not yet confirmed gone: few, read every tick.
+    _partial(
+        "ix_runs_unreleased",
+        "host",
+        where="outcome IS NOT NULL AND released_at IS NULL",
+    ),
 )
 
 events = sa.Table(

@@ -31,9 +31,18 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("released_at", sa.DateTime(), nullable=True))
     # Runs that ended before this revision: their processes were stopped the old way.
     op.execute("UPDATE runs SET released_at = ended_at WHERE outcome IS NOT NULL")
+    where = "outcome IS NOT NULL AND released_at IS NULL"
+    op.create_index(
+        "ix_runs_unreleased",
+        "runs",
+        ["host"],
+        sqlite_where=sa.text(where),
+        postgresql_where=sa.text(where),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_runs_unreleased", table_name="runs")
     with op.batch_alter_table("runs") as batch_op:
         batch_op.drop_column("released_at")
     op.drop_table("board_identity")
