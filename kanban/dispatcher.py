@@ -246,7 +246,7 @@ class Dispatcher:
         report.duration_ms = round((time.perf_counter() - t0) * 1000, 2)
         self._beat(now, report)
         if report.busy:
-            logger.info("tick: %s", {k: v for k, v in report.to_json().items() if v})
+            logger.debug("tick: %s", {k: v for k, v in report.to_json().items() if v})
         return report
 
     def _reap(self) -> None:
@@ -514,7 +514,7 @@ class Dispatcher:
         except errors.LeaseLost:
             return  # it ended by itself in the meantime
         bucket.append(run.card_id)
-        logger.warning("card %s run %s: %s: %s", run.card_id, run.id, outcome, error)
+        logger.debug("card %s run %s: %s: %s", run.card_id, run.id, outcome, error)
 
     def _beat(self, now: dt.datetime, report: TickReport) -> None:
         summary = {

@@ -59,6 +59,20 @@ def agent_vars(card: views.CardView, directory: Path) -> dict[str, str]:
     return found
 
 
+def check_models(plan: plans.Plan, repo: Path | None) -> plans.Plan:
+    """A plan's per-card models, refused (PlanError) where the card's profile takes none."""
+    for card in plan.cards:
+        if card.model is None:
+            continue
+        try:
+            profiles.load(card.profile, repo=repo).check_card_choices(
+                model=card.model, args=(), env={}
+            )
+        except errors.ProfileError as exc:
+            raise errors.PlanError(f"card {card.key!r}: {exc.message}") from None
+    return plan
+
+
 def known_profiles(repo: Path | None) -> list[str]:
     return sorted(profiles.load_all(repo=repo)[0])
 
@@ -128,7 +142,9 @@ def _deliver(
     try:
         text = raw.decode()
         if role is CardRole.PLANNER:
-            plan = plans.parse_plan(text, known_profiles=known_profiles(config.repo))
+            plan = check_models(
+                plans.parse_plan(text, known_profiles=known_profiles(config.repo)), config.repo
+            )
             _propose(conn, goal_id=card.goal_id, plan=plan, now=now)
         else:
             verdict = plans.parse_verdict(text)
@@ -217,7 +233,9 @@ def _title(prefix: str, objective: str) -> str:
 def _profile_lines(repo: Path | None) -> list[str]:
     good, _ = profiles.load_all(repo=repo)
     return [
-        f"- `{name}`: {p.description or '(no description)'}" for name, p in sorted(good.items())
+        f"- `{name}`: {p.description or '(no description)'}"
+        + (" (takes a `model`)" if p.model_args else "")
+        for name, p in sorted(good.items())
     ]
 
 
@@ -260,6 +278,8 @@ def planner_body(
         "- `title`: one line; `body`: everything the card's agent needs to know.\n"
         "- `profile`: one of the profiles above; `paths`: optional globs of the files it will "
         "touch (cards whose paths overlap never run at once).\n"
+        "- `model`: optional, for a profile marked as taking one: the model that card's "
+        "agent runs with.\n"
         "- Then exit 0 (or run `kanban complete`). A plan that does not validate fails this "
         "attempt with the reason, and nothing of it is created."
     )
@@ -342,7 +362,7 @@ def read_plan(path: Path, *, repo: Path | None) -> plans.Plan:
     except (OSError, UnicodeDecodeError) as exc:
         raise errors.PlanError(f"cannot read the plan {path}: {exc}") from None
     try:
-        return plans.parse_plan(text, known_profiles=known_profiles(repo))
+        return check_models(plans.parse_plan(text, known_profiles=known_profiles(repo)), repo)
     except errors.PlanError as exc:
         raise errors.PlanError(f"plan {path} refused: {exc.message}") from None
 

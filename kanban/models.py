@@ -142,6 +142,10 @@ cards = sa.Table(
     _fk("goal_id", "goals.id", ondelete="SET NULL"),
     sa.Column("role", sa.String(16)),  # a goal's planner or judge card
     sa.Column("max_cost_usd", sa.Double()),  # cost cap over all of the card's runs
+    # Per-card choices its profile allows: the model, extra arguments, extra variables.
+    sa.Column("model", sa.String(200)),
+    sa.Column("agent_args", sa.JSON()),
+    sa.Column("agent_env", sa.JSON()),
     sa.CheckConstraint(_in("status", CardStatus), name="status"),
     sa.CheckConstraint(f"role IS NULL OR {_in('role', CardRole)}", name="role"),
     sa.Index("ix_cards_goal", "goal_id"),
@@ -206,6 +210,8 @@ runs = sa.Table(
     # dispatcher confirmed supervisor and agent gone by identity). A card's next run waits
     # for it (one live agent per card, kanban.liveness).
     _when("released_at", nullable=True),
+    sa.Column("model", sa.String(200)),  # the model the card chose, if any
+    sa.Column("session_id", sa.String(255)),  # the agent's own session, for a resume
     sa.CheckConstraint(f"outcome IS NULL OR {_in('outcome', RunOutcome)}", name="outcome"),
     # At most one live run per card, enforced by the database itself.
     _partial("uq_runs_live_card", "card_id", unique=True, where="outcome IS NULL"),

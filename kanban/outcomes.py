@@ -147,13 +147,17 @@ def stalled(idle: float, *, last_noise: str | None) -> Verdict:
 # ----------------------------------------------------------------------------- cost
 
 
-def run_cost(profile: profiles.Profile, report: outputs.Report) -> float | None:
-    """The run's cost: what the agent reported, else its tokens at the profile's prices."""
+def run_cost(
+    profile: profiles.Profile, report: outputs.Report, *, model: str | None = None
+) -> float | None:
+    """The run's cost: what the agent reported, else its tokens at the prices of its model
+    (the profile's `model_prices`), else at the profile's `token_prices`."""
     if report.cost_usd is not None:
         return report.cost_usd
-    if profile.token_prices is None or (report.tokens_in is None and report.tokens_out is None):
+    prices = profile.price(model)
+    if prices is None or (report.tokens_in is None and report.tokens_out is None):
         return None
-    price_in, price_out = profile.token_prices
+    price_in, price_out = prices
     return ((report.tokens_in or 0) * price_in + (report.tokens_out or 0) * price_out) / 1e6
 
 

@@ -1,5 +1,6 @@
 """Fakes and factories for tests (ours and yours). Only the expensive edges are faked:
-an agent is a small script that behaves like one. Databases, git and processes are real."""
+an agent is a small script that behaves like one, and the model behind a real agent is
+`ScriptedModel` (kanban.scripted_model). Databases, git and processes are real."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from kanban.scripted_model import ScriptedModel, point_agent
+
+__all__ = ["ScriptedModel", "point_agent"]  # and every name below, for tests
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "kanban tests",
@@ -232,9 +237,11 @@ def kanban_process(
 
 
 def drain(repo: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120.0) -> str:
-    """`kanban dispatch --drain ARGS` in `repo` (fast settings), run to its end; its output.
-    Raises AssertionError, with the output, when it fails or outlives `timeout`."""
-    proc = kanban_process(repo, "dispatch", "--drain", *args, env=env)
+    """`kanban dispatch --drain --ok-if-blocked ARGS` in `repo` (fast settings), run to its
+    end; its output (the drain's summary last). Cards that end blocked are outcomes the test
+    checks itself. Raises AssertionError, with the output, when it fails or outlives
+    `timeout`."""
+    proc = kanban_process(repo, "dispatch", "--drain", "--ok-if-blocked", *args, env=env)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -507,6 +514,41 @@ def wait_for_quiet(db_url: str, *, timeout: float = 30.0) -> None:
         interval=0.1,
         what=f"the processes of {db_url} to end: {board_processes(db_url)}",
     )
+
+
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago (for a server a test starts)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def serve_process(
+    repo: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """`kanban serve` as a real process in `repo` on a free port, answering; (process, base URL)."""
+    import urllib.error
+    import urllib.request
+
+    port = free_port()
+    proc = kanban_process(repo, "serve", "--port", str(port), *args, env=env)
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            said = proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(f"kanban serve exited {proc.returncode}: {said}")
+        try:
+            urllib.request.urlopen(f"{base}/static/board.css", timeout=1).close()  # noqa: S310  # http only
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+        return True
+
+    wait_for(up, timeout=30, what="kanban serve to answer")
+    return proc, base
 
 
 # ------------------------------------------------------------------ a real webhook receiver

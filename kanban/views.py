@@ -12,15 +12,27 @@ from typing import Any
 
 from kanban.clock import iso
 
+_PLAIN = (str, int, float, bool, type(None))
+_FIELDS: dict[type, tuple[str, ...]] = {}  # field names per view class, looked up once
+
 
 def jsonable(value: Any) -> Any:
     """Views, datetimes, sequences and mappings as JSON-ready values (ISO-8601 UTC times)."""
+    if type(value) in _PLAIN:  # most values: answered first (10,000 cards in `ls --json`)
+        return value
     if isinstance(value, dt.datetime):
         return iso(value)
     if isinstance(value, tuple | list):
         return [jsonable(v) for v in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    names = _FIELDS.get(type(value))
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _FIELDS[type(value)] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        out = {}
+        for name in names:
+            item = getattr(value, name)
+            out[name] = item if type(item) in _PLAIN else jsonable(item)
+        return out
     if isinstance(value, Mapping):
         return {k: jsonable(v) for k, v in value.items()}
     return value
@@ -58,6 +70,9 @@ class CardView(_View):
     goal_id: int | None = None
     role: str | None = None  # "planner" or "judge" for a goal's own cards
     max_cost_usd: float | None = None  # cost cap over all of its runs
+    model: str | None = None  # the model its profile runs it with (`model_args`)
+    agent_args: tuple[str, ...] = ()  # extra arguments its profile allows (`card_args`)
+    agent_env: Mapping[str, str] = dataclasses.field(default_factory=dict)  # (`card_env`)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -89,6 +104,8 @@ class RunView(_View):
     tokens_out: int | None = None
     cost_usd: float | None = None
     released_at: dt.datetime | None = None  # no process of the ended run can still be alive
+    model: str | None = None
+    session_id: str | None = None  # the agent's own session id, read from its output
 
     @property
     def live(self) -> bool:

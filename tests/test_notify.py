@@ -144,6 +144,9 @@ def test_kinds_of_run_ends() -> None:
     assert kinds("reclaimed", "ready") == ("crashed",)
     assert kinds("failed", "ready") == ()  # retried: nobody needs to know yet
     assert outbox.kinds_of("claimed", {}) == ()
+    assert outbox.kinds_of("requeued", {}) == ()  # a person sent it back: they know
+    for moved in ("blocked", "failed", "done"):  # a person's move is told to the others
+        assert outbox.kinds_of(moved, {"from": "running", "to": moved}) == (moved,)
     assert outbox.goal_kinds("proposed", None, auto=False) == ("approval",)
     assert outbox.goal_kinds("proposed", None, auto=True) == ()
     assert outbox.goal_kinds("blocked", "the cost budget is spent ($3)", auto=False) == (
@@ -238,6 +241,7 @@ def test_a_webhook_gets_the_stable_schema_signed_with_the_secret(
         "reason": "TOML or YAML?",
         "summary": None,
         "url": f"http://127.0.0.1:8484/cards/{card.id}",
+        "answer_url": f"http://127.0.0.1:8484/cards/{card.id}#answer",
     }
     assert "TOML or YAML?" in evt["text"] and evt["created"]
     assert headers["Idempotency-Key"] == headers["Kanban-Event-Id"] == evt["id"]
@@ -357,7 +361,7 @@ def test_slack_discord_and_ntfy_messages_are_readable(
     nboard.block(card.id, reason="@everyone <!channel> TOML or YAML?")
     fast_courier(nboard).deliver_due()
     got = {path.rsplit("/", 1)[1]: (h, body) for h, body, path in receiver.requests}
-    link = f"http://127.0.0.1:8484/cards/{card.id}"
+    link = f"http://127.0.0.1:8484/cards/{card.id}#answer"  # a blocked card: its answer box
     slack = json.loads(got["slack"][1])
     assert slack["text"].startswith(f"Card {card.id} “Parse the config” is blocked")
     assert f"<{link}|Answer and unblock>" in slack["text"]
@@ -511,3 +515,34 @@ def test_sent_deliveries_are_pruned_after_a_month_and_unsent_ones_kept(
     assert nboard.write(lambda conn: outbox.prune(conn, before=later(-60))) == 0
     assert nboard.write(lambda conn: outbox.prune(conn, before=later(60))) == 1
     assert [d.state for d in rows(nboard)] == ["pending"]
+
+
+def test_a_hanging_receiver_holds_up_only_its_own_messages(
+    board_url: str, receiver: Receiver
+) -> None:
+    import threading
+
+    from kanban.testing import wait_for
+
+    healthy = Receiver()
+    nboard = kanban.open_board(board_url, notify_timeout="30s")
+    try:
+        subscribe(nboard, name="hangs", url=receiver.url)
+        subscribe(nboard, name="healthy", url=healthy.url)
+        receiver.hold()
+        card = nboard.add("Card", profile="demo")
+        nboard.block(card.id, reason="?")
+        c = courier.Courier(nboard, name="t", environ={})
+        done: list[dict[str, int]] = []
+        sending = threading.Thread(target=lambda: done.append(c.deliver_due()))
+        sending.start()
+        wait_for(receiver.holding.is_set, timeout=30, what="the hanging request")
+        wait_for(lambda: healthy.requests, timeout=30, what="the healthy receiver's message")
+        assert receiver.holding.is_set() and done == []  # delivered while the other hangs
+        receiver.release()
+        sending.join(timeout=30)
+        assert done == [{"sent": 2, "retrying": 0, "dead": 0}]
+    finally:
+        receiver.release()
+        healthy.close()
+        nboard.close()

@@ -106,3 +106,16 @@ def test_unknown_names_are_refused(cli: object) -> None:
         assert result.exit_code != 0 and "no subscription named 'ghost'" in result.output
     result = cli("notify", "redeliver", "12")  # type: ignore[operator]
     assert result.exit_code != 0 and "no finished delivery 12" in result.output
+
+
+def test_dispatch_once_delivers_what_is_due_after_its_tick(cli: object, receiver: Receiver) -> None:
+    run = cli.ok  # type: ignore[attr-defined]
+    run("notify", "add", "--webhook", receiver.url, "--on", "blocked", "--name", "r")
+    card = run("add", "Pick a database", "--json").output
+    card_id = json.loads(card)["id"]
+    run("block", str(card_id), "--reason", "Postgres or MySQL?")
+    assert receiver.requests == []  # written to the outbox, not sent by the command
+    run("dispatch", "--once", "-q")
+    [event] = receiver.bodies()
+    assert event["kind"] == "blocked" and event["card"]["id"] == card_id
+    assert "sent 1" in run("notify", "ls").output

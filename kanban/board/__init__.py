@@ -5,7 +5,7 @@ arguments, and returns frozen views. Import the package, not its names:
 `from kanban import board; board.claim(conn, ...)`.
 """
 
-from kanban.board import dispatchers, edits, goals, outbox, releases, schedules
+from kanban.board import dispatchers, edits, goals, history, outbox, releases, schedules
 from kanban.board.cards import (
     add_card,
     check_profile_name,
@@ -15,9 +15,11 @@ from kanban.board.cards import (
     promote,
     unlink,
 )
+from kanban.board.choices import set_agent_choices
 from kanban.board.queries import (
     card_detail,
     children_of,
+    cost_by_card,
     events_of,
     get_card,
     get_run,
@@ -26,6 +28,7 @@ from kanban.board.queries import (
     next_due,
     ready_candidates,
     ready_profiles,
+    recent_cards,
     running,
     runs_of,
     status_summary,
@@ -54,6 +57,7 @@ __all__ = [
     "children_of",
     "claim",
     "comment",
+    "cost_by_card",
     "dispatchers",
     "edits",
     "end_run",
@@ -64,6 +68,7 @@ __all__ = [
     "goal_spend",
     "goals",
     "heartbeat",
+    "history",
     "lease_lost",
     "link",
     "list_cards",
@@ -75,6 +80,7 @@ __all__ = [
     "promote",
     "ready_candidates",
     "ready_profiles",
+    "recent_cards",
     "reclaim_expired",
     "record_start",
     "record_usage",
@@ -82,6 +88,7 @@ __all__ = [
     "running",
     "runs_of",
     "schedules",
+    "set_agent_choices",
     "set_cost_cap",
     "spend",
     "status_summary",

@@ -19,11 +19,14 @@ from kanban.cli import (
     dbcmd,
     dispatch,
     editing,
+    events,
     goals,
     notify,
     ops,
+    overview,
     profiles,
     runs,
+    serve,
 )
 from kanban.cli._common import Group, State
 
@@ -51,7 +54,7 @@ def cli(ctx: click.Context, db: str | None) -> None:
     ctx.obj = State(overrides={"db": db})
 
 
-for _module in (cards, editing, runs, bulk, costs, dispatch, ops):
+for _module in (cards, overview, editing, runs, bulk, costs, dispatch, ops, events, serve):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 cli.add_command(goals.goal_group, name="goal")

@@ -181,8 +181,9 @@ def _when(moment: Any, tz: str) -> str:
 
 @cron_group.command()
 @click.argument("name")
+@json_option
 @pass_board
-def rm(board: Any, name: str) -> None:
+def rm(board: Any, name: str, as_json: bool) -> None:
     """Remove a schedule and its fire history (what it created stays on the board).
 
     \b
@@ -192,13 +193,17 @@ def rm(board: Any, name: str) -> None:
     from kanban import schedules
 
     schedules.remove(board, name)
-    click.echo(f"schedule {name} removed")
+    if as_json:
+        emit_json({"name": name, "removed": True})
+    else:
+        click.echo(f"schedule {name} removed")
 
 
 @cron_group.command()
 @click.argument("name")
+@json_option
 @pass_board
-def pause(board: Any, name: str) -> None:
+def pause(board: Any, name: str, as_json: bool) -> None:
     """Stop a schedule from firing until `kanban cron resume`.
 
     \b
@@ -207,14 +212,18 @@ def pause(board: Any, name: str) -> None:
     """
     from kanban import schedules
 
-    schedules.pause(board, name)
-    click.echo(f"schedule {name} paused")
+    state = schedules.pause(board, name)
+    if as_json:
+        emit_json(state)
+    else:
+        click.echo(f"schedule {name} paused")
 
 
 @cron_group.command()
 @click.argument("name")
+@json_option
 @pass_board
-def resume(board: Any, name: str) -> None:
+def resume(board: Any, name: str, as_json: bool) -> None:
     """Let a paused schedule fire again; fires missed while paused are not caught up.
 
     \b
@@ -224,7 +233,10 @@ def resume(board: Any, name: str) -> None:
     from kanban import schedules
 
     state = schedules.pause(board, name, paused=False)
-    click.echo(f"schedule {name} resumed ({state.spec} {state.tz})")
+    if as_json:
+        emit_json(state)
+    else:
+        click.echo(f"schedule {name} resumed ({state.spec} {state.tz})")
 
 
 @cron_group.command()

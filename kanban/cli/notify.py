@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from kanban import clock
-from kanban.cli._common import CARD, GOAL, Group, emit_json, json_option, pass_board
+from kanban.cli._common import CARD, GOAL, Group, RowId, emit_json, json_option, pass_board
 
 
 @click.group(cls=Group)
@@ -120,8 +120,9 @@ def ls(board: Any, as_json: bool) -> None:
         click.echo("no subscriptions; add one with `kanban notify add`")
     for s in subs:
         dead = click.style(f"{s.dead} dead", fg="red") if s.dead else "0 dead"
+        signed = f", signed with ${s.secret_env}" if s.secret_env else ""
         click.echo(
-            f"{s.name}  {_target(s)}  [{s.format}] on {_kinds(s)}{_scope(s)}  "
+            f"{s.name}  {_target(s)}  [{s.format}{signed}] on {_kinds(s)}{_scope(s)}  "
             f"sent {s.sent}, pending {s.pending}, {dead}"
         )
         if s.last_error and (s.dead or s.pending):
@@ -130,8 +131,9 @@ def ls(board: Any, as_json: bool) -> None:
 
 @notify_group.command("rm")
 @click.argument("name")
+@json_option
 @pass_board
-def rm(board: Any, name: str) -> None:
+def rm(board: Any, name: str, as_json: bool) -> None:
     """Remove a subscription and its undelivered messages.
 
     \b
@@ -141,13 +143,17 @@ def rm(board: Any, name: str) -> None:
     from kanban.board import subscriptions
 
     gone = board.write(lambda c: subscriptions.remove_subscription(c, name=name))
-    click.echo(f"removed {gone.name}")
+    if as_json:
+        emit_json({"name": gone.name, "removed": True})
+    else:
+        click.echo(f"removed {gone.name}")
 
 
 @notify_group.command("test")
 @click.argument("name")
+@json_option
 @pass_board
-def test(board: Any, name: str) -> None:
+def test(board: Any, name: str, as_json: bool) -> None:
     """Send a sample event to NAME now and print what the receiver answered.
 
     \b
@@ -158,7 +164,10 @@ def test(board: Any, name: str) -> None:
     from kanban.notify import courier
 
     answer = courier.send_test(board, name=name)
-    if answer.answer:
+    if as_json and answer.ok:
+        emit_json({"name": name, "ok": True, "answer": answer.answer})
+        return
+    if answer.answer and not as_json:
         click.echo(answer.answer)
     if not answer.ok:
         raise errors.UsageError(f"test to {name} failed: {answer.error}")
@@ -200,9 +209,10 @@ def log(board: Any, name: str | None, dead: bool, limit: int, as_json: bool) -> 
 
 
 @notify_group.command("redeliver")
-@click.argument("delivery_id", type=click.IntRange(min=1))
+@click.argument("delivery_id", type=RowId("delivery"))
+@json_option
 @pass_board
-def redeliver(board: Any, delivery_id: int) -> None:
+def redeliver(board: Any, delivery_id: int, as_json: bool) -> None:
     """Send a dead (or sent) delivery again, with the same event id and body.
 
     \b
@@ -215,7 +225,10 @@ def redeliver(board: Any, delivery_id: int) -> None:
         lambda c: outbox.redeliver(c, delivery_id=delivery_id, now=clock.now()),
         wake_dispatcher=True,
     )
-    click.echo(f"delivery {d.id} ({d.event_id}) goes out again at the dispatcher's next pass")
+    if as_json:
+        emit_json({"delivery": d.id, "event_id": d.event_id, "redelivered": True})
+    else:
+        click.echo(f"delivery {d.id} ({d.event_id}) goes out again at the dispatcher's next pass")
 
 
 def _target(sub: Any) -> str:

@@ -11,6 +11,7 @@ costs the ticks nothing.
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import logging
 import random
@@ -19,7 +20,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from kanban import api, board, clock
+from kanban import api, board, clock, errors
 from kanban.board import outbox
 from kanban.board import subscriptions as subscriptions_
 from kanban.notify import events, send
@@ -47,6 +48,7 @@ class Courier:
         backoff_cap: float = 3600.0,
         environ: Mapping[str, str] | None = None,
         batch: int = 20,
+        parallel: int = 8,
     ) -> None:
         self.board = board_
         self.owner = f"{name}:{uuid.uuid4().hex[:8]}"
@@ -55,6 +57,7 @@ class Courier:
         self.backoff_cap = backoff_cap
         self.environ = environ
         self.batch = batch
+        self.parallel = parallel
         self.wake = threading.Event()
         self._last_silence_check: dt.datetime | None = None
         self._last_prune: dt.datetime | None = None
@@ -92,8 +95,14 @@ class Courier:
             )
         )
         counts = {"sent": 0, "retrying": 0, "dead": 0}
-        for job in jobs:
-            counts[self._attempt(job, timeout=timeout)] += 1
+        if not jobs:
+            return counts
+        # In parallel: a receiver that hangs holds up its own messages, not everyone's.
+        with concurrent.futures.ThreadPoolExecutor(
+            max_workers=min(len(jobs), self.parallel), thread_name_prefix="courier"
+        ) as pool:
+            for outcome in pool.map(lambda job: self._attempt(job, timeout=timeout), jobs):
+                counts[outcome] += 1
         return counts
 
     def _attempt(self, job: outbox.Job, *, timeout: float) -> str:
@@ -153,7 +162,10 @@ class Courier:
                 for row in quiet:
                     outbox.capture_silent(conn, dispatcher=row, now=now)
 
-            self.board.write(capture)
+            try:
+                self.board.write(capture)
+            except errors.DatabaseError as exc:  # another dispatcher recorded it first
+                logger.info("silent dispatcher already noted elsewhere: %s", exc.message)
         return len(quiet)
 
     # ------------------------------------------------------------------ the loop

@@ -7,7 +7,8 @@ Schema 1 (keys are only ever added):
   created     ISO-8601 UTC time of the change
   board       the board's name (its repository's directory)
   text        one readable line
-  card        {id, title, status, reason, summary, url} or null
+  card        {id, title, status, reason, summary, url, answer_url} or null (answer_url:
+              a blocked card's answer box on the web board)
   goal        {id, title, status, reason, url} or null
   run         {id, outcome, attempt, exit_code, error} or null
   dispatcher  {name, host, pid, heartbeat_at} or null
@@ -55,6 +56,10 @@ def event(delivery: outbox.DeliveryView, *, board: str, web_url: str | None) -> 
             "summary": delivery.summary,
             "url": f"{web_url}/cards/{delivery.card_id}" if web_url else None,
         }
+        # The web board's card page has the answer box of `unblock` at #answer.
+        card["answer_url"] = (
+            f"{card['url']}#answer" if card["url"] and delivery.status == "blocked" else None
+        )
     if delivery.goal_id is not None and delivery.card_id is None:
         goal = {
             "id": delivery.goal_id,
@@ -106,8 +111,9 @@ def _clip(text: str, limit: int = MAX_TEXT) -> str:
 
 
 def _link(evt: dict[str, Any]) -> str | None:
+    """Where a message's link goes: a blocked card's answer box, else the card or goal."""
     subject = evt["card"] or evt["goal"]
-    return subject.get("url") if subject else None
+    return (subject.get("answer_url") or subject.get("url")) if subject else None
 
 
 def render(evt: dict[str, Any], *, format: str) -> str:
