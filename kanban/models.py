@@ -152,9 +152,12 @@ cards = sa.Table(
     sa.CheckConstraint("length(title) > 0", name="title_not_empty"),
     sa.CheckConstraint("attempts >= 0", name="attempts_not_negative"),
     # The claim query: ready cards by priority, then age.
-    sa.Index("ix_cards_queue", "status", sa.text("priority DESC"), "ready_at"),
+    # `id` last: the queries sort on it too (SQLite's rowid is implicit, PostgreSQL needs it).
+    sa.Index("ix_cards_queue", "status", sa.text("priority DESC"), "ready_at", "id"),
     # The dispatcher asks per profile with free capacity.
-    sa.Index("ix_cards_profile_queue", "status", "profile", sa.text("priority DESC"), "ready_at"),
+    sa.Index(
+        "ix_cards_profile_queue", "status", "profile", sa.text("priority DESC"), "ready_at", "id"
+    ),
     # The next retry due (few cards back off at a time).
     _partial("ix_cards_backoff", "not_before", where="not_before IS NOT NULL"),
 )
@@ -273,6 +276,7 @@ dispatchers = sa.Table(
     sa.Column("interval_s", sa.Double(), nullable=False),
     sa.Column("version", sa.String(32), nullable=False),
     sa.Column("last_tick", sa.JSON()),  # what the last tick did (counts, duration)
+    sa.Column("clock_offset_s", sa.Double()),  # its clock minus the database's (PostgreSQL)
 )
 
 goal_turns = sa.Table(

@@ -124,7 +124,14 @@ def blocked_auth(profile: profiles.Profile, said: str) -> Verdict:
 def stopped(why: str, detail: str | None, *, profile: profiles.Profile, timeout: float) -> Verdict:
     """The outcome of an agent the supervisor stops while it runs (kanban.watching.Ended)."""
     if why == "stopping":
-        return Verdict(RunOutcome.CRASHED, error="its supervisor was stopped (SIGTERM)")
+        # Its host is shutting down (`kanban dispatch --handoff`) or a person stopped it:
+        # not the card's fault, so no attempt is spent and any host may take it at once.
+        return Verdict(
+            RunOutcome.CRASHED,
+            error="handed back: its supervisor was stopped (SIGTERM)",
+            spends_attempt=False,
+            retry_after=0.0,
+        )
     if why == "timeout":
         return Verdict(RunOutcome.TIMED_OUT, error=f"timed out after {clock.human(timeout)}")
     if why == "stalled":

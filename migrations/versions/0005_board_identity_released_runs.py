@@ -2,7 +2,7 @@
 of an ended run can still be alive; a card's next run waits for it)
 
 Revision ID: 0005
-Revises: 0010
+Revises: 0007
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0010"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
