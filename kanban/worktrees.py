@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import logging
 import os
 import re
@@ -19,7 +20,7 @@ import signal
 import subprocess
 import time
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -147,6 +148,9 @@ class Worktrees:
             except git.GitCommandError as exc:
                 raise errors.WorktreeError(_describe(exc)) from exc
 
+        if args and args[0] == "worktree":
+            with self._worktree_lock():
+                return retrying.git(call)
         return retrying.git(call)
 
     def _execute(self, args: list[str], *, cwd: Path, env: dict[str, str]) -> str:
@@ -183,6 +187,19 @@ class Worktrees:
             raise git.GitCommandError(argv, proc.returncode, err, out)
         text = out.decode(errors="replace")
         return text[:-1] if text.endswith("\n") else text
+
+    @contextlib.contextmanager
+    def _worktree_lock(self) -> Iterator[None]:
+        """One `git worktree` command at a time per repository, across every supervisor on
+        this host: while one `worktree add` is half done (its `commondir` not yet written), a
+        concurrent `worktree list` or `prune` fails or removes it. Held for one command."""
+        lock_path = Path(self.repo.common_dir) / "kanban-worktrees.lock"
+        with lock_path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _identity_env(self) -> dict[str, str]:
         reader = self.repo.config_reader()
