@@ -43,7 +43,7 @@ def _gc_worktrees(board: api.Board, trees: Worktrees, *, dry_run: bool) -> dict[
     removed: list[str] = []
     kept: dict[str, str] = {}
     registered = trees.worktrees()  # one `git worktree list` for all of them
-    for path in sorted(registered):
+    for path, branch in sorted(registered.items()):
         head = path.name.split("-", 1)[0]
         if not head.isdigit():
             continue
@@ -51,6 +51,9 @@ def _gc_worktrees(board: api.Board, trees: Worktrees, *, dry_run: bool) -> dict[
             card = board.get(int(head))
         except errors.CardNotFound:
             kept[str(path)] = "no such card on this board"
+            continue
+        if card.branch is not None and branch is not None and card.branch != branch:
+            kept[str(path)] = f"not this board's: card {card.id} here works on {card.branch}"
             continue
         if card.status not in FINISHED:
             continue
