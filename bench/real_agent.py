@@ -144,9 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         "hermes": cache / "hermes" / "bin",
         "aider": cache / "aider" / "bin",
     }
-    json.dump(
-        measure(args.agent, runs=args.runs, bins=args.bins or default[args.agent]), sys.stdout
-    )
+    bins = args.bins or default[args.agent]
+    json.dump(measure(args.agent, cards=args.cards, rounds=args.rounds, bins=bins), sys.stdout)
     sys.stdout.write("\n")
     return 0
 
