@@ -42,7 +42,7 @@ def gc(board: api.Board, *, dry_run: bool = False, branches: bool = False) -> di
 def _gc_worktrees(board: api.Board, trees: Worktrees, *, dry_run: bool) -> dict[str, Any]:
     removed: list[str] = []
     kept: dict[str, str] = {}
-    for path in sorted(trees.worktrees()):
+    for path, branch in sorted(trees.worktrees().items()):
         head = path.name.split("-", 1)[0]
         if not head.isdigit():
             continue
@@ -50,6 +50,9 @@ def _gc_worktrees(board: api.Board, trees: Worktrees, *, dry_run: bool) -> dict[
             card = board.get(int(head))
         except errors.CardNotFound:
             kept[str(path)] = "no such card on this board"
+            continue
+        if card.branch is not None and branch is not None and card.branch != branch:
+            kept[str(path)] = f"not this board's: card {card.id} here works on {card.branch}"
             continue
         if card.status not in FINISHED:
             continue
