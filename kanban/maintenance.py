@@ -42,7 +42,8 @@ def gc(board: api.Board, *, dry_run: bool = False, branches: bool = False) -> di
 def _gc_worktrees(board: api.Board, trees: Worktrees, *, dry_run: bool) -> dict[str, Any]:
     removed: list[str] = []
     kept: dict[str, str] = {}
-    for path, branch in sorted(trees.worktrees().items()):
+    registered = trees.worktrees()  # one `git worktree list` for all of them
+    for path, branch in sorted(registered.items()):
         head = path.name.split("-", 1)[0]
         if not head.isdigit():
             continue
@@ -61,7 +62,7 @@ def _gc_worktrees(board: api.Board, trees: Worktrees, *, dry_run: bool) -> dict[
                 f"card {card.id} is {card.status} but the worktree has uncommitted changes"
             )
             continue
-        if not dry_run and not trees.remove(path):
+        if not dry_run and not trees.remove(path, registered=registered):
             kept[str(path)] = "git would not remove it"
             continue
         removed.append(str(path))

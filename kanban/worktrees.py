@@ -411,17 +411,22 @@ class Worktrees:
         mode = "--untracked-files=all" if untracked else "--untracked-files=no"
         return self._git("status", "--porcelain", mode, cwd=path) == ""
 
-    def remove(self, path: Path) -> bool:
-        """Remove a clean worktree (its branch stays). A dirty one is kept: returns False."""
+    def remove(self, path: Path, *, registered: dict[Path, str | None] | None = None) -> bool:
+        """Remove a clean worktree (its branch stays). A dirty one is kept: returns False.
+        `git worktree remove` itself refuses modified or untracked files, so no `git status`
+        is run here; `registered` (from `worktrees()`) saves a `worktree list` per tree."""
         if not path.exists():
             self._git("worktree", "prune")
             return True
-        if not self.is_clean(path):
-            return False
-        registered = self._registered()
-        if path.absolute() in registered and registered[path.absolute()] is None:
+        known = registered if registered is not None else self._registered()
+        if path.absolute() in known and known[path.absolute()] is None:
             return False  # detached: its commits are on no branch; keep them
-        self._git("worktree", "remove", str(path))
+        try:
+            self._git("worktree", "remove", str(path))
+        except errors.WorktreeError as exc:
+            if "contains modified or untracked files" in exc.message:
+                return False
+            raise
         return True
 
     def worktrees(self) -> dict[Path, str | None]:

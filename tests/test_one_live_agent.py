@@ -126,8 +126,9 @@ def _dispatcher(repo: Path, procs: list[subprocess.Popen[str]], **env: str) -> N
 def _agent_times(log: Path) -> dict[tuple[str, int], float]:
     times = {}
     for line in log.read_text().splitlines():
-        what, run, at = line.split()
-        times[(what, int(run))] = float(at)
+        if len(parts := line.split()) == 3:  # (a line being written is left for later)
+            what, run, at = parts
+            times[(what, int(run))] = float(at)
     return times
 
 
@@ -149,6 +150,7 @@ def test_a_running_card_stopped_and_started_again_never_has_two_agents(
     getattr(b, again)(card.id)
     wait_for(lambda: len(b.runs(card.id)) == 2 and b.runs(card.id)[1].pid, what="run 2's agent")
     first, second = b.runs(card.id)
+    wait_for(lambda: ("start", second.id) in _agent_times(log), what="run 2's agent to say so")
     times = _agent_times(log)
     # The old agent took two seconds to stop; the new one started only after it was gone.
     assert times[("end", first.id)] < times[("start", second.id)], times
