@@ -114,28 +114,6 @@ def descendants(pid: int | None = None) -> list[psutil.Process]:
     return live
 
 
-def marked(key: str, value: str) -> list[psutil.Process]:
-    """Live processes whose environment has `key`=`value` (those we may read: our user's)."""
-    found = []
-    for proc in psutil.process_iter(["pid"]):
-        with contextlib.suppress(psutil.Error, OSError):
-            mine = proc.pid != os.getpid() and proc.environ().get(key) == value
-            if mine and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-    return found
-
-
-def stop_run_leftovers(socket_path: str, *, grace: float = 2.0) -> bool:
-    """Stop what is left of a run whose supervisor is gone: every process that still has the
-    run's KANBAN_SOCKET in its environment, in whatever session or group. True once none is
-    left. (One that scrubbed its environment is not found: docs/security.md.)"""
-    procs = marked("KANBAN_SOCKET", socket_path)
-    if procs:
-        logger.warning("stopping %d process(es) left by the run of %s", len(procs), socket_path)
-        _stop(procs, grace)
-    return not _alive(procs)
-
-
 def stop_descendants(*, grace: float = 2.0, keep: Iterable[int] = ()) -> int:
     """SIGTERM every descendant of this process (but `keep`), SIGKILL those left after
     `grace`, reap our direct children among them; return how many there were."""

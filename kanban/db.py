@@ -31,7 +31,7 @@ from kanban.__about__ import DISTRIBUTION
 logger = logging.getLogger(__name__)
 
 # The newest migration. tests/test_migrations.py fails when this and migrations/ disagree.
-SCHEMA_HEAD = "0009"  # after 0010 and 0007: ids were handed out per issue; the chain counts
+SCHEMA_HEAD = "0009"  # after 0005: ids were handed out per issue; the chain is what counts
 
 BUSY_TIMEOUT_MS = 30_000
 CONNECT_TIMEOUT_S = 10
@@ -151,6 +151,11 @@ def transaction(engine: Engine, *, write: bool = True) -> Iterator[Connection]:
             yield conn
 
 
+def redact(url: str) -> str:
+    """`url` with its password hidden, for messages."""
+    return _redact(url)
+
+
 def sync_clock(conn: Connection) -> clock.Reading:
     """Read the PostgreSQL server's clock into `clock.board_clock` (one round trip).
     `clock_timestamp()`, not `now()`: the latter is the transaction's start, not the moment."""
@@ -255,7 +260,7 @@ def _quick_version(engine: Engine) -> str | None:
 def prepare(engine: Engine) -> None:
     """Make `engine`'s database a board at SCHEMA_HEAD, or raise SchemaError."""
     if not is_sqlite(engine):
-        _check_reachable(engine)
+        check_reachable(engine)
     if _quick_version(engine) == SCHEMA_HEAD:
         return
     if not is_sqlite(engine):
@@ -263,7 +268,7 @@ def prepare(engine: Engine) -> None:
     upgrade(engine)
 
 
-def _check_reachable(engine: Engine) -> None:
+def check_reachable(engine: Engine) -> None:
     """One clear line when the database server cannot be reached (or refuses us). On the
     way, the first reading of the server's clock: nothing may run on this host's clock."""
     try:

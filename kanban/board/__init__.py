@@ -5,7 +5,7 @@ arguments, and returns frozen views. Import the package, not its names:
 `from kanban import board; board.claim(conn, ...)`.
 """
 
-from kanban.board import agent, dispatchers, edits, goals, history, outbox, schedules
+from kanban.board import agent, dispatchers, edits, goals, history, outbox, releases, schedules
 from kanban.board.cards import (
     add_card,
     check_profile_name,
@@ -85,6 +85,7 @@ __all__ = [
     "reclaim_expired",
     "record_start",
     "record_usage",
+    "releases",
     "running",
     "runs_of",
     "schedules",

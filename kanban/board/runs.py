@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from kanban import errors, views
-from kanban.board import _rows
+from kanban.board import _rows, releases
 from kanban.board._rows import Stored, digest
 from kanban.board.cards import promote
 from kanban.models import cards, runs
@@ -65,6 +65,14 @@ def _claim_statement(postgres: bool, by_profile: bool, by_card: bool) -> sa.Upda
         .where(cards.c.status == S.READY.value)
         .where(sa.or_(cards.c.not_before.is_(None), cards.c.not_before <= now))
         .where(~_rows.unfinished_parent(cards.c.id))
+        # One live agent per card: not while an earlier run's processes may be alive.
+        .where(
+            ~releases.unreleased(
+                cards.c.id,
+                host=sa.bindparam("p_host", type_=runs.c.host.type),
+                stale=sa.bindparam("p_stale_before", type_=runs.c.lease_expires_at.type),
+            )
+        )
         .order_by(cards.c.priority.desc(), cards.c.ready_at, cards.c.id)
         .limit(1)
     )
@@ -115,7 +123,13 @@ def claim(
     One statement decides the winner: the candidate is re-checked (ready, not backing off,
     every parent done) inside the UPDATE itself, so two claimers can never both win.
     """
-    params: dict[str, Any] = {"p_now": now, "p_profile": profile, "p_card_id": card_id}
+    params: dict[str, Any] = {
+        "p_now": now,
+        "p_profile": profile,
+        "p_card_id": card_id,
+        "p_host": host,
+        "p_stale_before": now - dt.timedelta(seconds=ttl),
+    }
     stmt = _claim_statement(
         conn.dialect.name == "postgresql", profile is not None, card_id is not None
     )

@@ -1,7 +1,7 @@
 """hashed lease tokens: runs.token holds the SHA-256 of the token, never the token itself
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0005
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
