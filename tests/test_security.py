@@ -58,6 +58,7 @@ def test_the_agent_gets_the_allow_list_plus_its_own_kanban_variables(
         "KANBAN_RUN_ID",
         "KANBAN_SOCKET",
         "KANBAN_BIN",
+        "KANBAN_RUN_MARK",
         "KANBAN_WORKTREE",
         "KANBAN_BRANCH",
         "KANBAN_PROMPT_FILE",
