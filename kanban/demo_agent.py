@@ -132,9 +132,8 @@ def main() -> int:
 def _goal_role(board: Any, goal_id: int) -> int:
     """Plan or judge a goal (see the module docstring), then exit 0: the supervisor reads the
     file when the run ends."""
-    from kanban import goals
 
-    detail = goals.show(board, goal_id)
+    detail = board.goals.show(goal_id)
     steps = {verb for verb, _ in directives(detail.goal.objective)}
     plan_file = os.environ.get("KANBAN_PLAN_FILE")
     if plan_file:

@@ -105,7 +105,7 @@ class Supervisor:
     def run(self) -> int:
         me = processes.Identity.of(os.getpid())
         try:
-            self.board.write(
+            self.board.tx.write(
                 lambda c: _record(
                     c,
                     self,
@@ -219,7 +219,7 @@ class Supervisor:
                 agent.stdin.close()
         identity = processes.Identity.of(agent.pid)
         try:
-            self.board.write(
+            self.board.tx.write(
                 lambda c: _record(
                     c,
                     self,
@@ -296,7 +296,7 @@ class Supervisor:
         # The agent is gone; stop whatever it left running in its process group.
         processes.kill_group(identity, grace=1.0)
         self.note(f"agent {processes.exit_description(returncode)}")
-        current = self.board.read(lambda c: board.get_run(c, self.run_id))
+        current = self.board.tx.read(lambda c: board.get_run(c, self.run_id))
         if current is not None and current.outcome is not None:
             self.note(f"the agent reported {current.outcome} before it exited")
             self._record_usage(watcher)
@@ -304,7 +304,7 @@ class Supervisor:
             if current.outcome == RunOutcome.DONE:
                 self.space.publish(workspace)
             self._tidy(workspace, current.outcome)
-            self.board.write(lambda c: None, wake_dispatcher=True)
+            self.board.tx.wake()
             return 0
         verdict = outcomes.on_exit(
             profile,
@@ -345,7 +345,7 @@ class Supervisor:
         workspace: Workspace,
         watcher: watching.Watcher | None = None,
     ) -> int:
-        current = self.board.read(lambda c: board.get_run(c, self.run_id))
+        current = self.board.tx.read(lambda c: board.get_run(c, self.run_id))
         outcome = current.outcome if current is not None else None
         if outcome in ("done", "blocked", "failed"):
             self.note(f"the agent reported {outcome}; waiting for it to exit")
@@ -363,7 +363,7 @@ class Supervisor:
             if outcome == RunOutcome.DONE:
                 self.space.publish(workspace)
             self._tidy(workspace, outcome)
-            self.board.write(lambda c: None, wake_dispatcher=True)
+            self.board.tx.wake()
             return 0
         self.note(f"lease lost (run {outcome or 'gone'}): stopping the agent")
         processes.kill_group(identity)
@@ -383,7 +383,7 @@ class Supervisor:
             return
         self.note(f"usage: {outcomes.usage_text(report, cost)}")
         with contextlib.suppress(errors.LeaseLost):
-            self.board.write(
+            self.board.tx.write(
                 lambda c: board.record_usage(
                     c,
                     card_id=self.card_id,
@@ -420,24 +420,23 @@ class Supervisor:
         if usage is not None and (report.tokens_in is not None or cost is not None):
             self.note(f"usage: {outcomes.usage_text(report, cost)}")
         self.note(f"outcome {outcome}" + (f": {error}" if error else ""))
+        result = views.RunResult(
+            outcome,
+            error=error,
+            summary=summary,
+            exit_code=exit_code,
+            retry_after=retry_after,
+            spends_attempt=spends_attempt,
+            tokens_in=report.tokens_in,
+            tokens_out=report.tokens_out,
+            cost_usd=cost,
+            log_path=str(log_path),
+        )
         try:
-            card = self.board.write(
-                lambda c: _end(
-                    c,
-                    self,
-                    outcome=outcome,
-                    error=error,
-                    summary=summary,
-                    exit_code=exit_code,
-                    retry_after=retry_after,
-                    log_path=log_path,
-                    spends_attempt=spends_attempt,
-                    tokens_in=report.tokens_in,
-                    tokens_out=report.tokens_out,
-                    cost_usd=cost,
-                ),
-                wake_dispatcher=True,
-            )
+            if outcome is RunOutcome.DONE:  # a planner's plan or a judge's verdict, read now
+                card = self.board.get(self.card_id)
+                result = goals.with_delivery(self.config, card, self.run_id, result)
+            card = self.board.tx.write(lambda c: _end(c, self, result), wake_dispatcher=True)
         except errors.LeaseLost as exc:
             self.note(f"{exc.message}")
             return 0
@@ -475,7 +474,7 @@ class Supervisor:
                 )
             return caps
 
-        return self.board.read(read)
+        return self.board.tx.read(read)
 
     def _profile(self, card: views.CardView) -> profiles.Profile:
         if not card.profile:
@@ -497,41 +496,15 @@ def _record(
     )
 
 
-def _end(
-    conn: Any,
-    sup: Supervisor,
-    *,
-    outcome: RunOutcome,
-    error: str | None,
-    summary: str | None,
-    exit_code: int | None,
-    retry_after: float | None,
-    log_path: Path,
-    spends_attempt: bool | None = None,
-    tokens_in: int | None = None,
-    tokens_out: int | None = None,
-    cost_usd: float | None = None,
-) -> views.CardView:
-    board.record_start(
-        conn, card_id=sup.card_id, token=sup.token, now=clock.now(), log_path=str(log_path)
-    )
-    goals.end_run(  # board.end_run, plus the plan or verdict of a goal's planner or judge
+def _end(conn: Any, sup: Supervisor, result: views.RunResult) -> views.CardView:
+    board.end_run(
         conn,
-        config=sup.config,
         card_id=sup.card_id,
         token=sup.token,
-        outcome=outcome,
+        result=result,
         now=clock.now(),
         backoff=sup.board.backoff,
-        summary=summary,
-        error=error,
-        exit_code=exit_code,
-        retry_after=retry_after,
         actor=f"supervisor:{sup.config.host_id}",
-        spends_attempt=spends_attempt,
-        tokens_in=tokens_in,
-        tokens_out=tokens_out,
-        cost_usd=cost_usd,
     )
     return board.get_card(conn, sup.card_id)
 

@@ -13,7 +13,7 @@ DISPATCHER_SLACK = 3.0  # a dispatcher is down when silent for 3 intervals (and 
 
 
 def dispatcher_liveness(b: api.Board, now: dt.datetime) -> tuple[bool, str]:
-    rows = b.read(board.list_dispatchers)
+    rows = b.tx.read(board.list_dispatchers)
     alive = [
         r
         for r in rows
@@ -93,7 +93,7 @@ def _fields(snap: planning.Snapshot) -> dict[str, Any]:
 
 
 def _live_max_workers(b: api.Board) -> int:
-    for row in b.read(board.list_dispatchers):
+    for row in b.tx.read(board.list_dispatchers):
         tick = row.get("last_tick") or {}
         if isinstance(tick, dict) and tick.get("max_workers"):
             return int(tick["max_workers"])

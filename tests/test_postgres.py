@@ -123,7 +123,7 @@ def test_a_write_wakes_a_listening_dispatcher_and_a_lost_listener_reconnects(
             assert listener.wait(0.05) is False
             b.add("wake up")  # NOTIFY inside the write, delivered on commit
             assert listener.wait(5) is True
-            b.write(lambda c: verbs.comment(c, card_id=1, body="no wake", now=clock.now()))
+            b.tx.write(lambda c: verbs.comment(c, card_id=1, body="no wake", now=clock.now()))
             assert listener.wait(0.05) is False  # only writes that change what can run wake
             backend = listener.conn.info.backend_pid
             with b.engine.begin() as conn:

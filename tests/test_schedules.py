@@ -17,7 +17,7 @@ import sqlalchemy as sa
 import time_machine
 
 import kanban
-from kanban import clock, cron, dispatcher, goals, schedules
+from kanban import clock, cron, dispatcher, schedules
 from kanban.states import ScheduleKind
 from kanban.testing import fire_schedules, snapshot
 
@@ -304,28 +304,27 @@ def test_a_goal_schedule_puts_a_goal_with_its_planner_on_the_board(
         "2",
     )
     with kanban.open_board(board_url) as board:
-        # The schedules hook alone (a dispatch would also start the planner's agent).
-        fired = schedules.tick(board, clock.now(), at=cron.parse_at("2026-03-03T00:00:30Z"))
-        assert fired["fired"][0]["goal"] == 1
-        detail = goals.show(board, 1)
+        # The schedule step alone (a dispatch would also start the planner's agent).
+        fired = board.schedules.fire_due(clock.now(), at=cron.parse_at("2026-03-03T00:00:30Z"))
+        assert fired.fired[0]["goal"] == 1
+        detail = board.goals.show(1)
         assert detail.goal.objective == "Triage the issues of 2026-03-03"
         assert (detail.goal.judge, detail.goal.max_turns) == ("demo", 2)
         assert [c.role for c in detail.cards] == ["planner"]
         # The goal is still open the next night: overlap skip makes nothing.
-        again = schedules.tick(board, clock.now(), at=cron.parse_at("2026-03-04T00:00:30Z"))
-    assert again["skipped"][0]["skipped"] == "overlap: goal 1 from an earlier fire is still open"
+        again = board.schedules.fire_due(clock.now(), at=cron.parse_at("2026-03-04T00:00:30Z"))
+    assert again.skipped[0]["skipped"] == "overlap: goal 1 from an earlier fire is still open"
 
 
 def test_the_tick_reports_the_next_fire_as_next_due(board: kanban.Board) -> None:
     now = clock.now()
-    schedules.add(
-        board,
+    board.schedules.add(
         "*/5 * * * *",
         name="soon",
         kind=ScheduleKind.CARD,
         template=schedules.card_template("Soon", profile=None, body="", repo=None),
     )
-    loop = dispatcher.Dispatcher(board, hooks={"schedules": schedules.tick})
+    loop = dispatcher.Dispatcher(board)  # schedules are a standard step of every tick
     report = loop.tick(now)
     expected = now.replace(second=0, microsecond=0) + dt.timedelta(minutes=5 - now.minute % 5)
     assert report.next_due == expected

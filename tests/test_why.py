@@ -25,7 +25,7 @@ def board(repo: Path, repo_db: str) -> Iterator[kanban.Board]:
 
 def _dispatcher_alive(b: kanban.Board, *, ago: float = 0.0, name: str = "vm:1") -> None:
     now = clock.now() - dt.timedelta(seconds=ago)
-    b.write(
+    b.tx.write(
         lambda c: verbs.dispatchers.beat(
             c,
             name=name,

@@ -5,7 +5,7 @@ arguments, and returns frozen views. Import the package, not its names:
 `from kanban import board; board.claim(conn, ...)`.
 """
 
-from kanban.board import dispatchers, goals, schedules
+from kanban.board import dispatchers, goals, schedules, turns
 from kanban.board.cards import (
     add_card,
     check_profile_name,
@@ -22,6 +22,7 @@ from kanban.board.queries import (
     get_card,
     get_run,
     list_cards,
+    live_run_of,
     live_runs,
     next_due,
     ready_candidates,
@@ -67,6 +68,7 @@ __all__ = [
     "link",
     "list_cards",
     "list_dispatchers",
+    "live_run_of",
     "live_runs",
     "move",
     "next_due",
@@ -83,5 +85,6 @@ __all__ = [
     "spend",
     "status_summary",
     "token_of",
+    "turns",
     "unlink",
 ]

@@ -74,6 +74,16 @@ def get_run(conn: Connection, run_id: int) -> views.RunView | None:
     return _rows.run_view(row) if row else None
 
 
+def live_run_of(conn: Connection, card_id: int, *, token: str) -> views.RunView | None:
+    """The live run of `card_id` that holds `token`, if any."""
+    row = conn.execute(
+        sa.select(runs).where(
+            runs.c.card_id == card_id, runs.c.token == token, runs.c.outcome.is_(None)
+        )
+    ).first()
+    return _rows.run_view(row) if row else None
+
+
 def live_runs(conn: Connection, *, host: str | None = None) -> list[views.RunView]:
     # No ORDER BY in SQL: ordering by id makes SQLite scan every run ever, instead of the
     # partial index of live runs. There are few live runs; sort them here.

@@ -121,8 +121,7 @@ def add(
             auto=auto,
             repo=repo,
         )
-    state = schedules.add(
-        board,
+    state = board.schedules.add(
         spec,
         name=name,
         kind=kind,
@@ -147,9 +146,8 @@ def ls(board: Any, as_json: bool) -> None:
     Example:
       kanban cron ls
     """
-    from kanban import schedules
 
-    found = schedules.ls(board)
+    found = board.schedules.ls()
     if as_json:
         emit_json(found)
         return
@@ -189,9 +187,8 @@ def rm(board: Any, name: str) -> None:
     Example:
       kanban cron rm standup
     """
-    from kanban import schedules
 
-    schedules.remove(board, name)
+    board.schedules.remove(name)
     click.echo(f"schedule {name} removed")
 
 
@@ -205,9 +202,8 @@ def pause(board: Any, name: str) -> None:
     Example:
       kanban cron pause standup
     """
-    from kanban import schedules
 
-    schedules.pause(board, name)
+    board.schedules.pause(name)
     click.echo(f"schedule {name} paused")
 
 
@@ -221,9 +217,8 @@ def resume(board: Any, name: str) -> None:
     Example:
       kanban cron resume standup
     """
-    from kanban import schedules
 
-    state = schedules.pause(board, name, paused=False)
+    state = board.schedules.pause(name, paused=False)
     click.echo(f"schedule {name} resumed ({state.spec} {state.tz})")
 
 
@@ -238,9 +233,8 @@ def run(board: Any, name: str, as_json: bool) -> None:
     Example:
       kanban cron run standup
     """
-    from kanban import schedules
 
-    made = schedules.run_now(board, name)
+    made = board.schedules.run_now(name)
     if as_json:
         emit_json(made)
     elif made.skipped:

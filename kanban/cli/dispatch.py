@@ -73,7 +73,7 @@ def dispatch(
       * * * * * cd ~/src/project && kanban dispatch --once -q     # crontab
       kanban dispatch --once --at 09:00:30     # replay this morning's 09:00 fires
     """
-    from kanban import cron, dispatcher, errors, goals, schedules
+    from kanban import cron, dispatcher, errors
 
     _logging(verbose, quiet)
     if at_text is not None and not once:
@@ -87,14 +87,14 @@ def dispatch(
         max_workers=max_workers,
         interval=seconds,
         name=f"{board.settings.host_id}:once" if once else None,
-        hooks={"schedules": lambda b, now: schedules.tick(b, now, at=at), "goals": goals.tick},
+        at=at,
     )
     if once:
         report = loop.tick()
         if as_json:
             emit_json(report.to_json())
         elif not quiet:
-            fired = report.hooks.get("schedules", {}).get("fired", [])
+            fired = report.schedules.fired
             click.echo(
                 f"tick: claimed {len(report.claimed)}, reclaimed {len(report.reclaimed)}, "
                 f"crashed {len(report.crashed)}, waiting {report.waiting}, "
@@ -103,8 +103,7 @@ def dispatch(
         return
     stop = threading.Event()
     dispatcher.install_signal_handlers(stop)
-    # Drained: nothing running or ready, and no goal waiting for a tick to make its judge card.
-    until = (lambda _r: dispatcher.drained(board) and not goals.due(board)) if drain else None
+    until = (lambda _r: loop.drained()) if drain else None
     loop.run(stop=stop, until=until)
 
 

@@ -35,7 +35,7 @@ def status(board: Any, as_json: bool) -> None:
         data["dispatcher_alive"] = alive
         data["dispatchers"] = [
             {k: clock.iso(v) if hasattr(v, "isoformat") else v for k, v in row.items()}
-            for row in board.read(verbs.list_dispatchers)
+            for row in board.tx.read(verbs.list_dispatchers)
         ]
         emit_json(data)
         return
@@ -141,7 +141,7 @@ def logs(board: Any, card: int, run_id: int | None, follow: bool) -> None:
                 sys.stdout.flush()
         if not follow:
             break
-        current = board.read(lambda c: verbs.get_run(c, run.id))
+        current = board.tx.read(lambda c: verbs.get_run(c, run.id))
         ended = current is None or current.outcome is not None
         if ended and path.exists() and path.stat().st_size == offset:
             break
