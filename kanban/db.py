@@ -26,6 +26,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from kanban import errors, retrying, wake
+from kanban.__about__ import DISTRIBUTION
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -76,7 +77,8 @@ def create_engine(url: str, *, foreign_keys: bool = True) -> Engine:
             return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
         except ImportError as exc:
             raise errors.DatabaseError(
-                "PostgreSQL needs psycopg: pip install 'kanban[postgres]'"
+                f"PostgreSQL needs psycopg: pip install '{DISTRIBUTION}[postgres]' "
+                "(or `pip install '.[postgres]'` in a clone of kanban)"
             ) from exc
     engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
 

@@ -189,7 +189,9 @@ class Dispatcher:
         self.hooks: dict[str, TickHook] = dict(hooks or {})
         self.children: dict[int, subprocess.Popen[bytes]] = {}
         self.tokens: dict[int, str] = {}  # run id -> token, for supervisors still starting
-        self.started_at = clock.now()
+        # The process's own start time: with the pid, `kanban status` knows it again (why.py).
+        me = processes.Identity.of(os.getpid())
+        self.started_at = dt.datetime.fromtimestamp(me.started, dt.UTC)
         self.lock = TickLock(self.settings.state_dir)
         self._last_full_promote: float | None = None
 

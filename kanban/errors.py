@@ -70,6 +70,19 @@ class SpawnError(KanbanError):
     exit_code = 8
 
 
+class Permanent:
+    """Mixed into errors that no retry can fix (a missing program, a repository without a
+    commit): the run is blocked at once with the fix in the reason, spending one attempt."""
+
+
+class ProgramMissing(Permanent, SpawnError):
+    """The agent's program is not there or not executable."""
+
+
+class RepositoryUnusable(Permanent, WorktreeError):
+    """Not a git repository, no commit yet, or a worktree root that cannot be made."""
+
+
 class BoardNotFound(KanbanError):
     exit_code = 9
 
@@ -124,8 +137,11 @@ __all__ = [
     "KanbanError",
     "LeaseLost",
     "MergeConflict",
+    "Permanent",
     "PlanError",
     "ProfileError",
+    "ProgramMissing",
+    "RepositoryUnusable",
     "ScheduleError",
     "ScheduleNotFound",
     "SchemaError",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -68,22 +68,29 @@ def agent_vars(card: views.CardView, directory: Path) -> dict[str, str]:
 class Catalog:
     """The profiles a goal may use, read from disk before a transaction begins."""
 
-    names: frozenset[str]  # every profile file found (a broken one still names a profile)
-    loadable: tuple[str, ...]  # those that load: what a plan may give its cards
+    loadable: tuple[str, ...]  # those that load: what a goal and its plan may use
+    broken: Mapping[str, str]  # name -> why its file does not load
     lines: tuple[str, ...]  # what a planner card lists
 
     def check(self, name: str) -> None:
+        """Like `profiles.require`, from what was read: known here and loading cleanly."""
         profiles.check_name(name)
-        if name not in self.names:
-            known = ", ".join(sorted(self.names)) or "none"
+        usable = ", ".join(self.loadable) or "none"
+        if name in self.broken:
+            raise errors.ProfileError(
+                f"profile {name!r} does not load: {self.broken[name]}; fix it "
+                f"(`kanban profiles check {name}`) or choose another: {usable}"
+            )
+        if name not in self.loadable:
+            known = ", ".join(sorted([*self.loadable, *self.broken])) or "none"
             raise errors.ProfileError(f"unknown profile {name!r}; known profiles: {known}")
 
 
 def catalog(repo: Path | None) -> Catalog:
     good, bad = profiles.load_all(repo=repo)
     return Catalog(
-        names=frozenset(good) | frozenset(bad),
         loadable=tuple(sorted(good)),
+        broken=dict(bad),
         lines=briefs.profile_lines(good.values()),
     )
 
@@ -245,7 +252,10 @@ class Goals:
         auto: bool = False,
         max_cost_usd: float | None = None,
     ) -> views.GoalView:
-        known = catalog(self.settings.repo)  # profile files are read before the transaction
+        for name in (planner, judge):  # profile files are read before the transaction
+            if name is not None:
+                profiles.require(name, repo=self.settings.repo)
+        known = catalog(self.settings.repo)
         return self.tx.write(
             lambda c: create(
                 c,

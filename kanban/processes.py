@@ -80,9 +80,17 @@ def spawn(
             close_fds=True,
         )
     except FileNotFoundError as exc:
-        raise errors.SpawnError(f"command not found: {argv[0]!r} ({exc.strerror})") from exc
+        if not Path(cwd).is_dir():
+            raise errors.SpawnError(f"cannot start {argv[0]!r}: no directory {cwd}") from exc
+        raise errors.ProgramMissing(
+            f"command not found: {argv[0]!r} (not on PATH, nor a file in {cwd}; a script must "
+            "be committed to the repository)"
+        ) from exc
     except PermissionError as exc:
-        raise errors.SpawnError(f"cannot execute {argv[0]!r}: {exc.strerror}") from exc
+        raise errors.ProgramMissing(
+            f"cannot execute {argv[0]!r}: {exc.strerror} (make it executable: "
+            f"`chmod +x {argv[0]}`, and commit that)"
+        ) from exc
     except OSError as exc:
         raise errors.SpawnError(f"cannot start {argv[0]!r}: {exc}") from exc
 

@@ -153,6 +153,20 @@ def find(name: str, *, repo: Path | None) -> Path:
     raise errors.ProfileError(f"unknown profile {name!r}; known profiles: {known}")
 
 
+def require(name: str, *, repo: Path | None) -> Profile:
+    """A profile a card may be given: known here and loading cleanly. `kanban add`, `edit`,
+    `goal add` and `cron add` all refuse through this (an unknown name with the known list)."""
+    path = find(name, repo=repo)
+    good, bad = load_all(repo=repo)
+    if name in good:
+        return good[name]
+    usable = ", ".join(sorted(good)) or "none"
+    raise errors.ProfileError(
+        f"profile {name!r} does not load: {bad.get(name, 'unknown error')}; fix {path} "
+        f"(`kanban profiles check {name}`) or choose another: {usable}"
+    )
+
+
 def available(*, repo: Path | None) -> dict[str, Path]:
     """name -> file, the first found in lookup order."""
     return {name: path for name, (_source, path) in _found(repo).items()}
@@ -190,7 +204,11 @@ def _signature(repo: Path | None) -> tuple[Any, ...]:
             continue
         for entry in entries:
             if entry.name.endswith((".toml", ".md")):
-                stat = entry.stat()
+                try:
+                    stat = entry.stat()
+                except OSError:  # a dangling link: load_all reports it
+                    seen.append((entry.path, -1, -1))
+                    continue
                 seen.append((entry.path, stat.st_mtime_ns, stat.st_size))
     return tuple(seen)
 
@@ -213,6 +231,8 @@ def load_all(*, repo: Path | None) -> _Loaded:
             good[name] = parse(name, path.read_bytes(), path=path, source=source)
         except errors.ProfileError as exc:
             bad[name] = exc.message
+        except OSError as exc:  # unreadable: one bad file never hides the others
+            bad[name] = f"profile {path} cannot be read: {exc.strerror or exc}"
     _cache[repo] = (signature, (good, bad))
     return dict(good), dict(bad)
 

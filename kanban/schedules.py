@@ -15,9 +15,11 @@ Reach schedules from a board as `board.schedules` (`Schedules`): `.add(spec, ...
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import zoneinfo
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -53,7 +55,7 @@ def card_template(title: str, *, profile: str | None, body: str, repo: Any) -> d
         raise errors.UsageError("--card needs a one-line title of at most 500 characters")
     if profile is not None:
         board.check_profile_name(profile)
-        profiles.find(profile, repo=repo)
+        profiles.require(profile, repo=repo)
     return {"title": title.strip(), "profile": profile, "body": body}
 
 
@@ -76,7 +78,7 @@ def goal_template(
         raise errors.UsageError(f"max turns {max_turns} is out of range (1 to 100)")
     for name in (planner, judge):
         if name is not None:
-            profiles.find(name, repo=repo)
+            profiles.require(name, repo=repo)
     return {
         "objective": objective.strip(),
         "planner": planner,
@@ -304,7 +306,8 @@ class Schedules:
             except errors.ScheduleError as exc:  # e.g. the zone left the system's tz database
                 logger.error("schedule %s: %s", schedule.name, exc.message)
                 continue
-            moment = at.moment(rule.zone, now) if at is not None else now
+            # Marks never move past the real now: a later `at` is refused up front (`check_at`).
+            moment = min(at.moment(rule.zone, now), now) if at is not None else now
             mark = schedule.last_fire_at or schedule.created_at or now
             # Replaying a time at or before the mark looks at that time's window alone.
             since = mark if moment > mark else moment - cron.GRACE
@@ -319,3 +322,19 @@ class Schedules:
             if at is None and upcoming is not None:
                 next_due = upcoming if next_due is None else min(next_due, upcoming)
         return Fires(fired=tuple(fired), skipped=tuple(skipped), next_due=next_due)
+
+    def check_at(self, at: cron.At, now: dt.datetime) -> None:
+        """Refuse an `--at` later than now, before anything changes: replaying a future time
+        would fire early and move the schedules' marks past the real now, silencing them."""
+        zones = {"UTC": zoneinfo.ZoneInfo("UTC")}
+        for schedule in self.tx.read(board.schedules.list_schedules):
+            with contextlib.suppress(errors.ScheduleError):
+                zones[schedule.tz] = cron.parse(schedule.spec, schedule.tz).zone
+        for name, zone in zones.items():
+            moment = at.moment(zone, now)
+            if moment > now:
+                raise errors.UsageError(
+                    f"--at {clock.iso(moment)} (in {name}) is in the future "
+                    f"(now {clock.iso(now)}): it replays a missed window; to fire a schedule "
+                    "early use `kanban cron run NAME`"
+                )

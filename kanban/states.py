@@ -49,7 +49,10 @@ TRANSITIONS: dict[CardStatus, frozenset[CardStatus]] = {
     S.FAILED: frozenset({S.READY, S.TODO, S.CANCELLED, S.ARCHIVED}),
     S.DONE: frozenset({S.ARCHIVED}),
     S.CANCELLED: frozenset({S.READY, S.TODO, S.ARCHIVED}),
-    S.ARCHIVED: frozenset(),
+    # `kanban unarchive`: back to the state it was archived from.
+    S.ARCHIVED: frozenset(
+        {S.TRIAGE, S.TODO, S.READY, S.REVIEW, S.BLOCKED, S.DONE, S.FAILED, S.CANCELLED}
+    ),
 }
 
 # Statuses that end a card's life; children of such a card (other than DONE) wait for a person.

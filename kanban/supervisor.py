@@ -153,7 +153,8 @@ class Supervisor:
         except errors.MergeConflict as exc:
             return self.finish(RunOutcome.BLOCKED, error=exc.message, log_path=log_path)
         except (errors.ProfileError, errors.WorktreeError, errors.SpawnError) as exc:
-            return self.finish(RunOutcome.SPAWN_FAILED, error=exc.message, log_path=log_path)
+            outcome, error, spends = _spawn_failure(exc, exc.message)
+            return self.finish(outcome, error=error, spends_attempt=spends, log_path=log_path)
         caps = self._caps(detail.card, profile)
         over = outcomes.cap_reached(caps, 0.0, when="before this run started")
         if over is not None:
@@ -210,8 +211,9 @@ class Supervisor:
             )
         except errors.SpawnError as exc:
             message = f"{exc.message} (profile {profile.name}; install it or fix `command`)"
+            outcome, error, spends = _spawn_failure(exc, message)
             return self.finish(
-                RunOutcome.SPAWN_FAILED, error=message, log_path=log_path, workspace=workspace
+                outcome, error=error, spends_attempt=spends, log_path=log_path, workspace=workspace
             )
         if profile.prompt == "stdin" and agent.stdin is not None:
             with contextlib.suppress(BrokenPipeError):
@@ -486,6 +488,14 @@ class Supervisor:
             return
         if self.board.get(self.card_id).status == "done":  # in review: a person may look at it
             self.space.remove(workspace)
+
+
+def _spawn_failure(exc: errors.KanbanError, message: str) -> tuple[RunOutcome, str, bool | None]:
+    """A failure before the agent ran: retried with backoff, unless no retry can fix it
+    (errors.Permanent): then blocked at once, the fix in the reason, one attempt spent."""
+    if isinstance(exc, errors.Permanent):
+        return RunOutcome.BLOCKED, f"{message}; then `kanban unblock`", True
+    return RunOutcome.SPAWN_FAILED, message, None
 
 
 def _record(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
-from kanban import api, board, clock, planning, views
+from kanban import api, board, clock, planning, processes, views
 from kanban.states import CardStatus
 
 S = CardStatus
@@ -14,12 +15,14 @@ DISPATCHER_SLACK = 3.0  # a dispatcher is down when silent for 3 intervals (and 
 
 def dispatcher_liveness(b: api.Board, now: dt.datetime) -> tuple[bool, str]:
     rows = b.tx.read(board.list_dispatchers)
+    host = b.settings.host_id
     alive = [
         r
         for r in rows
         if r["stopped_at"] is None
         and (now - _utc(r["heartbeat_at"])).total_seconds()
         <= DISPATCHER_SLACK * float(str(r["interval_s"])) + 30
+        and not _process_gone(r, host)
     ]
     if alive:
         names = ", ".join(
@@ -30,11 +33,23 @@ def dispatcher_liveness(b: api.Board, now: dt.datetime) -> tuple[bool, str]:
         return False, "no dispatcher has ever run on this board: start `kanban dispatch`"
     last = rows[0]
     state = "stopped" if last["stopped_at"] is not None else "silent"
+    if last["stopped_at"] is None and _process_gone(last, host):
+        state = f"exited (pid {last['pid']} is gone) after ticking"
     ago = clock.human((now - _utc(last["heartbeat_at"])).total_seconds())
     return False, (
         f"no dispatcher is running: the last one ({last['name']}) {state} "
         f"{ago} ago; start `kanban dispatch`"
     )
+
+
+def _process_gone(row: Mapping[str, Any], host: str) -> bool:
+    """On this host a dispatcher is alive only while its process is: same pid, same start
+    time (a reused pid is another process). A `--once` dispatcher (from cron) has no lasting
+    process; other hosts' dispatchers are judged by their heartbeats alone."""
+    if row["host"] != host or str(row["name"]).endswith(":once"):
+        return False
+    started = _utc(row["started_at"]).timestamp()
+    return processes.state(processes.Identity(int(row["pid"]), started)) != "alive"
 
 
 def _utc(value: Any) -> dt.datetime:

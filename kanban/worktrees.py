@@ -75,8 +75,9 @@ class Worktrees:
         try:
             self.repo = git.Repo(repo)
         except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
-            raise errors.WorktreeError(
-                f"{repo} is not a git repository; run `git init` there"
+            raise errors.RepositoryUnusable(
+                f"{repo} is not a git repository; run `git init` there, or set `repo` in "
+                ".kanban/config.toml"
             ) from exc
         self.root = root.absolute()
         self.base_branch = base_branch
@@ -120,11 +121,13 @@ class Worktrees:
     def base(self) -> str:
         if self.base_branch:
             if not self.branch_exists(self.base_branch):
-                raise errors.WorktreeError(
+                raise errors.RepositoryUnusable(
                     f"base branch {self.base_branch!r} does not exist; set base_branch in "
                     ".kanban/config.toml or create it"
                 )
             return self.base_branch
+        if not has_commit(Path(self.repo.working_dir)):
+            raise errors.RepositoryUnusable(no_commit_message(Path(self.repo.working_dir)))
         try:
             return self._git("symbolic-ref", "--short", "HEAD")
         except errors.WorktreeError:
@@ -153,7 +156,15 @@ class Worktrees:
 
     def prepare(self, card_id: int, title: str, parents: Sequence[str]) -> Workspace:
         path, branch = self.names(card_id, title)
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise errors.RepositoryUnusable(
+                f"the worktree root {self.root} cannot be made: {exc.strerror}; fix its "
+                "permissions or set `worktree_root` in .kanban/config.toml"
+            ) from exc
+        if self.branch_exists(branch) and self.is_stale(path, branch, parents):
+            self.reset(card_id, title)  # nothing of its own: start again from today's base
         if self.branch_exists(branch):
             if path in self._registered() and path.is_dir():
                 self.clear_stale_lock(path)
@@ -188,6 +199,48 @@ class Worktrees:
                     ) from exc
                 raise
         return Workspace(path=path, branch=branch, base=",".join(existing) or base)
+
+    def own_commits(self, branch: str, parents: Sequence[str]) -> int:
+        """Commits on `branch` that its starting point (its parents' branches, else the base
+        branch) does not have."""
+        starts = [b for b in dict.fromkeys(parents) if self.branch_exists(b)] or [self.base()]
+        return int(self._git("rev-list", "--count", branch, "--not", *starts) or 0)
+
+    def is_stale(self, path: Path, branch: str, parents: Sequence[str]) -> bool:
+        """A branch with no commits of its own that its starting point has moved past, and no
+        uncommitted work: rebuilding it loses nothing and brings the new commits in."""
+        try:
+            if self.own_commits(branch, parents):
+                return False
+            starts = [b for b in dict.fromkeys(parents) if self.branch_exists(b)]
+            starts = starts or [self.base()]
+            if len(starts) == 1 and self.head(starts[0]) == self.head(branch):
+                return False  # already at its starting point
+            return not path.is_dir() or self.is_clean(path)
+        except errors.WorktreeError:  # cannot tell: keep the branch as it is
+            return False
+
+    def reset(self, card_id: int, title: str, *, keep: bool = False) -> str | None:
+        """Remove a card's worktree (clean only) and branch, so that its next attempt starts
+        from the current base. With `keep`, the branch is renamed to `kanban/stale/...` and
+        its new name returned; without, a branch with commits of its own is refused."""
+        path, branch = self.names(card_id, title)
+        if not self.branch_exists(branch):
+            return None
+        if path.is_dir() and not self.is_clean(path):
+            raise errors.WorktreeError(
+                f"worktree {path} has uncommitted changes; commit or discard them first "
+                f"(git -C {path} status)"
+            )
+        if path.absolute() in self._registered():
+            self._git("worktree", "remove", "--force", str(path))
+        self._git("worktree", "prune")
+        if not keep:
+            self._git("branch", "-D", branch)
+            return None
+        kept = f"kanban/stale/{branch.removeprefix('kanban/')}-{time.strftime('%Y%m%d%H%M%S')}"
+        self._git("branch", "-m", branch, kept)
+        return kept
 
     def _conflicted(self, path: Path) -> tuple[str, ...]:
         try:
@@ -391,6 +444,22 @@ class Worktrees:
         except errors.WorktreeError:
             return False
         return True
+
+
+def has_commit(repo: Path) -> bool:
+    """Does the repository at `repo` have a commit at HEAD (an unborn branch has none)?"""
+    try:
+        git.Git(str(repo)).execute(["git", "rev-parse", "--verify", "--quiet", "HEAD^{commit}"])
+    except git.GitCommandError:
+        return False
+    return True
+
+
+def no_commit_message(repo: Path) -> str:
+    return (
+        f"the repository {repo} has no commit yet, and every card's branch starts from one; "
+        f"make one: git -C {repo} commit --allow-empty -m 'Initial commit'"
+    )
 
 
 def _held_open(path: Path) -> bool:

@@ -181,9 +181,10 @@ def test_a_hung_supervisor_is_reclaimed_after_the_ttl_and_its_group_killed(
     assert not pid_alive(run.supervisor_pid), "the frozen supervisor survived the reclaim"
 
 
-def test_a_missing_agent_binary_is_spawn_failed_then_blocked_naming_it(
+def test_a_missing_agent_binary_is_blocked_at_once_naming_it(
     repo: Path, board: kanban.Board, dispatchers: list[subprocess.Popen[str]]
 ) -> None:
+    """A permanent error: no retry can install the program, so no backoff is waited out."""
     write_profile(
         repo,
         "ghost",
@@ -192,12 +193,12 @@ def test_a_missing_agent_binary_is_spawn_failed_then_blocked_naming_it(
     card = board.add("never runs", profile="ghost")
     _finish(_dispatch(board, dispatchers, "--drain"))
     runs = board.runs(card.id)
-    assert [r.outcome for r in runs] == ["spawn_failed", "spawn_failed"]
-    assert all("kanban-test-no-such-agent" in (r.error or "") for r in runs)
-    assert runs[1].claimed_at > runs[0].ended_at  # type: ignore[operator]  # retried after a backoff
+    assert [r.outcome for r in runs] == ["blocked"]
+    assert "kanban-test-no-such-agent" in (runs[0].error or "")
     final = board.get(card.id)
     assert final.status == "blocked"
     assert final.reason is not None and "kanban-test-no-such-agent" in final.reason
+    assert "install it or fix `command`" in final.reason and "kanban unblock" in final.reason
 
 
 def test_a_rate_limit_exit_requeues_without_spending_an_attempt(

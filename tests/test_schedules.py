@@ -24,6 +24,9 @@ from kanban.testing import fire_schedules, snapshot
 Cli = Any  # the `cli` fixture (tests/conftest.py): `kanban` in-process against one board
 
 ADDED = "2026-03-02T06:10:00Z"  # a Monday
+# A past 09:00:30 whatever the hour the tests run at (a future --at is refused).
+YESTERDAY_0900 = f"{dt.date.today() - dt.timedelta(days=1)}T09:00:30"
+LATER = f"{dt.date.today() + dt.timedelta(days=2)}T09:00"
 
 
 def add(cli: Cli, *args: str, when: str = ADDED) -> None:
@@ -61,7 +64,7 @@ def test_two_dispatchers_at_the_same_fire_time_make_one_card(cli: Cli, board_url
     argv = [sys.executable, "-m", "kanban", "--db", board_url, "dispatch", "--once", "-q"]
     procs = [
         subprocess.Popen(
-            [*argv, "--at", "09:00:30"],
+            [*argv, "--at", YESTERDAY_0900],
             cwd=cli.cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -75,7 +78,7 @@ def test_two_dispatchers_at_the_same_fire_time_make_one_card(cli: Cli, board_url
     assert titles(board_url) == ["Daily report"]
     assert len(fires(board_url)) == 1
 
-    again = cli.run_process("dispatch", "--once", "-q", "--at", "09:00:30")
+    again = cli.run_process("dispatch", "--once", "-q", "--at", YESTERDAY_0900)
     assert again.returncode == 0, again.stderr
     assert titles(board_url) == ["Daily report"]
 
@@ -88,7 +91,7 @@ def test_without_the_tick_lock_the_unique_fire_row_still_stops_a_double_fire(
     go = tmp_path / "go"
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(6) as pool:
-        pending = pool.starmap_async(fire_schedules, [(board_url, "09:00:30", str(go))] * 6)
+        pending = pool.starmap_async(fire_schedules, [(board_url, YESTERDAY_0900, str(go))] * 6)
         go.touch()
         made = pending.get(timeout=120)
     assert sorted(made) == [0, 0, 0, 0, 0, 1]
@@ -242,6 +245,12 @@ def test_a_time_zone_decides_the_fire_time_and_at_reads_wall_time_there(
         (["cron", "run", "nope"], 3, "kanban: no schedule named 'nope' on this board"),
         (["dispatch", "--once", "--at", "teatime"], 2, "kanban: --at 'teatime' is not a time"),
         (["dispatch", "--at", "09:00"], 2, "kanban: --at needs --once"),
+        (
+            ["dispatch", "--once", "--at", "9999-12-31T00:00:00Z"],
+            2,
+            "kanban: --at 9999-12-31T00:00:00Z (in UTC) is in the future",
+        ),
+        (["dispatch", "--once", "--at", LATER], 2, f"kanban: --at {LATER}"),
     ],
 )
 def test_bad_schedules_are_refused_with_one_clear_line_and_change_nothing(
@@ -257,6 +266,18 @@ def test_bad_schedules_are_refused_with_one_clear_line_and_change_nothing(
     with kanban.open_board(board_url) as board:
         after = snapshot(board.engine)
     assert after == before
+
+
+def test_marks_never_move_past_the_real_now(cli: Cli, board_url: str) -> None:
+    """Even called with a future `at` (the CLI refuses one), a tick fires nothing early and
+    leaves the mark at or before now, so the schedule keeps firing on time."""
+    cli.ok("cron", "add", "* * * * *", "--name", "minutely", "--card", "Tick")
+    now = clock.now()
+    with kanban.open_board(board_url) as board:
+        report = board.schedules.fire_due(now, at=cron.parse_at("9999-12-31T00:00:00Z"))
+        (schedule,) = board.tx.read(kanban.board.schedules.list_schedules)
+    assert all(f["fire_at"] <= clock.iso(now) for f in report.fired)
+    assert schedule.last_fire_at is None or schedule.last_fire_at <= now
 
 
 # ------------------------------------------------------------------ the other verbs

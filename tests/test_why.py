@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 import kanban
 from kanban import board as verbs
-from kanban import clock, why
+from kanban import clock, processes, why
 from kanban.testing import board_in, write_profile
 
 
@@ -24,14 +25,16 @@ def board(repo: Path, repo_db: str) -> Iterator[kanban.Board]:
 
 
 def _dispatcher_alive(b: kanban.Board, *, ago: float = 0.0, name: str = "vm:1") -> None:
+    """A dispatcher row for this test's own process (alive: its pid and start time match)."""
     now = clock.now() - dt.timedelta(seconds=ago)
+    me = processes.Identity.of(os.getpid())
     b.tx.write(
         lambda c: verbs.dispatchers.beat(
             c,
             name=name,
             host=b.settings.host_id,
-            pid=1,
-            started_at=now,
+            pid=me.pid,
+            started_at=dt.datetime.fromtimestamp(me.started, dt.UTC),
             now=now,
             interval=60.0,
             version="test",

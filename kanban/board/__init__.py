@@ -5,7 +5,7 @@ arguments, and returns frozen views. Import the package, not its names:
 `from kanban import board; board.claim(conn, ...)`.
 """
 
-from kanban.board import dispatchers, goals, schedules, turns
+from kanban.board import dispatchers, edits, goals, schedules, turns
 from kanban.board.cards import (
     add_card,
     check_profile_name,
@@ -56,6 +56,7 @@ __all__ = [
     "claim",
     "comment",
     "dispatchers",
+    "edits",
     "end_run",
     "events_of",
     "expired_runs",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -44,22 +45,18 @@ def add_card(
     """Add a card; returns (card, created). A known `key` returns the existing card unchanged.
 
     `goal_id` and `role` are set by the goal verbs (board.goals) for the cards of a goal."""
-    title = _rows.check_text(title.strip(), what="title", limit=_rows.MAX_TITLE, one_line=True)
-    if not title:
-        raise errors.UsageError("a card needs a title: kanban add 'what to do'")
-    body = _rows.check_text(body, what="body", limit=_rows.MAX_BODY)
-    if profile is not None:
-        profile = check_profile_name(profile)
-    if not -_rows.MAX_PRIORITY <= priority <= _rows.MAX_PRIORITY:
-        raise errors.UsageError(f"priority {priority} is out of range (±{_rows.MAX_PRIORITY:,})")
-    if max_attempts is not None and not 1 <= max_attempts <= 100:
-        raise errors.UsageError(f"max attempts {max_attempts} is out of range (1 to 100)")
-    if timeout is not None and not 0 < timeout <= 30 * 86400:
-        raise errors.UsageError(
-            f"timeout {timeout}s is out of range (more than 0, at most 30 days)"
-        )
-    clean_paths = _check_paths(paths)
-    max_cost_usd = usage.check_cost(max_cost_usd)
+    checked = check_fields(
+        title=title,
+        body=body,
+        profile=profile,
+        priority=priority,
+        max_attempts=max_attempts,
+        timeout=timeout,
+        paths=paths,
+        max_cost_usd=max_cost_usd,
+    )
+    title, body, profile = checked["title"], checked["body"], checked["profile"]
+    clean_paths, max_cost_usd = checked["paths"], checked["max_cost_usd"]
     if key is not None:
         key = _rows.check_text(key.strip(), what="key", limit=255, one_line=True)
         if not key:
@@ -151,6 +148,62 @@ def _insert_card(postgres: bool, *, keyed: bool) -> sa.Insert:
     return (
         sqlite.insert(cards).on_conflict_do_nothing(index_elements=["idem_key"]).returning(*cards.c)
     )
+
+
+_UNSET: Any = object()
+
+
+def check_fields(
+    *,
+    title: str | None = _UNSET,
+    body: str | None = _UNSET,
+    profile: str | None = _UNSET,
+    priority: int = _UNSET,
+    max_attempts: int | None = _UNSET,
+    timeout: float | None = _UNSET,
+    paths: Sequence[str] | None = _UNSET,
+    max_cost_usd: float | None = _UNSET,
+) -> dict[str, Any]:
+    """The card fields given (others left out), checked and cleaned; `add_card` and
+    `board.edits.edit_card` share it, so a field means the same thing in both."""
+    given: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "title": title,
+            "body": body,
+            "profile": profile,
+            "priority": priority,
+            "max_attempts": max_attempts,
+            "timeout": timeout,
+            "paths": paths,
+            "max_cost_usd": max_cost_usd,
+        }.items()
+        if v is not _UNSET
+    }
+    out: dict[str, Any] = dict(given)
+    if "title" in given:
+        out["title"] = _rows.check_text(
+            (given["title"] or "").strip(), what="title", limit=_rows.MAX_TITLE, one_line=True
+        )
+        if not out["title"]:
+            raise errors.UsageError("a card needs a title: kanban add 'what to do'")
+    if "body" in given:
+        out["body"] = _rows.check_text(given["body"] or "", what="body", limit=_rows.MAX_BODY)
+    if given.get("profile") is not None:
+        out["profile"] = check_profile_name(given["profile"])
+    if "priority" in given and not -_rows.MAX_PRIORITY <= priority <= _rows.MAX_PRIORITY:
+        raise errors.UsageError(f"priority {priority} is out of range (±{_rows.MAX_PRIORITY:,})")
+    if max_attempts not in (None, _UNSET) and not 1 <= max_attempts <= 100:
+        raise errors.UsageError(f"max attempts {max_attempts} is out of range (1 to 100)")
+    if timeout not in (None, _UNSET) and not 0 < timeout <= 30 * 86400:
+        raise errors.UsageError(
+            f"timeout {timeout}s is out of range (more than 0, at most 30 days)"
+        )
+    if "paths" in given:
+        out["paths"] = _check_paths(given["paths"])
+    if "max_cost_usd" in given:
+        out["max_cost_usd"] = usage.check_cost(given["max_cost_usd"])
+    return out
 
 
 def check_profile_name(name: str) -> str:
@@ -359,6 +412,10 @@ def move(
     Moving to READY lands on TODO instead while a parent is unfinished.
     """
     row = _rows.card_row(conn, card_id)
+    if row.status == S.ARCHIVED:  # the table's moves out of it belong to `unarchive` alone
+        raise errors.InvalidTransition(
+            f"card {card_id} is archived; `kanban unarchive {card_id}` brings it back first"
+        )
     target = to
     if to is S.READY and _has_unfinished_parent(conn, card_id):
         target = S.TODO

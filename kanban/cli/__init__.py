@@ -11,7 +11,19 @@ from typing import Any
 import click
 
 from kanban.__about__ import __version__
-from kanban.cli import cards, costs, cron, dbcmd, dispatch, goals, ops, profiles, runs
+from kanban.cli import (
+    bulk,
+    cards,
+    costs,
+    cron,
+    dbcmd,
+    dispatch,
+    editing,
+    goals,
+    ops,
+    profiles,
+    runs,
+)
 from kanban.cli._common import Group, State
 
 
@@ -38,7 +50,7 @@ def cli(ctx: click.Context, db: str | None) -> None:
     ctx.obj = State(overrides={"db": db})
 
 
-for _module in (cards, runs, costs, dispatch, ops):
+for _module in (cards, editing, runs, bulk, costs, dispatch, ops):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 cli.add_command(goals.goal_group, name="goal")

@@ -66,19 +66,55 @@ def emit_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
-class CardId(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click stubs
-    name = "CARD"
+MAX_ID = 2**31 - 1  # ids are INTEGER columns: PostgreSQL's limit, checked before it sees one
+
+
+class RowId(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click stubs
+    """A row id (card, run, goal, schedule): ASCII digits, 1 to 2**31-1, `#12` accepted."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.name = what.upper()
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        text = str(value).strip().lstrip("#")
-        if not text.isdigit() or int(text) < 1 or len(text) > 18:
-            self.fail(f"a card id is a positive number like 12, not {value!r}", param, ctx)
+        if isinstance(value, int) and not isinstance(value, bool):
+            text = str(value)
+        else:
+            text = str(value).strip().lstrip("#")
+        if not (text.isascii() and text.isdigit()) or int(text) < 1:
+            self.fail(f"a {self.what} id is a positive number like 12, not {value!r}", param, ctx)
+        if len(text) > 10 or int(text) > MAX_ID:
+            self.fail(f"no {self.what} has id {text} (ids go up to {MAX_ID})", param, ctx)
         return int(text)
 
 
-CARD = CardId()
+CardId = RowId
+CARD = RowId("card")
+RUN = RowId("run")
+GOAL = RowId("goal")
+SCHEDULE = RowId("schedule")
+
+
+class Duration(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click stubs
+    """A duration with its unit: `90s`, `30m`, `2h`, `1h30m`, `250ms`. A bare number is
+    refused (is `--timeout 5` five seconds or five minutes?)."""
+
+    name = "DURATION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value).strip()
+        if text.replace(".", "", 1).isdigit():
+            self.fail(f"{text!r} has no unit: write {text}s, {text}m or {text}h", param, ctx)
+        from kanban import clock
+
+        try:
+            clock.parse_duration(text, what=param.name if param and param.name else "duration")
+        except errors.UsageError as exc:
+            self.fail(exc.message, param, ctx)
+        return text
+
+
+DURATION = Duration()
 
 
 class Usd(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click stubs
@@ -147,14 +183,56 @@ class KanbanError(click.ClickException):
         click.echo(f"kanban: {self.message}", err=True)
 
 
+class JsonError(click.ClickException):
+    """Any refusal under --json: one JSON object on stderr, the same exit code as in text."""
+
+    def __init__(self, message: str, *, exit_code: int, kind: str) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code  # type: ignore[misc]  # click declares a class default
+        self.kind = kind
+
+    def show(self, file: Any = None) -> None:
+        payload = {"error": self.message, "exit_code": self.exit_code, "kind": self.kind}
+        click.echo(json.dumps(payload, ensure_ascii=False), err=True)
+
+
+def wants_json(ctx: click.Context) -> bool:
+    """--json among the words not yet parsed by this group (options before a `--` only)."""
+    words = [*getattr(ctx, "_protected_args", ()), *ctx.args]  # click 9: all in args
+    if "--" in words:
+        words = words[: words.index("--")]
+    return "--json" in words
+
+
+def as_json_error(exc: click.ClickException) -> JsonError:
+    if isinstance(exc, JsonError):
+        return exc
+    if isinstance(exc, click.UsageError):
+        message = exc.format_message()
+        if exc.ctx is not None:
+            message += f" (see `{exc.ctx.command_path} --help`)"
+        return JsonError(message, exit_code=exc.exit_code, kind="UsageError")
+    return JsonError(exc.format_message(), exit_code=exc.exit_code, kind=type(exc).__name__)
+
+
 class Group(click.Group):
-    """A click group whose commands turn KanbanError into a clean message and exit code."""
+    """A click group whose commands turn KanbanError into a clean message and exit code,
+    a JSON object on stderr under --json."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        json_mode = wants_json(ctx)
         try:
             return super().invoke(ctx)
         except errors.KanbanError as exc:
+            if json_mode:
+                raise JsonError(
+                    exc.message, exit_code=exc.exit_code, kind=type(exc).__name__
+                ) from exc
             raise KanbanError(exc) from exc
+        except click.ClickException as exc:
+            if json_mode:
+                raise as_json_error(exc) from exc
+            raise
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)  # in the order they were added: by topic, not alphabet

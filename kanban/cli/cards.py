@@ -11,6 +11,7 @@ from kanban import clock, errors
 from kanban.cli import render
 from kanban.cli._common import (
     CARD,
+    DURATION,
     USD,
     State,
     emit_json,
@@ -40,7 +41,7 @@ def init(state: State, directory: Path | None, as_json: bool) -> None:
       cd ~/src/myproject && kanban init
       kanban --db postgresql://kanban@db.internal/kanban init    # on each host
     """
-    from kanban import api, settings
+    from kanban import api, settings, worktrees
 
     start = (directory or Path.cwd()).absolute()
     if not start.is_dir():
@@ -52,6 +53,8 @@ def init(state: State, directory: Path | None, as_json: bool) -> None:
             f"{start} is not inside a git repository; run `git init` first, "
             "or give --db to keep a board elsewhere"
         )
+    if root is not None and not worktrees.has_commit(root):
+        raise errors.UsageError(worktrees.no_commit_message(root))
     overrides = dict(state.overrides)
     if not explicit_db:
         assert root is not None
@@ -103,7 +106,26 @@ def _exclude_from_git(root: Path) -> None:
             fh.write("# kanban: board state and card worktrees\n" + "\n".join(missing) + "\n")
 
 
-@click.command()
+class TitleCommand(click.Command):
+    """A command whose first argument is a title: a title that starts with `-` (read as an
+    option) gets a hint about `--`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        given = list(args)  # the parser consumes `args`
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            words = [a for a in given if a == exc.option_name or a.startswith(exc.option_name)]
+            if not words:
+                raise
+            raise click.UsageError(
+                f"{exc.format_message().rstrip('.')}; a title that starts with '-' goes "
+                f"after `--`: kanban {ctx.info_name} -- {words[0]!r}",
+                ctx=ctx,
+            ) from exc
+
+
+@click.command(cls=TitleCommand)
 @click.argument("title")
 @click.option("--body", "-b", help="Details for the agent; '-' reads standard input.")
 @click.option(
@@ -129,7 +151,11 @@ def _exclude_from_git(root: Path) -> None:
     help="Glob of files it will touch; overlapping cards never run at once.",
 )
 @click.option("--max-attempts", type=int, help="Attempts before it is blocked (default: profile).")
-@click.option("--timeout", help="Per-run limit such as 30m or 2h (default: profile).")
+@click.option(
+    "--timeout",
+    type=DURATION,
+    help="Per-run limit with its unit: 90s, 30m, 2h (default: profile). A bare number is refused.",
+)
 @click.option(
     "--max-cost",
     type=USD,
@@ -166,6 +192,9 @@ def add(
 
     A card with unfinished parents is `todo` and becomes `ready` when they are all done;
     otherwise it is `ready` at once, and a running dispatcher picks it up within a second.
+    The profile must be one that loads here (`kanban profiles ls`); a card without one is
+    only worked by hand (`kanban claim`) until `kanban edit CARD --profile NAME` gives it one.
+    A title starting with '-' goes after `--`.
 
     \b
     Examples:
@@ -174,7 +203,10 @@ def add(
       id=$(kanban add -q "Nightly report" --key report-2026-11-21)
       kanban add "Refactor the cache" --profile claude-code --max-cost 2.50
     """
-    card = board.add(
+    from kanban import editing
+
+    card = editing.add(
+        board,
         title,
         body=read_text_arg(body) or "",
         profile=profile,
@@ -194,6 +226,12 @@ def add(
         click.echo(card.id)
     else:
         click.echo(f"added card {card.id} ({render.status(card.status)}): {card.title}")
+        if card.profile is None:
+            click.echo(
+                f"card {card.id} has no profile, so no dispatcher runs it: "
+                f"`kanban edit {card.id} --profile NAME` gives it one (see `kanban profiles ls`)",
+                err=True,
+            )
 
 
 @click.command("ls")

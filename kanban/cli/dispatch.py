@@ -64,7 +64,8 @@ def dispatch(
 
     Each tick also fires due schedules (`kanban cron`) and moves goals along (`kanban goal`).
     `--once` runs a single tick; two at once on one board wait for each other, so it is safe
-    from system cron. `--once --at TIME` fires schedules as if it were TIME.
+    from system cron. `--once --at TIME` fires schedules as if it were TIME (a past TIME only;
+    a future one is refused: it would silence them until then).
 
     \b
     Examples:
@@ -79,6 +80,8 @@ def dispatch(
     if at_text is not None and not once:
         raise errors.UsageError("--at needs --once: it evaluates one tick as of that time")
     at = cron.parse_at(at_text) if at_text is not None else None
+    if at is not None:
+        board.schedules.check_at(at, clock.now())
     seconds = clock.parse_duration(interval, what="--interval") if interval else None
     if seconds is not None and seconds < 0.05:
         raise errors.UsageError("--interval must be at least 50ms")

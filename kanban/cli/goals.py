@@ -9,9 +9,15 @@ import click
 
 from kanban import clock
 from kanban.cli import render
-from kanban.cli._common import USD, Group, emit_json, json_option, pass_board, read_text_arg
-
-GOAL = click.IntRange(min=1)
+from kanban.cli._common import (
+    GOAL,
+    USD,
+    Group,
+    emit_json,
+    json_option,
+    pass_board,
+    read_text_arg,
+)
 
 
 @click.group(cls=Group)

@@ -26,13 +26,15 @@ def status(board: Any, as_json: bool) -> None:
       kanban status
     """
     from kanban import board as verbs
-    from kanban import why
+    from kanban import profiles, why
 
     summary = board.status()
     alive, liveness = why.dispatcher_liveness(board, summary.now)
+    _good, broken = profiles.load_all(repo=board.settings.repo)
     if as_json:
         data = summary.to_json()
         data["dispatcher_alive"] = alive
+        data["broken_profiles"] = broken
         data["dispatchers"] = [
             {k: clock.iso(v) if hasattr(v, "isoformat") else v for k, v in row.items()}
             for row in board.tx.read(verbs.list_dispatchers)
@@ -40,6 +42,8 @@ def status(board: Any, as_json: bool) -> None:
         emit_json(data)
         return
     click.echo(liveness if alive else click.style(liveness, fg="red"))
+    for name, problem in sorted(broken.items()):  # its cards wait; the others run
+        click.echo(click.style(f"profile {name} does not load: {problem}", fg="red"))
     counts = "  ".join(
         f"{render.status(name)} {count}" for name, count in summary.counts.items() if count
     )

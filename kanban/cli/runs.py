@@ -8,7 +8,15 @@ from typing import Any
 import click
 
 from kanban.cli import render
-from kanban.cli._common import CARD, card_from_env, emit_json, json_option, pass_board, token_for
+from kanban.cli._common import (
+    CARD,
+    DURATION,
+    card_from_env,
+    emit_json,
+    json_option,
+    pass_board,
+    token_for,
+)
 
 token_option = click.option(
     "--token",
@@ -21,7 +29,11 @@ token_option = click.option(
 @click.option("--profile", "-P", help="Only cards for this profile.")
 @click.option("--card", type=CARD, help="Claim this card (if it is ready).")
 @click.option("--worker", help="Who is claiming (shown in history; default: you).")
-@click.option("--ttl", help="Lease length, renewed by `kanban heartbeat` (default 60s).")
+@click.option(
+    "--ttl",
+    type=DURATION,
+    help="Lease length with its unit (30s, 5m), renewed by `kanban heartbeat` (default 60s).",
+)
 @json_option
 @pass_board
 def claim(
@@ -150,67 +162,6 @@ def fail(board: Any, card: int | None, token: str | None, error: str, as_json: b
     _report(board.fail(card, error=error, token=token_for(card, token)), as_json)
 
 
-@click.command()
-@click.argument("card", type=CARD)
-@click.option("--note", "-m", help="A comment for the next agent (what you decided).")
-@json_option
-@pass_board
-def unblock(board: Any, card: int, note: str | None, as_json: bool) -> None:
-    """Send a blocked card back to work with a fresh attempt budget.
-
-    \b
-    Example:
-      kanban unblock 12 --note "Use PostgreSQL for the cache"
-    """
-    _report(board.unblock(card, note=note), as_json)
-
-
-@click.command()
-@click.argument("card", type=CARD)
-@click.option("--note", "-m", help="A comment for the next agent (what to do differently).")
-@json_option
-@pass_board
-def retry(board: Any, card: int, note: str | None, as_json: bool) -> None:
-    """Run a failed, blocked, cancelled or reviewed card again, with a fresh attempt budget.
-
-    Also sends a card in `review` back to the agent and accepts a card from `triage`.
-
-    \b
-    Example:
-      kanban retry 12 --note "Keep the public API unchanged"
-    """
-    _report(board.retry(card, note=note), as_json)
-
-
-@click.command()
-@click.argument("card", type=CARD)
-@click.option("--reason", "-r", help="Why (kept on the card).")
-@json_option
-@pass_board
-def cancel(board: Any, card: int, reason: str | None, as_json: bool) -> None:
-    """Cancel a card; a running agent loses its lease and is stopped by its supervisor.
-
-    \b
-    Example:
-      kanban cancel 12 --reason "superseded by 14"
-    """
-    _report(board.cancel(card, reason=reason), as_json)
-
-
-@click.command()
-@click.argument("card", type=CARD)
-@json_option
-@pass_board
-def archive(board: Any, card: int, as_json: bool) -> None:
-    """Hide a finished card from `ls` and `board` (it stays in the database).
-
-    \b
-    Example:
-      kanban archive 12
-    """
-    _report(board.archive(card), as_json)
-
-
 def _report(card: Any, as_json: bool) -> None:
     if as_json:
         emit_json(card)
@@ -219,4 +170,4 @@ def _report(card: Any, as_json: bool) -> None:
         click.echo(f"card {card.id} is {render.status(card.status)}{extra}")
 
 
-COMMANDS = [claim, heartbeat, complete, block, fail, unblock, retry, cancel, archive]
+COMMANDS = [claim, heartbeat, complete, block, fail]  # a person's moves: cli/bulk.py
