@@ -50,11 +50,12 @@ from kanban import (
     processes,
     profiles,
     schedules,
+    snapshots,
     views,
     wake,
 )
 from kanban.__about__ import __version__
-from kanban.states import CardStatus, RunOutcome
+from kanban.states import RunOutcome
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -366,48 +367,9 @@ class Dispatcher:
         report.promoted = self.board.tx.write(lambda c: board.promote(c, now=now))
         self._last_full_promote = time.monotonic()
 
-    def snapshot(self, now: dt.datetime, *, card_ids: list[int] | None = None) -> planning.Snapshot:
-        """What the planner sees. Candidates are fetched per profile with free capacity only,
-        so the cost follows the work that can start, not the size of the board."""
-        known, broken = profiles.load_all(repo=self.settings.repo)
-
-        def read(conn: Any) -> planning.Snapshot:
-            running = board.running(conn)
-            here = [r for r, _ in running if r.host == self.settings.host_id]
-            free = self.max_workers - len(here)
-            candidates: list[views.CardView] = []
-            if card_ids is not None:
-                candidates = [
-                    c
-                    for c in (board.get_card(conn, i) for i in card_ids)
-                    if c.status == CardStatus.READY
-                ]
-            elif free > 0:
-                # One grouped read of the ready queue's index says which profiles have work;
-                # only those are asked for candidates (not every profile on disk).
-                waiting = set(board.ready_profiles(conn))
-                for name, profile in known.items():
-                    if name not in waiting:
-                        continue
-                    used = sum(1 for r in here if r.profile == name)
-                    room = min(free, profile.concurrency - used)
-                    if room > 0:
-                        candidates += board.ready_candidates(
-                            conn, now=now, profile=name, limit=room + 8
-                        )
-            candidates.sort(key=lambda c: (-c.priority, c.ready_at or now, c.id))
-            return planning.Snapshot(
-                now=now,
-                host=self.settings.host_id,
-                max_workers=self.max_workers,
-                profiles=known,
-                broken_profiles=broken,
-                running=running,
-                candidates=candidates,
-                max_running=self.settings.max_running,
-            )
-
-        return self.board.tx.read(read)
+    def snapshot(self, now: dt.datetime) -> planning.Snapshot:
+        """What the planner sees: the same read `kanban why` makes (kanban.snapshots)."""
+        return snapshots.read(self.board.tx, self.settings, max_workers=self.max_workers, now=now)
 
     def _claim(self, now: dt.datetime, report: TickReport) -> list[views.Claim]:
         snap = self.snapshot(now)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from kanban import api, board, clock, planning, processes, views
+from kanban import api, board, clock, planning, processes, snapshots, views
 from kanban.states import CardStatus
 
 S = CardStatus
@@ -65,8 +66,6 @@ def _age(now: dt.datetime, then: Any) -> float:
 
 def explain(b: api.Board, card_id: int, *, max_workers: int | None = None) -> list[str]:
     """Reasons, most important first. An empty list never happens: a claimable card says so."""
-    from kanban.dispatcher import Dispatcher
-
     now = clock.now()
     detail = b.show(card_id)
     card = detail.card
@@ -88,23 +87,27 @@ def explain(b: api.Board, card_id: int, *, max_workers: int | None = None) -> li
     alive, liveness = dispatcher_liveness(b, now)
     if not alive:
         reasons.append(liveness)
-    dispatcher = Dispatcher(b, max_workers=max_workers or _live_max_workers(b))
-    snap = dispatcher.snapshot(now)
-    if card.id not in {c.id for c in snap.candidates}:
-        snap = planning.Snapshot(**{**_fields(snap), "candidates": [*snap.candidates, card]})
+    # The tick's own read and decision (kanban.snapshots, planning.plan), never a second one.
+    snap = snapshots.read(
+        b.tx, b.settings, max_workers=max_workers or _live_max_workers(b), now=now
+    )
+    seen = card.id in {c.id for c in snap.candidates}
+    if not seen:  # the tick does not read it: say why from the plan it would make with it
+        snap = dataclasses.replace(snap, candidates=[*snap.candidates, card])
     plan = planning.plan(snap)
     if card.id in plan.waiting:
         reasons.append(plan.waiting[card.id])
+    elif not seen and not reasons:
+        reasons.append(
+            f"the tick does not reach it: it reads at most {snapshots.MAX_SCAN} ready cards of "
+            f"profile {card.profile} a tick, and those ahead of it are all held back"
+        )
     elif not reasons:
         reasons.append(
             "nothing holds it back: the next tick claims it"
             + ("" if alive else " once a dispatcher runs")
         )
     return reasons
-
-
-def _fields(snap: planning.Snapshot) -> dict[str, Any]:
-    return {f: getattr(snap, f) for f in snap.__dataclass_fields__}
 
 
 def _live_max_workers(b: api.Board) -> int:

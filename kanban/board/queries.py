@@ -153,9 +153,11 @@ def ready_candidates(
     now: dt.datetime,
     profile: str | None,
     limit: int,
+    offset: int = 0,
     any_profile: bool = False,
 ) -> list[views.CardView]:
-    """Cards a claim would accept right now, best first: ready, not backing off, parents done."""
+    """Cards a claim would accept right now, best first: ready, not backing off, parents done.
+    `offset` skips that many of them (the next page)."""
     query = (
         sa.select(cards)
         .where(cards.c.status == CardStatus.READY.value)
@@ -163,6 +165,7 @@ def ready_candidates(
         .where(~_rows.unfinished_parent(cards.c.id))
         .order_by(cards.c.priority.desc(), cards.c.ready_at, cards.c.id)
         .limit(limit)
+        .offset(offset)
     )
     if not any_profile:
         query = query.where(
