@@ -13,7 +13,7 @@ import datetime as dt
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection, Engine
 
@@ -50,6 +50,16 @@ class Board:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    if not TYPE_CHECKING:  # (mypy keeps refusing unknown attributes)
+
+        def __getattr__(self, name: str) -> Any:
+            if name in ("write", "read"):
+                raise AttributeError(
+                    f"Board.{name} moved to the transaction runner: use board.tx.{name}(...) "
+                    "(kanban.db.Transactions)"
+                )
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def actor(self) -> str:

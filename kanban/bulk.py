@@ -37,6 +37,9 @@ MOVES: dict[str, Move] = {
     "retry": Move(S.READY, frozenset({S.FAILED, S.BLOCKED, S.CANCELLED, S.REVIEW, S.TRIAGE}), True),
     "unblock": Move(S.READY, frozenset({S.BLOCKED}), True),
     "unarchive": Move(None, frozenset({S.ARCHIVED})),
+    # A person's verdict on a card in review (the web board's Approve and Send back).
+    "approve": Move(S.DONE, frozenset({S.REVIEW})),
+    "send-back": Move(S.READY, frozenset({S.REVIEW}), True),
 }
 # What a filter selects for each verb when no --status is given.
 DEFAULT_STATUSES: dict[str, frozenset[CardStatus]] = {

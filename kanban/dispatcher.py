@@ -228,7 +228,7 @@ class Dispatcher:
         report.duration_ms = round((time.perf_counter() - t0) * 1000, 2)
         self._beat(now, report)
         if report.busy:
-            logger.info("tick: %s", {k: v for k, v in report.to_json().items() if v})
+            logger.debug("tick: %s", {k: v for k, v in report.to_json().items() if v})
         return report
 
     def _step(
@@ -466,7 +466,7 @@ class Dispatcher:
         except errors.LeaseLost:
             return  # it ended by itself in the meantime
         bucket.append(run.card_id)
-        logger.warning("card %s run %s: %s: %s", run.card_id, run.id, outcome, error)
+        logger.debug("card %s run %s: %s: %s", run.card_id, run.id, outcome, error)
 
     def _beat(self, now: dt.datetime, report: TickReport) -> None:
         summary = {
@@ -519,6 +519,8 @@ class Dispatcher:
         from apscheduler.schedulers.background import BackgroundScheduler
         from apscheduler.triggers.interval import IntervalTrigger
 
+        from kanban.notify import courier
+
         stop = stop or threading.Event()
         loop = _Loop(self, stop, until)
         listener = wake.listen(self.board.engine)
@@ -532,6 +534,10 @@ class Dispatcher:
             next_run_time=dt.datetime.now(dt.UTC),
         )
         loop.scheduler = scheduler
+        # Notifications go out from their own thread, never under the tick's lock.
+        courier_ = courier.Courier(self.board, name=self.name)
+        loop.courier = courier_
+        delivering = courier_.start(stop)
         scheduler.start()
         logger.info(
             "dispatching %s on %s: up to %d workers, tick every %s and on every change",
@@ -547,6 +553,10 @@ class Dispatcher:
                 loop.check_timer()
         finally:
             scheduler.shutdown(wait=True)
+            courier_.wake.set()
+            delivering.join(timeout=self.settings.notify_timeout + 5)
+            if until is not None:  # --drain: the last ticks' messages go out before we exit
+                courier_.last_pass()
             listener.close()
             self.stopped()
             logger.info(
@@ -568,6 +578,7 @@ class _Loop:
         self.stop = stop
         self.until = until
         self.scheduler: Any = None
+        self.courier: Any = None  # kanban.notify.courier.Courier, while the loop runs
         self._lock = threading.Lock()
         self._running = False
         self._again = False
@@ -595,6 +606,8 @@ class _Loop:
             try:
                 report = self.dispatcher.tick()
                 self._due = report.next_due
+                if self.courier is not None:
+                    self.courier.wake.set()  # the tick may have made deliveries due
                 if self.until is not None and self.until(report):
                     self.stop.set()
             except Exception:  # a tick must never kill the loop

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kanban import api, errors
+from kanban import api, errors, merging
 from kanban.states import FINISHED
 from kanban.worktrees import Worktrees
 
@@ -19,8 +19,27 @@ def _worktrees(board: api.Board) -> Worktrees:
     )
 
 
-def gc(board: api.Board, *, dry_run: bool = False) -> dict[str, Any]:
+def gc(board: api.Board, *, dry_run: bool = False, branches: bool = False) -> dict[str, Any]:
     trees = _worktrees(board)
+    report = _gc_worktrees(board, trees, dry_run=dry_run)
+    if branches:
+        finished = [
+            c.branch
+            for c in board.cards(include_archived=True)
+            if c.branch and c.status in FINISHED
+        ]
+        base = trees.base()
+        gone, kept = merging.removable_branches(trees, base, finished)
+        if not dry_run:
+            for branch in gone:
+                trees.delete_branch(branch)
+        report["branches_removed"] = gone
+        report["branches_kept"] = kept
+        report["base"] = base
+    return report
+
+
+def _gc_worktrees(board: api.Board, trees: Worktrees, *, dry_run: bool) -> dict[str, Any]:
     removed: list[str] = []
     kept: dict[str, str] = {}
     for path in sorted(trees.worktrees()):
@@ -46,7 +65,9 @@ def gc(board: api.Board, *, dry_run: bool = False) -> dict[str, Any]:
     return {"removed": removed, "kept": kept, "dry_run": dry_run}
 
 
-def merge(board: api.Board, *, cards: list[int] | None, target: str | None) -> dict[str, Any]:
+def merge(
+    board: api.Board, *, cards: list[int] | None, target: str | None, dry_run: bool = False
+) -> dict[str, Any]:
     trees = _worktrees(board)
     target = target or trees.base()
     chosen = [board.get(c) for c in cards] if cards else board.cards("done")
@@ -57,11 +78,19 @@ def merge(board: api.Board, *, cards: list[int] | None, target: str | None) -> d
             )
     branches = [c.branch for c in sorted(chosen, key=lambda c: c.id) if c.branch]
     branches = [b for b in branches if trees.branch_exists(b)]
-    report = trees.merge_into(target, branches)
+    if not trees.branch_exists(target):
+        raise errors.WorktreeError(f"target branch {target!r} does not exist")
+    if dry_run:
+        report = merging.simulate(trees, target, branches)
+    else:
+        report = trees.merge_into(target, branches)
     return {
         "target": report.target,
+        "dry_run": dry_run,
         "merged": list(report.merged),
+        "fast_forwarded": list(report.fast_forwarded),
         "already": list(report.already),
         "conflict": report.conflict,
         "conflict_files": list(report.conflict_files),
+        "resolve": merging.conflict_commands(trees, report) if report.conflict else [],
     }

@@ -308,3 +308,55 @@ schedule_fires = sa.Table(
     sa.Column("skipped", sa.Text()),  # why nothing was created
     sa.UniqueConstraint("schedule_id", "fire_at"),
 )
+
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata,
+    # Who is told what: a webhook URL or a command, the event kinds, and an optional scope.
+    _id(),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("url", sa.Text()),  # a webhook (http or https), or NULL for a command
+    sa.Column("command", sa.JSON()),  # argv of a command hook
+    sa.Column("format", sa.String(16), nullable=False),  # json, slack, discord, ntfy
+    sa.Column("kinds", sa.Text()),  # ",blocked,done," (commas around each); NULL: every kind
+    sa.Column("secret_env", sa.String(128)),  # the env var holding the signing secret
+    sa.Column("card_id", sa.Integer()),  # scope: one card, one goal's cards, one profile
+    sa.Column("goal_id", sa.Integer()),
+    sa.Column("profile", sa.String(128)),
+    sa.Column("created_by", sa.String(255)),
+    _when("created_at"),
+    sa.CheckConstraint("(url IS NULL) <> (command IS NULL)", name="one_target"),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    # The outbox: one event for one subscription, written in the transaction of the change
+    # that caused it, then sent (leased, retried with backoff) by a dispatcher after commit.
+    _id(),
+    sa.Column("event_id", sa.String(64), nullable=False),  # the same on every retry
+    _fk("subscription_id", "subscriptions.id", ondelete="CASCADE", nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    _when("at"),
+    sa.Column("card_id", sa.Integer()),
+    sa.Column("goal_id", sa.Integer()),
+    sa.Column("run_id", sa.Integer()),
+    sa.Column("title", sa.Text()),  # the card's (or goal's) title and state at the event
+    sa.Column("status", sa.String(16)),
+    sa.Column("reason", sa.Text()),
+    sa.Column("summary", sa.Text()),
+    sa.Column("data", sa.JSON()),  # the event's details (outcome, attempt, error...)
+    sa.Column("body", sa.Text()),  # the exact bytes sent, fixed at the first attempt
+    sa.Column("state", sa.String(8), nullable=False),  # pending, sent, dead
+    sa.Column("attempts", sa.Integer(), nullable=False, default=0),
+    _when("next_at"),
+    sa.Column("lease_owner", sa.String(255)),
+    _when("lease_until", nullable=True),
+    sa.Column("answer", sa.Text()),  # the receiver's last answer, or the command's output
+    sa.Column("error", sa.Text()),
+    _when("sent_at", nullable=True),
+    sa.CheckConstraint("state IN ('pending', 'sent', 'dead')", name="state"),
+    sa.UniqueConstraint("event_id", "subscription_id"),
+    sa.Index("ix_deliveries_due", "state", "next_at"),
+    sa.Index("ix_deliveries_subscription", "subscription_id", "state"),
+)

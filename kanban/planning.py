@@ -128,7 +128,10 @@ def _why_not(
     busy_paths: list[tuple[int, tuple[str, ...]]],
 ) -> str | None:
     if card.profile is None:
-        return "it has no profile, so no agent can run it: kanban retry after setting one"
+        return (
+            "it has no profile, so no agent can run it: "
+            f"`kanban edit {card.id} --profile NAME` gives it one"
+        )
     if card.profile in snap.broken_profiles:
         return f"its profile {card.profile!r} does not load: {snap.broken_profiles[card.profile]}"
     profile = snap.profiles.get(card.profile)

@@ -41,6 +41,9 @@ class Settings:
     worktree_root: Path | None = None  # default <repo>/worktrees
     base_branch: str | None = None  # default: the repository's current branch at dispatch
     remote: str | None = None  # push finished branches here (several hosts)
+    web_url: str | None = None  # the web board's base URL: notifications link cards there
+    notify_timeout: float = 10.0  # one webhook request or command hook, at most
+    notify_retry_for: float = 86400.0  # a delivery is retried with backoff this long, then dead
 
     @property
     def log_dir(self) -> Path:
@@ -56,10 +59,18 @@ class Settings:
 
 
 # name -> (environment variable, parser)
-_DURATIONS = ("lease_ttl", "heartbeat_interval", "tick_interval", "backoff_base", "backoff_cap")
+_DURATIONS = (
+    "lease_ttl",
+    "heartbeat_interval",
+    "tick_interval",
+    "backoff_base",
+    "backoff_cap",
+    "notify_timeout",
+    "notify_retry_for",
+)
 _INTS = ("max_workers", "max_attempts", "max_running")
 _PATHS = ("worktree_root",)
-_STRINGS = ("base_branch", "remote", "host_id", "actor")
+_STRINGS = ("base_branch", "remote", "host_id", "actor", "web_url")
 KNOWN_KEYS = frozenset({"db", "repo", *_DURATIONS, *_INTS, *_PATHS, *_STRINGS})
 
 
@@ -183,6 +194,8 @@ def load(
     for key in ("base_branch", "remote"):
         if key in merged:
             values[key] = str(merged[key])
+    if merged.get("web_url"):
+        values["web_url"] = _web_url(str(merged["web_url"]))
     settings = Settings(
         db_url=url,
         state_dir=state_dir,
@@ -207,3 +220,15 @@ def _positive_int(value: Any, what: str) -> int:
     if number < 1 or number > 100_000:
         raise errors.UsageError(f"{what}: {number} is out of range (1 to 100000)")
     return number
+
+
+def _web_url(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise errors.UsageError(
+            f"web_url {value!r} is not an http(s) URL; give the web board's base, "
+            "like http://127.0.0.1:8484"
+        )
+    return value.strip().rstrip("/")

@@ -221,9 +221,11 @@ def kanban_process(
 
 
 def drain(repo: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120.0) -> str:
-    """`kanban dispatch --drain ARGS` in `repo` (fast settings), run to its end; its output.
-    Raises AssertionError, with the output, when it fails or outlives `timeout`."""
-    proc = kanban_process(repo, "dispatch", "--drain", *args, env=env)
+    """`kanban dispatch --drain --ok-if-blocked ARGS` in `repo` (fast settings), run to its
+    end; its output (the drain's summary last). Cards that end blocked are outcomes the test
+    checks itself. Raises AssertionError, with the output, when it fails or outlives
+    `timeout`."""
+    proc = kanban_process(repo, "dispatch", "--drain", "--ok-if-blocked", *args, env=env)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -495,3 +497,141 @@ def wait_for_quiet(db_url: str, *, timeout: float = 30.0) -> None:
         interval=0.1,
         what=f"the processes of {db_url} to end: {board_processes(db_url)}",
     )
+
+
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago (for a server a test starts)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def serve_process(
+    repo: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """`kanban serve` as a real process in `repo` on a free port, answering; (process, base URL)."""
+    import urllib.error
+    import urllib.request
+
+    port = free_port()
+    proc = kanban_process(repo, "serve", "--port", str(port), *args, env=env)
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            said = proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(f"kanban serve exited {proc.returncode}: {said}")
+        try:
+            urllib.request.urlopen(f"{base}/static/board.css", timeout=1).close()  # noqa: S310  # http only
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+        return True
+
+    wait_for(up, timeout=30, what="kanban serve to answer")
+    return proc, base
+
+
+# ------------------------------------------------------------------ a real webhook receiver
+
+
+class Receiver:
+    """A real HTTP server on 127.0.0.1 for notification tests: it records every request
+    (headers and exact body) and answers as told: `answers` is consumed first (a status,
+    or (status, delay seconds)), then `default`. `hold()` makes requests wait until
+    `release()`; `down()` closes the port and `up()` opens the same one again."""
+
+    def __init__(self, default: int = 200) -> None:
+        import threading
+
+        self.requests: list[tuple[dict[str, str], bytes, str]] = []
+        self.answers: list[int | tuple[int, float]] = []
+        self.default = default
+        self.headers_out: dict[str, str] = {}
+        self.drip = 0.0  # seconds between the lines of a dripped answer (0: answer at once)
+        self.holding = threading.Event()  # set while a request is being held
+        self._gate = threading.Event()
+        self._gate.set()
+        self._lock = threading.Lock()
+        self.port = 0
+        self._server: Any = None
+        self.up()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def up(self) -> None:
+        import http.server
+        import threading
+
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with owner._lock:
+                    owner.requests.append((dict(self.headers.items()), body, self.path))
+                    answer = owner.answers.pop(0) if owner.answers else owner.default
+                status, delay = answer if isinstance(answer, tuple) else (answer, 0.0)
+                if not owner._gate.is_set():
+                    owner.holding.set()
+                    owner._gate.wait(60)
+                if delay:
+                    import time
+
+                    time.sleep(delay)
+                if owner.drip:  # the answer a line at a time, each line within any timeout
+                    import time
+
+                    try:
+                        for line in (b"HTTP/1.1 200 OK\r\n", *[b"X-Drip: 1\r\n"] * 20):
+                            self.wfile.write(line)
+                            self.wfile.flush()
+                            time.sleep(owner.drip)
+                    except OSError:
+                        pass
+                    return
+                try:
+                    self.send_response(status)
+                    for key, value in owner.headers_out.items():
+                        self.send_header(key, value)
+                    text = f"received {status}".encode()
+                    self.send_header("Content-Length", str(len(text)))
+                    self.end_headers()
+                    self.wfile.write(text)
+                except OSError:
+                    pass  # the sender gave up waiting
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        server.daemon_threads = True
+        self.port = server.server_address[1]
+        self._server = server
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def down(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def hold(self) -> None:
+        self.holding.clear()
+        self._gate.clear()
+
+    def release(self) -> None:
+        self._gate.set()
+
+    def bodies(self) -> list[Any]:
+        import json
+
+        return [json.loads(body) for _, body, _ in self.requests]
+
+    def close(self) -> None:
+        self.release()
+        self.down()

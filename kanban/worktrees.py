@@ -43,6 +43,7 @@ class MergeReport:
     already: tuple[str, ...]
     conflict: str | None = None
     conflict_files: tuple[str, ...] = ()
+    fast_forwarded: tuple[str, ...] = ()  # of `merged`: those that made no merge commit
 
 
 def slug(title: str, *, limit: int = 40) -> str:
@@ -110,6 +111,17 @@ class Worktrees:
             "GIT_COMMITTER_NAME": FALLBACK_IDENTITY[0],
             "GIT_COMMITTER_EMAIL": FALLBACK_IDENTITY[1],
         }
+
+    def identity_env(self) -> dict[str, str]:
+        return self._identity_env()
+
+    def worktrees_all(self) -> dict[Path, str | None]:
+        """Every worktree git knows about (the main checkout too): path -> branch."""
+        return self._registered()
+
+    def delete_branch(self, branch: str) -> None:
+        """Delete `branch` (the caller checked that its commits are in the base)."""
+        self._git("branch", "--quiet", "-D", branch)
 
     def branch_exists(self, branch: str) -> bool:
         try:
@@ -191,10 +203,14 @@ class Worktrees:
                 self._discard(path, branch)
                 if files:
                     listed = ", ".join(files)
+                    repo = self.repo.working_dir
                     raise errors.MergeConflict(
                         f"merging the parents' branches conflicts ({other} into "
-                        f"{', '.join(existing[:1])}) in: {listed}; resolve it by hand and "
-                        "`kanban unblock` the card",
+                        f"{existing[0]}) in: {listed}; resolve it on the card's branch: "
+                        f"git -C {repo} worktree add -b {branch} {path} {existing[0]} && "
+                        f"git -C {path} merge {other}; fix {listed}; git -C {path} add "
+                        f"{' '.join(files)} && git -C {path} commit --no-edit; then "
+                        f"`kanban unblock {card_id}`",
                         list(files),
                     ) from exc
                 raise
@@ -336,16 +352,19 @@ class Worktrees:
             )
         merged: list[str] = []
         already: list[str] = []
+        fast: list[str] = []
         try:
             for branch in branches:
                 if self._is_ancestor(branch, target):
                     already.append(branch)
                     continue
+                if self._is_ancestor(target, branch):
+                    fast.append(branch)  # `--ff` below moves target, no merge commit
                 try:
                     self._git(
                         "merge",
                         "--no-edit",
-                        "--no-ff",
+                        "--ff",
                         "-m",
                         f"kanban: merge {branch} into {target}",
                         branch,
@@ -355,12 +374,14 @@ class Worktrees:
                     files = self._conflicted(holder)
                     with contextlib.suppress(errors.WorktreeError):
                         self._git("merge", "--abort", cwd=holder)
-                    return MergeReport(target, tuple(merged), tuple(already), branch, files)
+                    return MergeReport(
+                        target, tuple(merged), tuple(already), branch, files, tuple(fast)
+                    )
                 merged.append(branch)
         finally:
             if temporary is not None:
                 self._git("worktree", "remove", "--force", str(temporary))
-        return MergeReport(target, tuple(merged), tuple(already))
+        return MergeReport(target, tuple(merged), tuple(already), fast_forwarded=tuple(fast))
 
     # ------------------------------------------------------------------ several hosts
 

@@ -84,7 +84,9 @@ REFUSALS: list[tuple[str, list[str], str | None, str]] = [
     ("zero ttl", ["claim", "--ttl", "0s"], None, "more than 0"),
     ("ttl without unit", ["claim", "--ttl", "30"], None, "'30' has no unit"),
     ("limit zero", ["ls", "--limit", "0"], None, "0<=x" if False else "is not in the range"),
-    ("zero interval", ["dispatch", "--once", "--interval", "0"], None, "at least 50ms"),
+    ("zero interval", ["dispatch", "--once", "--interval", "0s"], None, "at least 50ms"),
+    ("interval without unit", ["dispatch", "--once", "--interval", "30"], None, "no unit"),
+    ("max wait without unit", ["dispatch", "--drain", "--max-wait", "5"], None, "no unit"),
     ("zero workers", ["dispatch", "--once", "--max-workers", "0"], None, "is not in the range"),
     # references
     ("unknown parent", ["add", "x", "--parent", "7"], None, "no card 7"),

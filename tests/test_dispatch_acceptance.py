@@ -191,7 +191,7 @@ def test_a_missing_agent_binary_is_blocked_at_once_naming_it(
         'command = ["kanban-test-no-such-agent", "{prompt_file}"]\nmax_attempts = 2\n',
     )
     card = board.add("never runs", profile="ghost")
-    _finish(_dispatch(board, dispatchers, "--drain"))
+    _finish(_dispatch(board, dispatchers, "--drain", "--ok-if-blocked"))
     runs = board.runs(card.id)
     assert [r.outcome for r in runs] == ["blocked"]
     assert "kanban-test-no-such-agent" in (runs[0].error or "")

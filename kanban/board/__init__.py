@@ -5,7 +5,7 @@ arguments, and returns frozen views. Import the package, not its names:
 `from kanban import board; board.claim(conn, ...)`.
 """
 
-from kanban.board import dispatchers, edits, goals, schedules, turns
+from kanban.board import dispatchers, edits, goals, history, outbox, schedules, turns
 from kanban.board.cards import (
     add_card,
     check_profile_name,
@@ -18,6 +18,7 @@ from kanban.board.cards import (
 from kanban.board.queries import (
     card_detail,
     children_of,
+    cost_by_card,
     events_of,
     get_card,
     get_run,
@@ -27,6 +28,7 @@ from kanban.board.queries import (
     next_due,
     ready_candidates,
     ready_profiles,
+    recent_cards,
     running,
     runs_of,
     status_summary,
@@ -55,6 +57,7 @@ __all__ = [
     "children_of",
     "claim",
     "comment",
+    "cost_by_card",
     "dispatchers",
     "edits",
     "end_run",
@@ -65,6 +68,7 @@ __all__ = [
     "goal_spend",
     "goals",
     "heartbeat",
+    "history",
     "lease_lost",
     "link",
     "list_cards",
@@ -73,9 +77,11 @@ __all__ = [
     "live_runs",
     "move",
     "next_due",
+    "outbox",
     "promote",
     "ready_candidates",
     "ready_profiles",
+    "recent_cards",
     "reclaim_expired",
     "record_start",
     "record_usage",

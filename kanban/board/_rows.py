@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from kanban import errors, views
+from kanban.board import outbox
 from kanban.models import cards, comments, dependencies, events, runs
 from kanban.states import CardStatus, check_move
 
@@ -202,6 +203,8 @@ def record(
             "data": data or None,
         },
     )
+    if card_id is not None:
+        outbox.capture(conn, kind=kind, now=now, card_id=card_id, run_id=run_id, data=data)
 
 
 _INSERT_EVENT = sa.insert(events)

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from kanban import errors, plans, views
-from kanban.board import _rows, usage
+from kanban.board import _rows, outbox, usage
 from kanban.board.cards import add_card, move
 from kanban.models import cards, goal_turns, goals
 from kanban.states import (
@@ -214,6 +214,14 @@ def _set_status(
         sa.update(goals)
         .where(goals.c.id == goal.id)
         .values(status=target.value, updated_at=now, **values)
+    )
+    outbox.capture_goal(
+        conn,
+        goal_id=goal.id,
+        status=target.value,
+        reason=values.get("reason", goal.reason),
+        auto=bool(goal.auto),
+        now=now,
     )
 
 

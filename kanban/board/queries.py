@@ -252,3 +252,27 @@ def dispatchers(conn: Connection) -> list[dict[str, object]]:
         sa.select(models_dispatchers).order_by(models_dispatchers.c.heartbeat_at.desc())
     )
     return [dict(r._mapping) for r in rows]
+
+
+def recent_cards(conn: Connection, *, status: CardStatus, limit: int) -> list[views.CardView]:
+    """The `limit` cards of `status` changed last, newest first (a folded column's peek)."""
+    query = (
+        sa.select(cards)
+        .where(cards.c.status == status.value)
+        .order_by(cards.c.updated_at.desc(), cards.c.id.desc())
+        .limit(limit)
+    )
+    return _rows.card_views(conn, conn.execute(query).all())
+
+
+def cost_by_card(conn: Connection, card_ids: Collection[int]) -> dict[int, float]:
+    """What the runs of each card cost together, for the cards whose agents reported a cost."""
+    found: dict[int, float] = {}
+    for chunk in _rows.chunks(sorted(card_ids)):
+        query = (
+            sa.select(runs.c.card_id, sa.func.sum(runs.c.cost_usd))
+            .where(runs.c.card_id.in_(chunk), runs.c.cost_usd.is_not(None))
+            .group_by(runs.c.card_id)
+        )
+        found.update({int(card): float(total) for card, total in conn.execute(query)})
+    return found

@@ -19,10 +19,14 @@ from kanban.cli import (
     dbcmd,
     dispatch,
     editing,
+    events,
     goals,
+    notify,
     ops,
+    overview,
     profiles,
     runs,
+    serve,
 )
 from kanban.cli._common import Group, State
 
@@ -50,11 +54,12 @@ def cli(ctx: click.Context, db: str | None) -> None:
     ctx.obj = State(overrides={"db": db})
 
 
-for _module in (cards, editing, runs, bulk, costs, dispatch, ops):
+for _module in (cards, overview, editing, runs, bulk, costs, dispatch, ops, events, serve):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 cli.add_command(goals.goal_group, name="goal")
 cli.add_command(cron.cron_group, name="cron")
+cli.add_command(notify.notify_group, name="notify")
 cli.add_command(profiles.profiles_group, name="profiles")
 cli.add_command(dbcmd.db_group, name="db")
 

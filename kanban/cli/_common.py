@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -28,7 +29,9 @@ class State:
         if self._board is None:
             from kanban import api, settings
 
-            self._board = api.connect(settings.load(self.overrides))
+            config = settings.load(self.overrides)
+            check_identity(config)
+            self._board = api.connect(config)
             click.get_current_context().call_on_close(self._board.close)
         return self._board
 
@@ -58,12 +61,31 @@ json_option = click.option(
 )
 
 
+# Terminal escape sequences (CSI, OSC, two-byte) and the other control characters but tab and
+# newline: an agent's output keeps them (colours, cursor moves), JSON readers do not want them.
+_ESCAPES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]|"
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+)
+
+
+def plain(value: Any) -> Any:
+    """`value` with terminal escapes removed from every string in it."""
+    if isinstance(value, str):
+        return _ESCAPES.sub("", value) if ("\x1b" in value or not value.isprintable()) else value
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
 def emit_json(value: Any) -> None:
     if hasattr(value, "to_json"):
         value = value.to_json()
     elif isinstance(value, list | tuple):
         value = [v.to_json() if hasattr(v, "to_json") else v for v in value]
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+    click.echo(json.dumps(plain(value), indent=2, ensure_ascii=False, default=str))
 
 
 MAX_ID = 2**31 - 1  # ids are INTEGER columns: PostgreSQL's limit, checked before it sees one
@@ -115,6 +137,41 @@ class Duration(click.ParamType):  # type: ignore[type-arg]  # generic only in ne
 
 
 DURATION = Duration()
+
+MAX_NAME = 255  # names (workers, actors, hosts) are VARCHAR(255) columns
+
+
+class Name(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click stubs
+    """A one-line name of at most 255 characters (who claims, who acts)."""
+
+    name = "NAME"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value).strip()
+        if not text or len(text) > MAX_NAME or not text.isprintable():
+            self.fail(
+                f"a name is one line of 1 to {MAX_NAME} printable characters, not "
+                f"{len(text)} characters",
+                param,
+                ctx,
+            )
+        return text
+
+
+NAME = Name()
+
+
+def check_identity(config: Any) -> None:
+    """The actor and host id go into VARCHAR(255) columns on every write: say so first."""
+    for what, env, value in (
+        ("actor", "KANBAN_ACTOR", config.actor),
+        ("host id", "KANBAN_HOST_ID", config.host_id),
+    ):
+        if len(value) > MAX_NAME or not value.isprintable():
+            raise errors.UsageError(
+                f"the {what} ({env} or `{what.replace(' ', '_')}` in .kanban/config.toml) is "
+                f"{len(value)} characters; give one line of at most {MAX_NAME}"
+            )
 
 
 class Usd(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click stubs

@@ -1,4 +1,4 @@
-"""Commands that make and read cards: init, add, ls, board, show, link, unlink, comment."""
+"""Commands that make and read cards: init, add, ls, show, link, unlink, comment."""
 
 from __future__ import annotations
 
@@ -24,9 +24,15 @@ from kanban.cli._common import (
 
 @click.command()
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--base",
+    metavar="BRANCH",
+    help="The branch new cards start from and `kanban merge` merges into (default: the one "
+    "checked out now); recorded in .kanban/config.toml.",
+)
 @json_option
 @pass_state
-def init(state: State, directory: Path | None, as_json: bool) -> None:
+def init(state: State, directory: Path | None, base: str | None, as_json: bool) -> None:
     """Create a board at the root of this git repository.
 
     Makes `.kanban/` (board database, logs, config; readable by you only) at the top of the
@@ -34,14 +40,17 @@ def init(state: State, directory: Path | None, as_json: bool) -> None:
     `.kanban/` and `worktrees/` out of `git status` through `.git/info/exclude`.
     With --db naming a PostgreSQL board (several hosts), the URL goes into
     `.kanban/config.toml` so that every command run in this clone uses it.
-    Running it again is harmless.
+    The base branch (--base, default the current one) is recorded there too, so new cards
+    and `kanban merge` keep to it whatever is checked out later. Running it again is
+    harmless.
 
     \b
     Examples:
       cd ~/src/myproject && kanban init
+      kanban init --base main
       kanban --db postgresql://kanban@db.internal/kanban init    # on each host
     """
-    from kanban import api, settings, worktrees
+    from kanban import api, merging, settings, worktrees
 
     start = (directory or Path.cwd()).absolute()
     if not start.is_dir():
@@ -55,6 +64,8 @@ def init(state: State, directory: Path | None, as_json: bool) -> None:
         )
     if root is not None and not worktrees.has_commit(root):
         raise errors.UsageError(worktrees.no_commit_message(root))
+    config_file = (root or start) / settings.STATE_DIR / settings.CONFIG_FILE
+    branch = merging.choose_base(root, config_file, base) if root is not None else None
     overrides = dict(state.overrides)
     if not explicit_db:
         assert root is not None
@@ -71,10 +82,14 @@ def init(state: State, directory: Path | None, as_json: bool) -> None:
     config = settings.load(overrides, cwd=start)
     board = api.connect(config)
     board.close()
+    if branch is not None:
+        merging.remember_base(config.state_dir / settings.CONFIG_FILE, branch)
     if as_json:
-        emit_json({"db": config.db_url, "repo": str(root) if root else None})
+        emit_json({"db": config.db_url, "repo": str(root) if root else None, "base": branch})
     else:
         click.echo(f"board ready: {config.db_url.removeprefix('sqlite:///')}")
+        if branch is not None:
+            click.echo(f"base branch: {branch} (new cards start there; kanban merge's target)")
         click.echo("next: kanban add 'first card' --profile demo && kanban dispatch")
 
 
@@ -280,48 +295,6 @@ def ls(
         click.echo(render.cards_table(cards))
 
 
-BOARD_COLUMNS = ("triage", "todo", "ready", "running", "review", "blocked", "done")
-
-
-@click.command("board")
-@click.option("--all", "show_all", is_flag=True, help="Also show failed and cancelled cards.")
-@json_option
-@pass_board
-def board_cmd(board: Any, show_all: bool, as_json: bool) -> None:
-    """Show the board as columns, one per state.
-
-    \b
-    Example:
-      kanban board
-    """
-    cards = board.cards()
-    columns = list(BOARD_COLUMNS) + (["failed", "cancelled"] if show_all else [])
-    grouped: dict[str, list[Any]] = {c: [] for c in columns}
-    for card in cards:
-        if card.status in grouped:
-            grouped[card.status].append(card)
-    if as_json:
-        emit_json({col: [c.to_json() for c in items] for col, items in grouped.items()})
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(show_lines=False, expand=True)
-    for col in columns:
-        if grouped[col] or col in ("todo", "ready", "running", "done"):
-            table.add_column(f"{col} ({len(grouped[col])})", overflow="fold")
-    shown = [c for c in columns if grouped[c] or c in ("todo", "ready", "running", "done")]
-    depth = max((len(grouped[c]) for c in shown), default=0)
-    for i in range(min(depth, 40)):
-        table.add_row(
-            *[
-                f"{grouped[c][i].id} {grouped[c][i].title}" if i < len(grouped[c]) else ""
-                for c in shown
-            ]
-        )
-    Console().print(table)
-
-
 @click.command()
 @click.argument("card", type=CARD)
 @json_option
@@ -343,8 +316,9 @@ def show(board: Any, card: int, as_json: bool) -> None:
 @click.command()
 @click.argument("parent", type=CARD)
 @click.argument("child", type=CARD)
+@json_option
 @pass_board
-def link(board: Any, parent: int, child: int) -> None:
+def link(board: Any, parent: int, child: int, as_json: bool) -> None:
     """Make CHILD wait until PARENT is done.
 
     A link that would close a cycle is refused, naming the cycle. A ready CHILD goes back
@@ -355,6 +329,9 @@ def link(board: Any, parent: int, child: int) -> None:
       kanban link 12 15      # 15 starts after 12 is done
     """
     created = board.link(parent, child)
+    if as_json:
+        emit_json({"parent": parent, "child": child, "created": created})
+        return
     click.echo(
         f"card {child} now waits for card {parent}"
         if created
@@ -365,8 +342,9 @@ def link(board: Any, parent: int, child: int) -> None:
 @click.command()
 @click.argument("parent", type=CARD)
 @click.argument("child", type=CARD)
+@json_option
 @pass_board
-def unlink(board: Any, parent: int, child: int) -> None:
+def unlink(board: Any, parent: int, child: int, as_json: bool) -> None:
     """Remove the dependency of CHILD on PARENT (CHILD becomes ready if nothing else holds it).
 
     \b
@@ -374,7 +352,10 @@ def unlink(board: Any, parent: int, child: int) -> None:
       kanban unlink 12 15
     """
     board.unlink(parent, child)
-    click.echo(f"card {child} no longer waits for card {parent}")
+    if as_json:
+        emit_json({"parent": parent, "child": child, "removed": True})
+    else:
+        click.echo(f"card {child} no longer waits for card {parent}")
 
 
 @click.command()
@@ -398,4 +379,4 @@ def comment(board: Any, card: int, text: str, as_json: bool) -> None:
         click.echo(f"commented on card {card} at {clock.iso(made.at)}")
 
 
-COMMANDS = [init, add, ls, board_cmd, show, link, unlink, comment]
+COMMANDS = [init, add, ls, show, link, unlink, comment]  # board, graph: cli/overview.py

@@ -179,8 +179,9 @@ def _when(moment: Any, tz: str) -> str:
 
 @cron_group.command()
 @click.argument("name")
+@json_option
 @pass_board
-def rm(board: Any, name: str) -> None:
+def rm(board: Any, name: str, as_json: bool) -> None:
     """Remove a schedule and its fire history (what it created stays on the board).
 
     \b
@@ -189,13 +190,17 @@ def rm(board: Any, name: str) -> None:
     """
 
     board.schedules.remove(name)
-    click.echo(f"schedule {name} removed")
+    if as_json:
+        emit_json({"name": name, "removed": True})
+    else:
+        click.echo(f"schedule {name} removed")
 
 
 @cron_group.command()
 @click.argument("name")
+@json_option
 @pass_board
-def pause(board: Any, name: str) -> None:
+def pause(board: Any, name: str, as_json: bool) -> None:
     """Stop a schedule from firing until `kanban cron resume`.
 
     \b
@@ -203,14 +208,18 @@ def pause(board: Any, name: str) -> None:
       kanban cron pause standup
     """
 
-    board.schedules.pause(name)
-    click.echo(f"schedule {name} paused")
+    state = board.schedules.pause(name)
+    if as_json:
+        emit_json(state)
+    else:
+        click.echo(f"schedule {name} paused")
 
 
 @cron_group.command()
 @click.argument("name")
+@json_option
 @pass_board
-def resume(board: Any, name: str) -> None:
+def resume(board: Any, name: str, as_json: bool) -> None:
     """Let a paused schedule fire again; fires missed while paused are not caught up.
 
     \b
@@ -219,7 +228,10 @@ def resume(board: Any, name: str) -> None:
     """
 
     state = board.schedules.pause(name, paused=False)
-    click.echo(f"schedule {name} resumed ({state.spec} {state.tz})")
+    if as_json:
+        emit_json(state)
+    else:
+        click.echo(f"schedule {name} resumed ({state.spec} {state.tz})")
 
 
 @cron_group.command()

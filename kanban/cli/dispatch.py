@@ -12,26 +12,49 @@ import click
 
 from kanban import clock
 from kanban.cli import render
-from kanban.cli._common import emit_json, json_option, pass_board
+from kanban.cli._common import DURATION, emit_json, json_option, pass_board
 
 
-def _logging(verbose: int, quiet: bool) -> None:
+def _logging(verbose: int, quiet: bool, as_json: bool = False) -> None:
+    from kanban import eventlog
+
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        eventlog.JsonFormatter()
+        if as_json
+        else logging.Formatter("%(asctime)s %(levelname)s %(message)s")
     )
+    logging.basicConfig(level=level, handlers=[handler])
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 @click.command()
 @click.option("--once", is_flag=True, help="Run one tick and exit (for system cron).")
 @click.option(
-    "--interval", help="Time between periodic ticks (default 60s); changes wake it at once."
+    "--interval",
+    type=DURATION,
+    help="Time between periodic ticks, with its unit (default 60s); changes wake it at once.",
 )
 @click.option(
     "--max-workers", type=click.IntRange(1, 1000), help="Running cards on this host (default 4)."
 )
-@click.option("--drain", is_flag=True, help="Exit once nothing is running or ready.")
+@click.option(
+    "--drain",
+    is_flag=True,
+    help="Exit once nothing can make progress, print a summary, and exit 1 if a card it ran "
+    "ended blocked or failed (or a ready card cannot run).",
+)
+@click.option(
+    "--max-wait",
+    type=DURATION,
+    help="With --drain: wait for a backoff ending within DURATION (default 60s); a card "
+    "backing off longer is reported as left, not waited for.",
+)
+@click.option(
+    "--ok-if-blocked", is_flag=True, help="With --drain: exit 0 with cards blocked or left."
+)
+@click.option("--log-json", is_flag=True, help="Log one JSON object a line (for log collectors).")
 @click.option(
     "--at",
     "at_text",
@@ -49,6 +72,9 @@ def dispatch(
     interval: str | None,
     max_workers: int | None,
     drain: bool,
+    max_wait: str | None,
+    ok_if_blocked: bool,
+    log_json: bool,
     at_text: str | None,
     verbose: int,
     quiet: bool,
@@ -74,9 +100,12 @@ def dispatch(
       * * * * * cd ~/src/project && kanban dispatch --once -q     # crontab
       kanban dispatch --once --at 09:00:30     # replay this morning's 09:00 fires
     """
-    from kanban import cron, dispatcher, errors
+    from kanban import cron, dispatcher, errors, eventlog
+    from kanban import drain as drain_mod
 
-    _logging(verbose, quiet)
+    _logging(verbose, quiet, log_json)
+    if (max_wait or ok_if_blocked) and not drain:
+        raise errors.UsageError("--max-wait and --ok-if-blocked go with --drain")
     if at_text is not None and not once:
         raise errors.UsageError("--at needs --once: it evaluates one tick as of that time")
     at = cron.parse_at(at_text) if at_text is not None else None
@@ -94,6 +123,7 @@ def dispatch(
     )
     if once:
         report = loop.tick()
+        _deliver_once(board, loop.name)
         if as_json:
             emit_json(report.to_json())
         elif not quiet:
@@ -106,8 +136,31 @@ def dispatch(
         return
     stop = threading.Event()
     dispatcher.install_signal_handlers(stop)
-    until = (lambda _r: loop.drained()) if drain else None
-    loop.run(stop=stop, until=until)
+    ender = drain_mod.Drain(board, max_wait=_max_wait(max_wait)) if drain else None
+    log = eventlog.follow_in_thread(board, stop=stop, emit=eventlog.log_event)
+    loop.run(stop=stop, until=(lambda _r: ender.over()) if ender else None)
+    stop.set()
+    log.join(timeout=5)
+    if ender is not None:
+        summary = ender.summary()
+        if as_json:
+            emit_json(summary.to_json(ok_if_blocked=ok_if_blocked))
+        elif not quiet:
+            click.echo("\n".join(drain_mod.render(summary)))
+        sys.exit(summary.exit_code(ok_if_blocked=ok_if_blocked))
+
+
+def _max_wait(text: str | None) -> float:
+    from kanban import drain
+
+    return clock.parse_duration(text, what="--max-wait") if text else drain.DEFAULT_MAX_WAIT
+
+
+def _deliver_once(board: Any, name: str) -> None:
+    """After a `--once` tick (outside its lock): send the notifications due now."""
+    from kanban.notify import courier
+
+    courier.Courier(board, name=name).step()
 
 
 @click.command()

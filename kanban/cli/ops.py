@@ -11,7 +11,7 @@ import click
 
 from kanban import clock, errors
 from kanban.cli import render
-from kanban.cli._common import CARD, emit_json, json_option, pass_board
+from kanban.cli._common import CARD, RUN, emit_json, json_option, pass_board
 
 
 @click.command()
@@ -39,6 +39,7 @@ def status(board: Any, as_json: bool) -> None:
             {k: clock.iso(v) if hasattr(v, "isoformat") else v for k, v in row.items()}
             for row in board.tx.read(verbs.list_dispatchers)
         ]
+        data["notifications"] = board.tx.read(verbs.outbox.outbox_counts)
         emit_json(data)
         return
     click.echo(liveness if alive else click.style(liveness, fg="red"))
@@ -56,25 +57,57 @@ def status(board: Any, as_json: bool) -> None:
     if summary.spend.runs:
         click.echo(f"usage: {render.cost_line(summary.spend, None)}")
         click.echo(f"  last 24 h: {render.cost_line(summary.spend_24h, None)}")
+    _notifications_line(board)
     if summary.running:
         click.echo(f"running ({len(summary.running)}):")
         for run in summary.running:
             click.echo(f"  card {run.card_id:>5}  {render.run_line(run, summary.now)}")
 
 
+def _notifications_line(board: Any) -> None:
+    from kanban.board import outbox
+
+    counts = board.tx.read(outbox.outbox_counts)
+    if counts["dead"]:
+        click.echo(
+            click.style(
+                f"notifications: {counts['dead']} dead (gave up), {counts['pending']} pending; "
+                "see `kanban notify log --dead`",
+                fg="red",
+            )
+        )
+    elif counts["pending"]:
+        click.echo(f"notifications: {counts['pending']} pending")
+
+
 @click.command()
-@click.argument("card", type=CARD)
+@click.argument("card", type=CARD, required=False)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 1000),
+    default=50,
+    show_default=True,
+    help="Without CARD: explain at most this many cards.",
+)
 @json_option
 @pass_board
-def why(board: Any, card: int, as_json: bool) -> None:
+def why(board: Any, card: int | None, limit: int, as_json: bool) -> None:
     """Say why a card is not running: its parents, a backoff, capacity, overlapping paths,
     its profile, or no dispatcher. Uses the dispatcher's own planning, so it tells the truth.
 
+    Without CARD, it explains every card that is ready but not running, needs a person
+    (blocked, review, triage), or waits for a parent that needs one.
+
     \b
-    Example:
+    Examples:
       kanban why 12
+      kanban why
     """
     from kanban import why as why_mod
+
+    if card is None:
+        _why_all(board, limit=limit, as_json=as_json)
+        return
 
     reasons = why_mod.explain(board, card)
     if as_json:
@@ -82,6 +115,26 @@ def why(board: Any, card: int, as_json: bool) -> None:
     else:
         for reason in reasons:
             click.echo(f"- {reason}")
+
+
+def _why_all(board: Any, *, limit: int, as_json: bool) -> None:
+    from kanban import stuck
+
+    found, total = stuck.explain_all(board, limit=limit)
+    if as_json:
+        emit_json(
+            [{"card": s.card.id, "status": s.card.status, "title": s.card.title,
+              "reasons": list(s.reasons)} for s in found]
+        )  # fmt: skip
+        return
+    if not found:
+        click.echo("no card is waiting: every card is running, done, or waits for parents at work")
+    for item in found:
+        click.echo(f"card {item.card.id} ({render.status(item.card.status)}): {item.card.title}")
+        for reason in item.reasons:
+            click.echo(f"  - {reason}")
+    if total > len(found):
+        click.echo(f"... and {total - len(found)} more (--limit {total})")
 
 
 @click.command()
@@ -109,18 +162,25 @@ def runs(board: Any, card: int, as_json: bool) -> None:
 
 @click.command()
 @click.argument("card", type=CARD)
-@click.option("--run", "run_id", type=int, help="A particular run (default: the latest).")
+@click.option("--run", "run_id", type=RUN, help="A particular run (default: the latest).")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing while the run is live.")
+@json_option
 @pass_board
-def logs(board: Any, card: int, run_id: int | None, follow: bool) -> None:
+def logs(board: Any, card: int, run_id: int | None, follow: bool, as_json: bool) -> None:
     """Print a run's log: the agent's output and the supervisor's notes (`[kanban]` lines).
+
+    --json prints the log once as an object (card, run, path, text); it does not follow.
 
     \b
     Examples:
       kanban logs 12
       kanban logs 12 -f
+      kanban logs 12 --json | jq -r .text
     """
     from kanban import board as verbs
+
+    if as_json and follow:
+        raise errors.UsageError("--json prints the whole log once; drop -f to use it")
 
     found = board.runs(card)
     if run_id is not None:
@@ -133,6 +193,10 @@ def logs(board: Any, card: int, run_id: int | None, follow: bool) -> None:
         if run.log_path
         else board.settings.log_dir / f"card-{card}-run-{run.id}.log"
     )
+    if as_json:
+        text = path.read_bytes().decode(errors="replace") if path.exists() else None
+        emit_json({"card": card, "run": run.id, "path": str(path), "text": text})
+        return
     offset = 0
     while True:
         if path.exists():
@@ -156,14 +220,16 @@ def logs(board: Any, card: int, run_id: int | None, follow: bool) -> None:
 
 @click.command()
 @click.argument("card", type=CARD)
+@json_option
 @pass_board
-def context(board: Any, card: int) -> None:
+def context(board: Any, card: int, as_json: bool) -> None:
     """Print the prompt the agent gets for this card: persona, card, parents' summaries and
     branches, comments, earlier attempts, and how to report.
 
     \b
-    Example:
+    Examples:
       kanban context 12 | less
+      kanban context 12 --json | jq -r .prompt
     """
     from kanban import profiles, prompt
     from kanban.worktrees import slug
@@ -177,34 +243,46 @@ def context(board: Any, card: int) -> None:
             click.echo(f"(profile: {exc.message})", err=True)
     name = f"{card}-{slug(detail.card.title)}"
     attempt = detail.card.attempts + 1
-    click.echo(
-        prompt.render(
-            detail,
-            persona=persona,
-            branch=f"kanban/{name}",
-            worktree=str(board.settings.worktrees / name),
-            attempt=attempt,
-        ),
-        nl=False,
-    )
+    branch, worktree = f"kanban/{name}", str(board.settings.worktrees / name)
+    text = prompt.render(detail, persona=persona, branch=branch, worktree=worktree, attempt=attempt)
+    if as_json:
+        emit_json(
+            {
+                "card": card,
+                "attempt": attempt,
+                "branch": branch,
+                "worktree": worktree,
+                "prompt": text,
+            }
+        )
+    else:
+        click.echo(text, nl=False)
 
 
 @click.command()
 @click.option("--dry-run", is_flag=True, help="Say what would be removed, remove nothing.")
+@click.option(
+    "--branches",
+    is_flag=True,
+    help="Also delete the branches of finished cards already merged into the base branch.",
+)
 @json_option
 @pass_board
-def gc(board: Any, dry_run: bool, as_json: bool) -> None:
+def gc(board: Any, dry_run: bool, branches: bool, as_json: bool) -> None:
     """Remove the worktrees of finished cards that are clean (their branches stay).
 
     A worktree with uncommitted changes is never removed; it is listed so you can look.
+    With --branches, also delete the `kanban/*` branches of finished cards whose commits are
+    all in the base branch (after `kanban merge`); an unmerged one is kept and listed.
 
     \b
-    Example:
+    Examples:
       kanban gc --dry-run
+      kanban merge && kanban gc --branches
     """
     from kanban import maintenance
 
-    report = maintenance.gc(board, dry_run=dry_run)
+    report = maintenance.gc(board, dry_run=dry_run, branches=branches)
     if as_json:
         emit_json(report)
         return
@@ -213,42 +291,61 @@ def gc(board: Any, dry_run: bool, as_json: bool) -> None:
         click.echo(f"{verb} {path}")
     for path, why in report["kept"].items():
         click.echo(f"kept {path}: {why}")
-    if not report["removed"] and not report["kept"]:
+    for branch in report.get("branches_removed", []):
+        click.echo(f"{verb} branch {branch} (merged into {report['base']})")
+    for branch, why in report.get("branches_kept", {}).items():
+        click.echo(f"kept branch {branch}: {why}")
+    if not any(report.get(k) for k in ("removed", "kept", "branches_removed", "branches_kept")):
         click.echo("nothing to clean up")
 
 
 @click.command()
 @click.argument("cards", type=CARD, nargs=-1)
 @click.option("--into", "target", help="Target branch (default: the board's base branch).")
+@click.option("--dry-run", is_flag=True, help="Say what would merge or conflict; change nothing.")
 @json_option
 @pass_board
-def merge(board: Any, cards: tuple[int, ...], target: str | None, as_json: bool) -> None:
-    """Merge finished cards' branches into a target branch, parents first.
+def merge(
+    board: Any, cards: tuple[int, ...], target: str | None, dry_run: bool, as_json: bool
+) -> None:
+    """Merge finished cards' branches into the base branch (recorded at `kanban init`),
+    parents first, whatever is checked out.
 
-    With no CARDs, every done card whose branch is not merged yet. Stops cleanly at the first
-    conflict (nothing half-merged is left) and names the branch and the files.
+    With no CARDs, every done card whose branch is not merged yet. A branch the target can
+    fast-forward to makes no merge commit, so a linear chain of cards stays linear. Stops
+    cleanly at the first conflict (nothing half-merged is left), names both branches and
+    the files, and prints the commands that resolve it. --dry-run computes the same merges
+    without touching any branch, index or worktree.
 
     \b
     Examples:
-      kanban merge --into main
+      kanban merge --dry-run
+      kanban merge
       kanban merge 12 15 --into release
     """
     from kanban import maintenance
 
-    report = maintenance.merge(board, cards=list(cards) or None, target=target)
+    report = maintenance.merge(board, cards=list(cards) or None, target=target, dry_run=dry_run)
     if as_json:
         emit_json(report)
     else:
+        into = report["target"]
         for branch in report["merged"]:
-            click.echo(f"merged {branch} into {report['target']}")
+            how = "fast-forward" if branch in report["fast_forwarded"] else "merge commit"
+            click.echo(f"{'would merge' if dry_run else 'merged'} {branch} into {into} ({how})")
         if report["already"]:
-            click.echo(f"already in {report['target']}: {', '.join(report['already'])}")
+            click.echo(f"already in {into}: {', '.join(report['already'])}")
+        if not report["merged"] and not report["already"] and not report["conflict"]:
+            click.echo(f"nothing to merge into {into}")
         if report["conflict"]:
+            files = ", ".join(report["conflict_files"]) or "unknown files"
             click.echo(
-                f"stopped: {report['conflict']} conflicts with {report['target']} in "
-                f"{', '.join(report['conflict_files']) or 'unknown files'}; merge it by hand",
+                f"{'would stop' if dry_run else 'stopped'}: {report['conflict']} conflicts "
+                f"with {into} in {files}; nothing was left half-merged. To resolve it:",
                 err=True,
             )
+            for step in report["resolve"]:
+                click.echo(f"  {step}", err=True)
     if report["conflict"]:
         sys.exit(1)
 

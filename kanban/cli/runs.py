@@ -11,6 +11,7 @@ from kanban.cli import render
 from kanban.cli._common import (
     CARD,
     DURATION,
+    NAME,
     card_from_env,
     emit_json,
     json_option,
@@ -28,7 +29,7 @@ token_option = click.option(
 @click.command()
 @click.option("--profile", "-P", help="Only cards for this profile.")
 @click.option("--card", type=CARD, help="Claim this card (if it is ready).")
-@click.option("--worker", help="Who is claiming (shown in history; default: you).")
+@click.option("--worker", type=NAME, help="Who is claiming (shown in history; default: you).")
 @click.option(
     "--ttl",
     type=DURATION,
