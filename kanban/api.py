@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,12 +82,18 @@ class Board:
         review: bool = False,
         triage: bool = False,
         max_cost_usd: float | None = None,
+        model: str | None = None,
+        agent_args: Sequence[str] = (),
+        agent_env: Mapping[str, str] | None = None,
     ) -> views.CardView:
         """Add a card: `ready` with no unfinished parents, else `todo` (`triage` if asked).
-        `max_cost_usd` caps what all of its runs may cost together."""
+        `max_cost_usd` caps what all of its runs may cost together; `model`, `agent_args`
+        and `agent_env` are per-card choices its profile must allow."""
         seconds = None if timeout is None else clock.parse_duration(timeout, what="timeout")
-        card, _created = self.tx.write(
-            lambda c: board.add_card(
+        choices = self._choices(profile, model, agent_args, agent_env or {})
+
+        def add(c: Connection) -> tuple[views.CardView, bool]:
+            added = board.add_card(
                 c,
                 title=title,
                 body=body,
@@ -103,10 +109,67 @@ class Board:
                 max_cost_usd=max_cost_usd,
                 actor=self.actor,
                 now=clock.now(),
-            ),
-            wake_dispatcher=True,
-        )
+            )
+            if choices is None or not added[1]:
+                return added
+            return board.set_agent_choices(
+                c, card_id=added[0].id, now=clock.now(), actor=self.actor, **choices
+            ), True
+
+        card, _created = self.tx.write(add, wake_dispatcher=True)
         return card
+
+    def set_agent_choices(
+        self,
+        card_id: int,
+        *,
+        model: str | None = None,
+        agent_args: Sequence[str] = (),
+        agent_env: Mapping[str, str] | None = None,
+    ) -> views.CardView:
+        """Set the model, extra arguments and variables of a card's next attempts (checked
+        against its profile; a running attempt keeps what it started with)."""
+        card = self.get(card_id)
+        choices = self._choices(card.profile, model, agent_args, agent_env or {}) or {
+            "model": None,
+            "args": (),
+            "env": {},
+        }
+        return self.tx.write(
+            lambda c: board.set_agent_choices(
+                c, card_id=card_id, now=clock.now(), actor=self.actor, **choices
+            )
+        )
+
+    def check_agent_choices(
+        self,
+        profile: str | None,
+        model: str | None,
+        args: Sequence[str],
+        env: Mapping[str, str],
+    ) -> None:
+        """Refuse per-card choices the card's profile does not allow (ProfileError)."""
+        self._choices(profile, model, args, env)
+
+    def _choices(
+        self,
+        profile: str | None,
+        model: str | None,
+        args: Sequence[str],
+        env: Mapping[str, str],
+    ) -> dict[str, Any] | None:
+        """Per-card choices checked against the profile, read before any transaction."""
+        if model is None and not args and not env:
+            return None
+        if profile is None:
+            raise errors.UsageError(
+                "a model, --arg or --env needs a profile that allows it: add --profile NAME"
+            )
+        from kanban import profiles
+
+        loaded = profiles.load(profile, repo=self.settings.repo)
+        loaded.check_card_choices(model=model, args=args, env=env)
+        return {"model": model, "args": tuple(args), "env": dict(env)}
 
     def set_cost_cap(self, card_id: int, max_cost_usd: float | None) -> views.CardView:
         """Cap what all of a card's runs may cost together (None removes the cap)."""

@@ -19,6 +19,7 @@ def profile_lines(known: Iterable[Profile]) -> tuple[str, ...]:
     """One line per profile a planner may give a card: its name and description."""
     return tuple(
         f"- `{p.name}`: {p.description or '(no description)'}"
+        + (" (takes a `model`)" if p.model_args else "")
         for p in sorted(known, key=lambda p: p.name)
     )
 
@@ -68,6 +69,8 @@ def planner_body(
         "- `title`: one line; `body`: everything the card's agent needs to know.\n"
         "- `profile`: one of the profiles above; `paths`: optional globs of the files it will "
         "touch (cards whose paths overlap never run at once).\n"
+        "- `model`: optional, for a profile marked as taking one: the model that card's "
+        "agent runs with.\n"
         "- Then exit 0 (or run `kanban complete`). A plan that does not validate fails this "
         "attempt with the reason, and nothing of it is created."
     )

@@ -25,16 +25,17 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from kanban import errors, retrying, wake
+from kanban import clock, errors, retrying, wake
 from kanban.__about__ import DISTRIBUTION
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 # The newest migration. tests/test_migrations.py fails when this and migrations/ disagree.
-SCHEMA_HEAD = "0006"
+SCHEMA_HEAD = "0007"  # after 0010: ids were handed out per issue; the chain is what counts
 
 BUSY_TIMEOUT_MS = 30_000
+CONNECT_TIMEOUT_S = 10
 _PG_MIGRATION_LOCK = 0x6B616E62  # "kanb": one upgrade at a time per PostgreSQL database
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -74,7 +75,12 @@ def create_engine(url: str, *, foreign_keys: bool = True) -> Engine:
 
         models.use_postgresql()  # the partial indexes' PostgreSQL form (see models._partial)
         try:
-            return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+            # A connect timeout, unless the URL sets one: an unreachable host must fail the
+            # command (or a pod's start) in seconds, not after the system's TCP timeout.
+            args = {} if "connect_timeout" in url else {"connect_timeout": CONNECT_TIMEOUT_S}
+            return sa.create_engine(
+                url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args=args
+            )
         except ImportError as exc:
             raise errors.DatabaseError(
                 f"PostgreSQL needs psycopg: pip install '{DISTRIBUTION}[postgres]' "
@@ -141,6 +147,8 @@ def transaction(engine: Engine, *, write: bool = True) -> Iterator[Connection]:
         if write:
             conn.execution_options(kanban_write=True)
         with conn.begin():
+            if not is_sqlite(conn) and clock.board_clock.due():
+                sync_clock(conn)
             yield conn
 
 
@@ -198,6 +206,14 @@ def guard(fn: Callable[[], T]) -> T:
         raise errors.DatabaseError(f"the board refused a change: {exc.orig}") from exc
     except sa.exc.DBAPIError as exc:
         raise errors.DatabaseError(f"database error: {exc.orig}") from exc
+
+
+def sync_clock(conn: Connection) -> clock.Reading:
+    """Read the PostgreSQL server's clock into `clock.board_clock` (one round trip).
+    `clock_timestamp()`, not `now()`: the latter is the transaction's start, not the moment."""
+    return clock.board_clock.measure(
+        lambda: conn.exec_driver_sql("SELECT clock_timestamp()").scalar_one()
+    )
 
 
 def _redact(url: str) -> str:
@@ -295,11 +311,28 @@ def _quick_version(engine: Engine) -> str | None:
 
 def prepare(engine: Engine) -> None:
     """Make `engine`'s database a board at SCHEMA_HEAD, or raise SchemaError."""
+    if not is_sqlite(engine):
+        _check_reachable(engine)
     if _quick_version(engine) == SCHEMA_HEAD:
         return
     if not is_sqlite(engine):
         _check_pg_is_board_or_empty(engine)
     upgrade(engine)
+
+
+def _check_reachable(engine: Engine) -> None:
+    """One clear line when the database server cannot be reached (or refuses us). On the
+    way, the first reading of the server's clock: nothing may run on this host's clock."""
+    try:
+        with engine.connect() as conn:
+            sync_clock(conn)
+            conn.rollback()
+    except sa.exc.DBAPIError as exc:
+        reason = " ".join(str(exc.orig).split()).rstrip(" .?")
+        raise errors.DatabaseError(
+            f"cannot reach the board at {_redact(str(engine.url))} ({reason}); check the URL "
+            "(--db / KANBAN_DB), that the server is up, and that it accepts this host"
+        ) from exc
 
 
 def _check_pg_is_board_or_empty(engine: Engine) -> None:

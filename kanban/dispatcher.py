@@ -194,6 +194,7 @@ class Dispatcher:
         me = processes.Identity.of(os.getpid())
         self.started_at = dt.datetime.fromtimestamp(me.started, dt.UTC)
         self.lock = TickLock(self.settings.state_dir)
+        self.stopping = threading.Event()  # set: claim nothing more (SIGTERM, see kanban.pods)
         self._last_full_promote: float | None = None
 
     # ------------------------------------------------------------------ one tick
@@ -372,6 +373,8 @@ class Dispatcher:
         return snapshots.read(self.board.tx, self.settings, max_workers=self.max_workers, now=now)
 
     def _claim(self, now: dt.datetime, report: TickReport) -> list[views.Claim]:
+        if self.stopping.is_set():
+            return []
         snap = self.snapshot(now)
         chosen = planning.plan(snap)
         report.waiting = len(chosen.waiting)
@@ -495,6 +498,7 @@ class Dispatcher:
                 interval=self.interval,
                 version=__version__,
                 last_tick=summary,
+                clock_offset=clock.offset(),
             )
         )
 
@@ -511,8 +515,10 @@ class Dispatcher:
         *,
         stop: threading.Event | None = None,
         until: Callable[[TickReport], bool] | None = None,
+        observe: Callable[[TickReport | None, Exception | None], None] | None = None,
     ) -> None:
         """Tick until `stop` is set (SIGTERM/SIGINT set it) or `until(report)` says so.
+        `observe` hears of every tick: its report, or the error that failed it.
 
         Supervisors run in their own sessions: stopping the dispatcher leaves agents working.
         """
@@ -521,8 +527,8 @@ class Dispatcher:
 
         from kanban.notify import courier
 
-        stop = stop or threading.Event()
-        loop = _Loop(self, stop, until)
+        stop = self.stopping = stop or threading.Event()
+        loop = _Loop(self, stop, until, observe)
         listener = wake.listen(self.board.engine)
         scheduler = BackgroundScheduler(timezone=dt.UTC)
         scheduler.add_job(
@@ -573,10 +579,12 @@ class _Loop:
         dispatcher: Dispatcher,
         stop: threading.Event,
         until: Callable[[TickReport], bool] | None,
+        observe: Callable[[TickReport | None, Exception | None], None] | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.stop = stop
         self.until = until
+        self.observe = observe
         self.scheduler: Any = None
         self.courier: Any = None  # kanban.notify.courier.Courier, while the loop runs
         self._lock = threading.Lock()
@@ -608,10 +616,15 @@ class _Loop:
                 self._due = report.next_due
                 if self.courier is not None:
                     self.courier.wake.set()  # the tick may have made deliveries due
+                if self.observe is not None:
+                    self.observe(report, None)
                 if self.until is not None and self.until(report):
                     self.stop.set()
-            except Exception:  # a tick must never kill the loop
+            except Exception as exc:  # a tick must never kill the loop
                 logger.exception("tick failed; the next one will try again")
+                if self.observe is not None:
+                    with contextlib.suppress(Exception):
+                        self.observe(None, exc)
             with self._lock:
                 if not self._again:
                     self._running = False

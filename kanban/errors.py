@@ -111,6 +111,12 @@ class ScheduleError(KanbanError):
     exit_code = 12
 
 
+class HealthError(KanbanError):
+    """A health probe failed: the dispatcher is not live, or not ready to take cards."""
+
+    exit_code = 13
+
+
 class GoalNotFound(KanbanError, LookupError):
     exit_code = 3
 
@@ -133,6 +139,7 @@ __all__ = [
     "CycleError",
     "DatabaseError",
     "GoalNotFound",
+    "HealthError",
     "InvalidTransition",
     "KanbanError",
     "LeaseLost",

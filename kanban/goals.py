@@ -99,6 +99,20 @@ def known_profiles(repo: Path | None) -> list[str]:
     return list(catalog(repo).loadable)
 
 
+def check_models(plan: plans.Plan, repo: Path | None) -> plans.Plan:
+    """A plan's per-card models, refused (PlanError) where the card's profile takes none."""
+    for card in plan.cards:
+        if card.model is None:
+            continue
+        try:
+            profiles.load(card.profile, repo=repo).check_card_choices(
+                model=card.model, args=(), env={}
+            )
+        except errors.ProfileError as exc:
+            raise errors.PlanError(f"card {card.key!r}: {exc.message}") from None
+    return plan
+
+
 def read_delivery(
     config: settings.Settings, card: views.CardView, run_id: int
 ) -> views.Delivery | None:
@@ -126,7 +140,8 @@ def read_delivery(
     known = catalog(config.repo)
     try:
         if card.role == CardRole.PLANNER:
-            return views.Delivery(plan=plans.parse_plan(text, known_profiles=known.loadable))
+            plan = plans.parse_plan(text, known_profiles=known.loadable)
+            return views.Delivery(plan=check_models(plan, config.repo))
         return views.Delivery(verdict=plans.parse_verdict(text), profile_lines=known.lines)
     except errors.KanbanError as exc:
         return views.Delivery(refused=f"{what} refused: {exc.message}")
@@ -202,7 +217,7 @@ def read_plan(path: Path, *, repo: Path | None) -> plans.Plan:
     except (OSError, UnicodeDecodeError) as exc:
         raise errors.PlanError(f"cannot read the plan {path}: {exc}") from None
     try:
-        return plans.parse_plan(text, known_profiles=known_profiles(repo))
+        return check_models(plans.parse_plan(text, known_profiles=known_profiles(repo)), repo)
     except errors.PlanError as exc:
         raise errors.PlanError(f"plan {path} refused: {exc.message}") from None
 

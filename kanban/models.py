@@ -142,15 +142,22 @@ cards = sa.Table(
     _fk("goal_id", "goals.id", ondelete="SET NULL"),
     sa.Column("role", sa.String(16)),  # a goal's planner or judge card
     sa.Column("max_cost_usd", sa.Double()),  # cost cap over all of the card's runs
+    # Per-card choices its profile allows: the model, extra arguments, extra variables.
+    sa.Column("model", sa.String(200)),
+    sa.Column("agent_args", sa.JSON()),
+    sa.Column("agent_env", sa.JSON()),
     sa.CheckConstraint(_in("status", CardStatus), name="status"),
     sa.CheckConstraint(f"role IS NULL OR {_in('role', CardRole)}", name="role"),
     sa.Index("ix_cards_goal", "goal_id"),
     sa.CheckConstraint("length(title) > 0", name="title_not_empty"),
     sa.CheckConstraint("attempts >= 0", name="attempts_not_negative"),
     # The claim query: ready cards by priority, then age.
-    sa.Index("ix_cards_queue", "status", sa.text("priority DESC"), "ready_at"),
+    # `id` last: the queries sort on it too (SQLite's rowid is implicit, PostgreSQL needs it).
+    sa.Index("ix_cards_queue", "status", sa.text("priority DESC"), "ready_at", "id"),
     # The dispatcher asks per profile with free capacity.
-    sa.Index("ix_cards_profile_queue", "status", "profile", sa.text("priority DESC"), "ready_at"),
+    sa.Index(
+        "ix_cards_profile_queue", "status", "profile", sa.text("priority DESC"), "ready_at", "id"
+    ),
     # The next retry due (few cards back off at a time).
     _partial("ix_cards_backoff", "not_before", where="not_before IS NOT NULL"),
 )
@@ -202,6 +209,8 @@ runs = sa.Table(
     sa.Column("tokens_in", sa.Integer()),
     sa.Column("tokens_out", sa.Integer()),
     sa.Column("cost_usd", sa.Double()),
+    sa.Column("model", sa.String(200)),  # the model the card chose, if any
+    sa.Column("session_id", sa.String(255)),  # the agent's own session, for a resume
     sa.CheckConstraint(f"outcome IS NULL OR {_in('outcome', RunOutcome)}", name="outcome"),
     # At most one live run per card, enforced by the database itself.
     _partial("uq_runs_live_card", "card_id", unique=True, where="outcome IS NULL"),
@@ -248,6 +257,7 @@ dispatchers = sa.Table(
     sa.Column("interval_s", sa.Double(), nullable=False),
     sa.Column("version", sa.String(32), nullable=False),
     sa.Column("last_tick", sa.JSON()),  # what the last tick did (counts, duration)
+    sa.Column("clock_offset_s", sa.Double()),  # its clock minus the database's (PostgreSQL)
 )
 
 goal_turns = sa.Table(

@@ -124,7 +124,14 @@ def blocked_auth(profile: profiles.Profile, said: str) -> Verdict:
 def stopped(why: str, detail: str | None, *, profile: profiles.Profile, timeout: float) -> Verdict:
     """The outcome of an agent the supervisor stops while it runs (kanban.watching.Ended)."""
     if why == "stopping":
-        return Verdict(RunOutcome.CRASHED, error="its supervisor was stopped (SIGTERM)")
+        # Its host is shutting down (`kanban dispatch --handoff`) or a person stopped it:
+        # not the card's fault, so no attempt is spent and any host may take it at once.
+        return Verdict(
+            RunOutcome.CRASHED,
+            error="handed back: its supervisor was stopped (SIGTERM)",
+            spends_attempt=False,
+            retry_after=0.0,
+        )
     if why == "timeout":
         return Verdict(RunOutcome.TIMED_OUT, error=f"timed out after {clock.human(timeout)}")
     if why == "stalled":
@@ -147,13 +154,17 @@ def stalled(idle: float, *, last_noise: str | None) -> Verdict:
 # ----------------------------------------------------------------------------- cost
 
 
-def run_cost(profile: profiles.Profile, report: outputs.Report) -> float | None:
-    """The run's cost: what the agent reported, else its tokens at the profile's prices."""
+def run_cost(
+    profile: profiles.Profile, report: outputs.Report, *, model: str | None = None
+) -> float | None:
+    """The run's cost: what the agent reported, else its tokens at the prices of its model
+    (the profile's `model_prices`), else at the profile's `token_prices`."""
     if report.cost_usd is not None:
         return report.cost_usd
-    if profile.token_prices is None or (report.tokens_in is None and report.tokens_out is None):
+    prices = profile.price(model)
+    if prices is None or (report.tokens_in is None and report.tokens_out is None):
         return None
-    price_in, price_out = profile.token_prices
+    price_in, price_out = prices
     return ((report.tokens_in or 0) * price_in + (report.tokens_out or 0) * price_out) / 1e6
 
 

@@ -318,3 +318,25 @@ class CodexJsonReader:
 
     def messages(self) -> list[str]:
         return [*self.other, *self.errors]
+
+
+_SESSION_LINE = re.compile(r"^session_id:\s*(\S+)\s*$")  # Hermes, on exit
+
+
+def session_in(kind: str, lines: list[str]) -> str | None:
+    """The agent's own session id in its output, the last one said (None when it names
+    none): what `resume` needs to go on with the same conversation. Claude Code puts it on
+    every stream-json line, Codex in `thread.started`, Hermes prints `session_id: …`."""
+    found: str | None = None
+    for line in lines:
+        if kind == "claude-stream-json":
+            data = _json(line)
+            if data is not None and isinstance(data.get("session_id"), str):
+                found = data["session_id"]
+        elif kind == "codex-json":
+            data = _json(line)
+            if data is not None and data.get("type") == "thread.started":
+                found = str(data.get("thread_id") or "") or found
+        elif match := _SESSION_LINE.match(line.strip()):
+            found = match.group(1)
+    return found

@@ -28,7 +28,8 @@ MAX_CARDS = 200
 MAX_TITLE = 500
 MAX_BODY = 100_000
 MAX_REASON = 10_000
-CARD_KEYS = frozenset({"key", "title", "body", "profile", "after", "paths"})
+CARD_KEYS = frozenset({"key", "title", "body", "profile", "after", "paths", "model"})
+MAX_MODEL = 200
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _PROFILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -49,9 +50,10 @@ class PlanCard:
     body: str = ""
     after: tuple[str, ...] = ()
     paths: tuple[str, ...] = ()
+    model: str | None = None  # the planner's choice; its profile must take one (model_args)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "key": self.key,
             "title": self.title,
             "profile": self.profile,
@@ -59,6 +61,9 @@ class PlanCard:
             "after": list(self.after),
             "paths": list(self.paths),
         }
+        if self.model is not None:
+            data["model"] = self.model
+        return data
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -163,11 +168,20 @@ def _card(raw: Any, index: int, known_profiles: Collection[str]) -> PlanCard:
         raise _refuse(
             f"{where} names unknown profile {profile!r}; known profiles: {_names(known_profiles)}"
         )
+    model = raw.get("model")
+    if model is not None and (
+        not isinstance(model, str)
+        or not model.strip()
+        or len(model) > MAX_MODEL
+        or any(ch < " " for ch in model)
+    ):
+        raise _refuse(f"{where}: `model` must be a model name of one line (at most {MAX_MODEL})")
     return PlanCard(
         key=key,
         title=title,
         profile=profile,
         body=body,
+        model=model.strip() if model else None,
         after=tuple(dict.fromkeys(_strings(raw.get("after", []), where, "after"))),
         paths=tuple(_path(p, where) for p in _strings(raw.get("paths", []), where, "paths")),
     )

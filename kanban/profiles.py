@@ -14,7 +14,7 @@ import shutil
 import string
 import sys
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,9 +30,15 @@ PLACEHOLDERS = frozenset(
         "title",
         "worktree",  # the directory the agent works in
         "branch",
+        "git_dir",  # the worktree's own git dir (its index, HEAD); the worktree if none
+        "git_common_dir",  # the repository's git dir (objects, refs); the worktree if none
+        "run_dir",  # the run's private directory, outside the worktree (agents' scratch files)
         "python",  # the Python running kanban (for agents written in Python)
     }
 )
+# Only in `model_args`: the card's model. Only in `resume`: the agent's session to resume.
+MODEL_PLACEHOLDER = "model"
+SESSION_PLACEHOLDER = "session"
 PROMPT_MODES = ("argv", "stdin", "file")
 WORKSPACES = ("worktree", "shared", "none")
 DEFAULT_ENV_ALLOW = ("HOME", "PATH", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "USER", "TMPDIR", "TZ")
@@ -57,6 +63,12 @@ _KNOWN_KEYS = {
     "noise_patterns",
     "max_cost_usd",
     "token_prices",
+    "scratch",
+    "resume",
+    "model_args",
+    "card_args",
+    "card_env",
+    "model_prices",
 }
 _PATTERN_KEYS = ("auth_patterns", "rate_limit_patterns", "noise_patterns")
 
@@ -84,6 +96,18 @@ class Profile:
     noise_patterns: tuple[str, ...] = ()  # lines that are not progress (reconnect loops...)
     max_cost_usd: float | None = None  # cost cap for each card of this profile
     token_prices: tuple[float, float] | None = None  # USD per million tokens in, out
+    # Files the agent leaves in its worktree that are not work (caches): globs at the top of
+    # the worktree, removed when the agent exits, before leftover changes are committed.
+    scratch: tuple[str, ...] = ()
+    # How to go on with the agent's own session when a card comes back to it (retry, an
+    # answer, review sent back): a command like `command`, with {session}. Empty: it cannot.
+    resume: tuple[str, ...] = ()
+    # Per-card choices: `model_args` (with {model}) is added when a card names a model;
+    # `card_args` lists the options a card may add, `card_env` the variables it may set.
+    model_args: tuple[str, ...] = ()
+    card_args: tuple[str, ...] = ()
+    card_env: tuple[str, ...] = ()
+    model_prices: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     path: Path | None = None
     source: str = ""  # "repo", "user" or "shipped"
 
@@ -91,13 +115,58 @@ class Profile:
     def executable(self) -> str:
         return self.command[0].replace("{python}", sys.executable)
 
-    def argv(self, values: Mapping[str, str]) -> list[str]:
-        """The command with placeholders filled. Values are inserted literally (never parsed
-        again, never seen by a shell)."""
+    def argv(
+        self,
+        values: Mapping[str, str],
+        *,
+        model: str | None = None,
+        extra: Sequence[str] = (),
+        session: str | None = None,
+    ) -> list[str]:
+        """The command (or, with `session`, the resume command) with placeholders filled,
+        then the card's model arguments and extra arguments. Values are inserted literally
+        (never parsed again, never seen by a shell)."""
         formatter = string.Formatter()
-        return [
-            formatter.vformat(arg, (), {**values, "python": sys.executable}) for arg in self.command
-        ]
+        filled = {**values, "python": sys.executable}
+        if session is not None:
+            filled[SESSION_PLACEHOLDER] = session
+        template = self.resume if session is not None else self.command
+        argv = [formatter.vformat(arg, (), filled) for arg in template]
+        if model:
+            argv += [
+                formatter.vformat(arg, (), {MODEL_PLACEHOLDER: model}) for arg in self.model_args
+            ]
+        return argv + list(extra)
+
+    def price(self, model: str | None) -> tuple[float, float] | None:
+        """USD per million tokens (in, out) for `model`, else the profile's own prices."""
+        if model is not None and model in self.model_prices:
+            return self.model_prices[model]
+        return self.token_prices
+
+    def check_card_choices(
+        self, *, model: str | None, args: Sequence[str], env: Mapping[str, str]
+    ) -> None:
+        """Refuse a card's model, arguments or variables this profile does not allow."""
+        if model is not None and not self.model_args:
+            raise errors.ProfileError(
+                f"profile {self.name} takes no per-card model (it has no `model_args`)"
+            )
+        for arg in args:
+            name = arg.split("=", 1)[0]
+            if name not in self.card_args:
+                allowed = ", ".join(self.card_args) or "none"
+                raise errors.ProfileError(
+                    f"profile {self.name} does not let a card pass {arg!r}; allowed "
+                    f"(`card_args`): {allowed}"
+                )
+        for key in env:
+            if key not in self.card_env:
+                allowed = ", ".join(self.card_env) or "none"
+                raise errors.ProfileError(
+                    f"profile {self.name} does not let a card set {key}; allowed "
+                    f"(`card_env`): {allowed}"
+                )
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -325,11 +394,76 @@ def parse(name: str, raw: bytes, *, path: Path | None = None, source: str = "") 
             **patterns,
             max_cost_usd=_cost(data, "max_cost_usd", where),
             token_prices=_prices(data, where),
+            scratch=_scratch(data, where),
+            resume=_resume(data, where),
+            model_args=_model_args(data, where),
+            card_args=_names(data, "card_args", where, "option names like --max-turns"),
+            card_env=_names(data, "card_env", where, "variable names"),
+            model_prices=_model_prices(data, where),
             path=path,
             source=source,
         )
     except errors.UsageError as exc:
         raise errors.ProfileError(exc.message) from exc
+
+
+def _resume(data: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    value = data.get("resume", [])
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+        raise errors.ProfileError(f"profile {where}: resume must be a list of strings")
+    if not value:
+        return ()
+    for arg in value:
+        _check_placeholders(arg, where, extra={SESSION_PLACEHOLDER})
+    if "{session}" not in " ".join(value):
+        raise errors.ProfileError(f"profile {where}: resume needs {{session}} in its command")
+    return tuple(value)
+
+
+def _model_args(data: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    value = data.get("model_args", [])
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+        raise errors.ProfileError(f"profile {where}: model_args must be a list of strings")
+    if value and "{model}" not in " ".join(value):
+        raise errors.ProfileError(
+            f"profile {where}: model_args needs {{model}}, "
+            'e.g. model_args = ["--model", "{model}"]'
+        )
+    for arg in value:
+        _check_placeholders(arg, where, only={MODEL_PLACEHOLDER})
+    return tuple(value)
+
+
+def _names(data: Mapping[str, Any], key: str, where: str, what: str) -> tuple[str, ...]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise errors.ProfileError(f"profile {where}: {key} must be a list of {what}")
+    return tuple(value)
+
+
+def _model_prices(data: Mapping[str, Any], where: str) -> dict[str, tuple[float, float]]:
+    value = data.get("model_prices", {})
+    if not isinstance(value, dict):
+        raise errors.ProfileError(
+            f"profile {where}: model_prices must be a table of "
+            '{ "model" = { input = USD, output = USD } } per million tokens'
+        )
+    return {
+        str(name): _prices({"token_prices": spec}, where) or (0.0, 0.0)
+        for name, spec in value.items()
+    }
+
+
+def _scratch(data: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    value = data.get("scratch", [])
+    if not isinstance(value, list) or not all(
+        isinstance(p, str) and p and "/" not in p and p not in (".", "..", ".git") for p in value
+    ):
+        raise errors.ProfileError(
+            f"profile {where}: scratch must be a list of file name globs at the top of the "
+            'worktree (no "/", not .git), e.g. scratch = [".aider.tags.cache.v*"]'
+        )
+    return tuple(value)
 
 
 def _int(data: Mapping[str, Any], key: str, default: int, where: str, low: int, high: int) -> int:
@@ -378,16 +512,23 @@ def _prices(data: Mapping[str, Any], where: str) -> tuple[float, float] | None:
     return float(numbers[0]), float(numbers[1])  # type: ignore[arg-type]
 
 
-def _check_placeholders(arg: str, where: str) -> None:
+def _check_placeholders(
+    arg: str,
+    where: str,
+    *,
+    extra: frozenset[str] | set[str] = frozenset(),
+    only: frozenset[str] | set[str] | None = None,
+) -> None:
+    known = set(only) if only is not None else PLACEHOLDERS | set(extra)
     try:
         fields = [f for _, f, _, _ in string.Formatter().parse(arg) if f is not None]
     except ValueError as exc:
         raise errors.ProfileError(f"profile {where}: bad placeholder in {arg!r}: {exc}") from exc
     for field in fields:
-        if field not in PLACEHOLDERS:
+        if field not in known:
             raise errors.ProfileError(
                 f"profile {where}: unknown placeholder {{{field}}} in {arg!r}; "
-                f"known: {', '.join('{' + p + '}' for p in sorted(PLACEHOLDERS))}"
+                f"known: {', '.join('{' + p + '}' for p in sorted(known))}"
             )
 
 

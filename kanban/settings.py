@@ -139,8 +139,10 @@ def load(
     from_env = {
         key: env[f"KANBAN_{key.upper()}"] for key in KNOWN_KEYS if env.get(f"KANBAN_{key.upper()}")
     }
-    if env.get("KANBAN_HOST_ID"):
-        from_env["host_id"] = env["KANBAN_HOST_ID"]
+    # A pod's name is its host id (a Deployment sets POD_NAME from metadata.name).
+    host_id = env.get("KANBAN_HOST_ID") or env.get("POD_NAME")
+    if host_id:
+        from_env["host_id"] = host_id
 
     db_given = given.get("db") or from_env.get("db")
     found = find_state_dir(cwd)

@@ -40,6 +40,7 @@ from kanban import (
     settings,
     views,
     watching,
+    worktrees,
 )
 from kanban.states import RunOutcome
 from kanban.workspace import RunWorkspace
@@ -91,6 +92,10 @@ class Supervisor:
     stopping: threading.Event = dataclasses.field(default_factory=threading.Event)
     _log: IO[bytes] | None = None
     _beat: watching.Heartbeat | None = None
+    # While a resumed session runs: the fresh command and prompt to fall back on.
+    _afresh: tuple[list[str], str] | None = None
+    _env: dict[str, str] | None = None
+    _model: str | None = None  # the card's model for this run
     space: RunWorkspace = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
@@ -185,20 +190,40 @@ class Supervisor:
             "KANBAN_ATTEMPT": str(run.attempt),
             **goals.agent_vars(detail.card, run_dir),  # a goal's planner or judge: its file
         }
-        argv = profile.argv(
-            {
-                "prompt": text,
-                "prompt_file": str(prompt_file),
-                "card_id": str(self.card_id),
-                "run_id": str(self.run_id),
-                "attempt": str(run.attempt),
-                "title": detail.card.title,
-                "worktree": str(workspace.path),
-                "branch": workspace.branch or "",
-            }
+        values = {
+            "prompt": text,
+            "prompt_file": str(prompt_file),
+            "card_id": str(self.card_id),
+            "run_id": str(self.run_id),
+            "attempt": str(run.attempt),
+            "title": detail.card.title,
+            "worktree": str(workspace.path),
+            "branch": workspace.branch or "",
+            **_git_placeholders(workspace.path),
+            "run_dir": str(run_dir),
+        }
+        card = detail.card
+        self._model = card.model
+        argv = profile.argv(values, model=card.model, extra=card.agent_args)
+        session = resumable_session(detail, profile, run_id=self.run_id)
+        if session is not None:
+            # The card came back to the same agent: go on with its own conversation, the
+            # answer or note as the next message; a failed resume starts afresh (see watch).
+            self._afresh = (argv, text)
+            text = prompt.render_resume(detail, since=session.run)
+            argv = profile.argv(
+                {**values, "prompt": text},
+                model=card.model,
+                extra=card.agent_args,
+                session=session.id,
+            )
+            self.note(f"resuming the agent's session {session.id} of run {session.run.id}")
+        env = {**agent_env(profile, os.environ, kanban_vars), **card.agent_env}
+        self.note(
+            f"profile {profile.name}: {argv[0]} in {workspace.path}"
+            + (f" (model {card.model})" if card.model else "")
         )
-        env = agent_env(profile, os.environ, kanban_vars)
-        self.note(f"profile {profile.name}: {argv[0]} in {workspace.path}")
+        self._env = env
         assert self._log is not None
         start_offset = log_path.stat().st_size
         try:
@@ -231,6 +256,7 @@ class Supervisor:
                     branch=workspace.branch,
                     log_path=str(log_path),
                     started_at=clock.now(),
+                    model=card.model,
                 )
             )
         except errors.LeaseLost:
@@ -271,6 +297,7 @@ class Supervisor:
             caps=caps or [],
             stopping=self.stopping,
             lease_lost=self._beat.lost,
+            model=self._model,
         )
         ended = watcher.watch()
         if ended.why == "lease_lost":
@@ -298,7 +325,17 @@ class Supervisor:
         # The agent is gone; stop whatever it left running in its process group.
         processes.kill_group(identity, grace=1.0)
         self.note(f"agent {processes.exit_description(returncode)}")
+        self._keep_session(profile, log_path, start_offset)
         current = self.board.tx.read(lambda c: board.get_run(c, self.run_id))
+        if current is not None and current.outcome is None and returncode != 0 and self._afresh:
+            return self._start_afresh(
+                returncode,
+                profile=profile,
+                workspace=workspace,
+                log_path=log_path,
+                timeout=timeout,
+                caps=caps,
+            )
         if current is not None and current.outcome is not None:
             self.note(f"the agent reported {current.outcome} before it exited")
             self._record_usage(watcher)
@@ -361,6 +398,7 @@ class Supervisor:
             if watcher is not None:
                 watcher.finish()
                 self._record_usage(watcher)
+                self._keep_session(watcher.profile, watcher.tail.path, watcher.start_offset)
             self.space.keep_work(workspace, reason=f"after the agent reported {outcome}")
             if outcome == RunOutcome.DONE:
                 self.space.publish(workspace)
@@ -376,6 +414,82 @@ class Supervisor:
         if outcome == "cancelled":
             self.space.keep_work(workspace, reason="after the card was cancelled")
         return 0
+
+    def _keep_session(self, profile: profiles.Profile, log_path: Path, start: int) -> None:
+        """Keep the agent's own session id on the run (fenced by the token, after its end
+        too), so that the card's next attempt can resume it."""
+        session = outputs.session_in(profile.output, _log_edges(log_path, start))
+        if session is None:
+            return
+        with contextlib.suppress(errors.LeaseLost):
+            self.board.tx.write(
+                lambda c: board.record_usage(
+                    c,
+                    card_id=self.card_id,
+                    token=self.token,
+                    tokens_in=None,
+                    tokens_out=None,
+                    cost_usd=None,
+                    session_id=session,
+                )
+            )
+
+    def _start_afresh(
+        self,
+        returncode: int,
+        *,
+        profile: profiles.Profile,
+        workspace: Workspace,
+        log_path: Path,
+        timeout: float,
+        caps: list[outcomes.Cap] | None,
+    ) -> int:
+        """The resumed session failed without a word to the board: same attempt, the whole
+        prompt, a fresh session; the log says so."""
+        assert self._afresh is not None
+        assert self._env is not None
+        assert self._log is not None
+        argv, text = self._afresh
+        self._afresh = None
+        self.note(
+            f"resuming the session failed ({processes.exit_description(returncode)}): "
+            "starting the agent afresh with the whole prompt"
+        )
+        start_offset = log_path.stat().st_size
+        try:
+            agent = processes.spawn(
+                argv,
+                cwd=workspace.path,
+                env=self._env,
+                stdout=self._log,
+                stdin=subprocess.PIPE if profile.prompt == "stdin" else subprocess.DEVNULL,
+            )
+        except errors.SpawnError as exc:
+            return self.finish(
+                RunOutcome.SPAWN_FAILED, error=exc.message, log_path=log_path, workspace=workspace
+            )
+        if profile.prompt == "stdin" and agent.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                agent.stdin.write(text.encode())
+                agent.stdin.close()
+        identity = processes.Identity.of(agent.pid)
+        try:
+            self.board.tx.write(
+                lambda c: _record(c, self, pid=identity.pid, pid_started=identity.started)
+            )
+        except errors.LeaseLost:
+            processes.kill_group(identity)
+            return 0
+        return self.watch(
+            agent,
+            identity,
+            profile=profile,
+            workspace=workspace,
+            log_path=log_path,
+            timeout=timeout,
+            start_offset=start_offset,
+            caps=caps,
+        )
 
     def _record_usage(self, watcher: watching.Watcher) -> None:
         """What the run used, after its outcome was recorded by someone else."""
@@ -488,6 +602,59 @@ class Supervisor:
             return
         if self.board.get(self.card_id).status == "done":  # in review: a person may look at it
             self.space.remove(workspace)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Session:
+    id: str
+    run: views.RunView  # the earlier run whose agent had it
+
+
+def resumable_session(
+    detail: views.CardDetail, profile: profiles.Profile, *, run_id: int
+) -> Session | None:
+    """The session to resume for this attempt: the card's latest earlier run of the same
+    profile that kept one, when the profile knows how to resume. None: start afresh."""
+    if not profile.resume:
+        return None
+    earlier = [r for r in detail.runs if r.id != run_id and r.outcome is not None]
+    if not earlier:
+        return None
+    last = max(earlier, key=lambda r: r.id)
+    if last.session_id is None or last.profile != profile.name:
+        return None
+    return Session(last.session_id, last)
+
+
+_EDGE = 64 * 1024
+
+
+def _log_edges(path: Path, start: int) -> list[str]:
+    """The first and last 64 KiB of what the agent wrote (a session id is said at one end
+    or the other), as lines; never the whole of a large log."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(start)
+            head = fh.read(_EDGE)
+            size = fh.seek(0, os.SEEK_END)
+            tail = b""
+            if size - start > 2 * _EDGE:
+                fh.seek(size - _EDGE)
+                tail = fh.read()
+            elif size - start > _EDGE:
+                fh.seek(start + _EDGE)
+                tail = fh.read()
+    except OSError:
+        return []
+    return (head + tail).decode(errors="replace").splitlines()
+
+
+def _git_placeholders(path: Path) -> dict[str, str]:
+    """{git_dir} and {git_common_dir}: what an agent's own sandbox must let it write to commit
+    in a linked worktree (Codex's `--add-dir`); the workspace itself outside git."""
+    dirs = worktrees.git_dirs(path)
+    own, common = dirs if dirs is not None else (path, path)
+    return {"git_dir": str(own), "git_common_dir": str(common)}
 
 
 def _spawn_failure(exc: errors.KanbanError, message: str) -> tuple[RunOutcome, str, bool | None]:

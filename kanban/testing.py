@@ -1,5 +1,6 @@
 """Fakes and factories for tests (ours and yours). Only the expensive edges are faked:
-an agent is a small script that behaves like one. Databases, git and processes are real."""
+an agent is a small script that behaves like one, and the model behind a real agent is
+`ScriptedModel` (kanban.scripted_model). Databases, git and processes are real."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from kanban.scripted_model import ScriptedModel, point_agent
+
+__all__ = ["ScriptedModel", "point_agent"]  # and every name below, for tests
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "kanban tests",

@@ -72,6 +72,9 @@ class CardView(_View):
     goal_id: int | None = None
     role: str | None = None  # "planner" or "judge" for a goal's own cards
     max_cost_usd: float | None = None  # cost cap over all of its runs
+    model: str | None = None  # the model its profile runs it with (`model_args`)
+    agent_args: tuple[str, ...] = ()  # extra arguments its profile allows (`card_args`)
+    agent_env: Mapping[str, str] = dataclasses.field(default_factory=dict)  # (`card_env`)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -102,6 +105,8 @@ class RunView(_View):
     tokens_in: int | None = None
     tokens_out: int | None = None
     cost_usd: float | None = None
+    model: str | None = None
+    session_id: str | None = None  # the agent's own session id, read from its output
 
     @property
     def live(self) -> bool:

@@ -87,10 +87,13 @@ class Watcher:
         stopping: threading.Event | None = None,
         lease_lost: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
+        model: str | None = None,
     ) -> None:
         self.agent = agent
         self.profile = profile
+        self.model = model  # the card's model: its prices, where the profile gives them
         self.tail = LogTail(log_path, start_offset)
+        self.start_offset = start_offset  # where this agent's output begins in the log
         self.reader = outputs.reader(profile.output)
         self.timeout = timeout
         self.caps = list(caps)
@@ -107,7 +110,7 @@ class Watcher:
         return self.reader.report()
 
     def cost(self) -> float | None:
-        return outcomes.run_cost(self.profile, self.reader.report())
+        return outcomes.run_cost(self.profile, self.reader.report(), model=self.model)
 
     def feed(self, lines: list[str]) -> None:
         for line in lines:

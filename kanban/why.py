@@ -72,7 +72,7 @@ def explain(b: api.Board, card_id: int, *, max_workers: int | None = None) -> li
     reasons: list[str] = []
     if card.status != S.READY:
         reasons += _not_ready(detail, now)
-        return reasons
+        return reasons + clock_warnings(b, now)
     unfinished = [p for p in detail.parents if p.status not in ("done", "archived")]
     if unfinished:
         listed = ", ".join(f"{p.id} ({p.status})" for p in unfinished)
@@ -107,7 +107,7 @@ def explain(b: api.Board, card_id: int, *, max_workers: int | None = None) -> li
             "nothing holds it back: the next tick claims it"
             + ("" if alive else " once a dispatcher runs")
         )
-    return reasons
+    return reasons + clock_warnings(b, now)
 
 
 def _live_max_workers(b: api.Board) -> int:
@@ -164,3 +164,24 @@ def _not_ready(detail: views.CardDetail, now: dt.datetime) -> list[str]:
     if card.status == S.TRIAGE:
         return [f"it is in triage: `kanban retry {card.id}` accepts it"]
     return [f"it is {card.status}" + (f" ({card.reason})" if card.reason else "")]
+
+
+def clock_warnings(b: api.Board, now: dt.datetime) -> list[str]:
+    """One line per live dispatcher whose own clock is more than `clock.SKEW_WARN` seconds
+    from the database's. Leases use the database's clock, so this is harmless for them, but
+    the host's logs, cron fires in local time and its agents' tools see the wrong time."""
+    warnings = []
+    for row in b.tx.read(board.list_dispatchers):
+        raw = row.get("clock_offset_s")
+        offset = None if raw is None else float(str(raw))
+        if row["stopped_at"] is not None or offset is None or abs(offset) <= clock.SKEW_WARN:
+            continue
+        if _age(now, row["heartbeat_at"]) > DISPATCHER_SLACK * float(str(row["interval_s"])) + 30:
+            continue
+        side = "ahead of" if offset > 0 else "behind"
+        warnings.append(
+            f"warning: dispatcher {row['name']}'s clock is {clock.human(abs(offset))} "
+            f"{side} the database's; leases use the database's clock, but fix the host's "
+            "time sync (NTP/chrony)"
+        )
+    return warnings

@@ -10,7 +10,9 @@ of a done card is removed (its branch stays).
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 
 from kanban import errors, fsutil, profiles, settings, views
 from kanban.worktrees import Workspace, Worktrees
@@ -23,10 +25,12 @@ class RunWorkspace:
     run_id: int
     note: Callable[[str], None]  # the supervisor's log notes
     worktrees: Worktrees | None = None
+    scratch: tuple[str, ...] = ()  # the profile's globs of files that are not work
 
     def prepare(
         self, detail: views.CardDetail, profile: profiles.Profile, *, stop: Callable[[], bool]
     ) -> Workspace:
+        self.scratch = profile.scratch
         if profile.workspace == "none":
             scratch = self.config.state_dir / "scratch" / f"run-{self.run_id}"
             fsutil.private_dir(scratch)
@@ -61,6 +65,7 @@ class RunWorkspace:
         """Commit whatever the agent left uncommitted to the card's branch."""
         if self.worktrees is None or workspace.branch is None:
             return
+        self._clear_scratch(workspace.path)
         try:
             commit = self.worktrees.commit_all(
                 workspace.path,
@@ -71,6 +76,16 @@ class RunWorkspace:
             return
         if commit:
             self.note(f"committed leftover changes as {commit[:12]}")
+
+    def _clear_scratch(self, path: Path) -> None:
+        """Remove the profile's scratch files (an agent's caches) so they never become work."""
+        for pattern in self.scratch:
+            for found in path.glob(pattern):
+                if found.is_dir() and not found.is_symlink():
+                    shutil.rmtree(found, ignore_errors=True)
+                else:
+                    found.unlink(missing_ok=True)
+                self.note(f"removed the agent's scratch file {found.name}")
 
     def publish(self, workspace: Workspace) -> str | None:
         """Several hosts: push a done card's branch to the remote, so that children on other

@@ -46,6 +46,28 @@ class MergeReport:
     fast_forwarded: tuple[str, ...] = ()  # of `merged`: those that made no merge commit
 
 
+def git_dirs(path: Path) -> tuple[Path, Path] | None:
+    """(git dir, common git dir) of the checkout at `path`, read from its `.git` (a pointer
+    file in a linked worktree, a directory in a main checkout); None outside git. No git
+    process: this runs on every agent start."""
+    dotgit = path / ".git"
+    if dotgit.is_dir():
+        return dotgit, dotgit
+    try:
+        text = dotgit.read_text()
+    except OSError:
+        return None
+    if not text.startswith("gitdir:"):
+        return None
+    own = Path(text.split(":", 1)[1].strip())
+    own = own if own.is_absolute() else (path / own).resolve()
+    try:
+        common = Path((own / "commondir").read_text().strip())
+    except OSError:
+        return own, own
+    return own, (common if common.is_absolute() else (own / common).resolve())
+
+
 def slug(title: str, *, limit: int = 40) -> str:
     """Lowercase ASCII words joined by '-': safe as a path part and a branch name."""
     text = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()

@@ -139,3 +139,13 @@ def test_durations_need_a_unit(cli: Cli) -> None:
     assert "'5' has no unit: write 5s, 5m or 5h" in result.output
     cli.ok("add", "x", "--timeout", "5m")
     assert json.loads(cli.ok("show", "1", "--json").stdout)["card"]["timeout"] == 300.0
+
+
+def test_schedule_moves_as_json(cli: Cli) -> None:
+    cli.ok("cron", "add", "@daily", "--name", "nightly", "--card", "report", "--profile", "demo")
+    assert json.loads(cli.ok("cron", "pause", "nightly", "--json").stdout)["paused"] is True
+    assert json.loads(cli.ok("cron", "resume", "nightly", "--json").stdout)["paused"] is False
+    assert json.loads(cli.ok("cron", "rm", "nightly", "--json").stdout) == {
+        "name": "nightly",
+        "removed": True,
+    }

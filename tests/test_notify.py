@@ -144,6 +144,9 @@ def test_kinds_of_run_ends() -> None:
     assert kinds("reclaimed", "ready") == ("crashed",)
     assert kinds("failed", "ready") == ()  # retried: nobody needs to know yet
     assert outbox.kinds_of("claimed", {}) == ()
+    assert outbox.kinds_of("requeued", {}) == ()  # a person sent it back: they know
+    for moved in ("blocked", "failed", "done"):  # a person's move is told to the others
+        assert outbox.kinds_of(moved, {"from": "running", "to": moved}) == (moved,)
     assert outbox.goal_kinds("proposed", None, auto=False) == ("approval",)
     assert outbox.goal_kinds("proposed", None, auto=True) == ()
     assert outbox.goal_kinds("blocked", "the cost budget is spent ($3)", auto=False) == (

@@ -160,3 +160,46 @@ def test_init_with_a_shared_board_makes_the_clone_remember_it(
     with kanban.open_board(shared_postgres_url) as b:
         assert [c.title for c in b.cards()] == ["found through the config"]
     assert git(repo, "status", "--porcelain") == ""  # .kanban/ stays out of git status
+
+
+def test_the_candidate_query_walks_the_queue_index_without_sorting(
+    shared_postgres_url: str,
+) -> None:
+    """The tick's candidate query sorts on (priority, ready_at, id): the queue index ends in
+    `id` (migration 0007), so PostgreSQL reads the first rows in order and stops, instead of
+    sorting every ready card of the profile (40 ms a tick at 100,000 cards before)."""
+    from kanban.models import cards
+
+    now = clock.now()
+    with kanban.open_board(shared_postgres_url) as b:
+        rows = [
+            {
+                "title": f"card {i}",
+                "body": "",
+                "status": "ready",
+                "profile": "p",
+                "priority": 0,
+                "review": False,
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+                "ready_at": now,  # ties everywhere: only `id` orders them
+            }
+            for i in range(5000)
+        ]
+        b.tx.write(lambda c: c.execute(sa.insert(cards), rows))
+        with b.engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE cards")
+            seen: list[tuple[str, object]] = []
+            sa.event.listen(
+                conn, "before_cursor_execute", lambda *a: seen.append((a[2], a[3])), named=False
+            )
+            got = verbs.ready_candidates(conn, now=clock.now(), profile="p", limit=12)
+            statement, params = seen[0]
+            plan = "\n".join(
+                r[0]
+                for r in conn.exec_driver_sql("EXPLAIN " + statement, params)  # type: ignore[arg-type]
+            )
+    assert [c.id for c in got] == sorted(c.id for c in got)[:12]
+    assert "ix_cards_profile_queue" in plan or "ix_cards_queue" in plan, plan
+    assert "Sort" not in plan, plan

@@ -15,6 +15,7 @@ from kanban.board.cards import (
     promote,
     unlink,
 )
+from kanban.board.choices import set_agent_choices
 from kanban.board.queries import (
     card_detail,
     children_of,
@@ -88,6 +89,7 @@ __all__ = [
     "running",
     "runs_of",
     "schedules",
+    "set_agent_choices",
     "set_cost_cap",
     "spend",
     "status_summary",

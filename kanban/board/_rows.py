@@ -149,6 +149,9 @@ def card_view(row: Row[Any] | Any, parents: tuple[int, ...]) -> views.CardView:
         goal_id=m["goal_id"],
         role=m["role"],
         max_cost_usd=m["max_cost_usd"],
+        model=m["model"],
+        agent_args=tuple(m["agent_args"] or ()),
+        agent_env=dict(m["agent_env"] or {}),
     )
 
 

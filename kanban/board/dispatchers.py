@@ -22,7 +22,9 @@ def beat(
     interval: float,
     version: str,
     last_tick: dict[str, Any] | None = None,
+    clock_offset: float | None = None,
 ) -> None:
+    """Record a dispatcher's tick; `clock_offset` is its host's clock minus the database's."""
     values = {
         "host": host,
         "pid": pid,
@@ -32,6 +34,7 @@ def beat(
         "interval_s": interval,
         "version": version,
         "last_tick": last_tick,
+        "clock_offset_s": clock_offset,
     }
     updated = conn.execute(
         sa.update(dispatchers).where(dispatchers.c.name == name).values(**values)

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from kanban import errors, plans, views
-from kanban.board import _rows, outbox, usage
+from kanban.board import _rows, choices, outbox, usage
 from kanban.board.cards import add_card, move
 from kanban.models import cards, goal_turns, goals
 from kanban.states import (
@@ -303,6 +303,10 @@ def propose(
             actor=actor,
             goal_id=goal_id,
         )
+        if item.model is not None:
+            choices.set_agent_choices(
+                conn, card_id=card.id, model=item.model, args=(), env={}, now=now, actor=actor
+            )
         made[item.key] = card.id
     stored = {"cards": [{**c.to_json(), "card": made[c.key]} for c in plan.cards]}
     _update_turn(conn, goal, plan=stored, proposed_at=now)

@@ -218,6 +218,8 @@ def record_start(
         "branch",
         "log_path",
         "started_at",
+        "model",
+        "session_id",
     }
     unknown = set(fields) - allowed
     if unknown:

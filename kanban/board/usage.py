@@ -38,9 +38,13 @@ def record_usage(
     tokens_in: int | None,
     tokens_out: int | None,
     cost_usd: float | None,
+    session_id: str | None = None,
 ) -> views.RunView:
-    """Store what the run holding `token` used, live or ended. Unknown values stay NULL."""
+    """Store what the run holding `token` used (and the agent's session id), live or ended.
+    Unknown values stay NULL."""
     values: dict[str, Any] = {}
+    if session_id is not None:
+        values["session_id"] = session_id[:255]
     if tokens_in is not None:
         values["tokens_in"] = max(0, int(tokens_in))
     if tokens_out is not None:

@@ -9,6 +9,7 @@ import click
 
 from kanban import clock, errors
 from kanban.cli import render
+from kanban.cli._choices import agent_choice_options
 from kanban.cli._common import (
     CARD,
     DURATION,
@@ -183,6 +184,7 @@ class TitleCommand(click.Command):
 @click.option(
     "--triage", is_flag=True, help="Park it in `triage` until someone runs `kanban retry`."
 )
+@agent_choice_options
 @click.option("--quiet", "-q", is_flag=True, help="Print only the new card's id.")
 @json_option
 @pass_board
@@ -200,6 +202,9 @@ def add(
     key: str | None,
     review: bool,
     triage: bool,
+    model: str | None,
+    agent_args: tuple[str, ...],
+    agent_env: tuple[tuple[str, str], ...],
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -217,6 +222,8 @@ def add(
       kanban add "Test the parser" --parent 12 --body - < spec.md
       id=$(kanban add -q "Nightly report" --key report-2026-11-21)
       kanban add "Refactor the cache" --profile claude-code --max-cost 2.50
+      kanban add "Port the parser" --profile claude-code --model claude-sonnet-4-6 \\
+          --arg --effort=high
     """
     from kanban import editing
 
@@ -234,6 +241,9 @@ def add(
         review=review,
         triage=triage,
         max_cost_usd=max_cost,
+        model=model,
+        agent_args=agent_args,
+        agent_env=dict(agent_env),
     )
     if as_json:
         emit_json(card)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from kanban import db
 from kanban.cli._common import Group, State, emit_json, json_option, pass_state
 
 
@@ -31,6 +30,8 @@ def upgrade(state: State, as_json: bool) -> None:
     Example:
       kanban --db postgresql://kanban@db/kanban db upgrade
     """
+    from kanban import db  # SQLAlchemy and Alembic: only for the commands that need them
+
     config = state.settings()
     path = db.sqlite_path(config.db_url)
     if path is not None and not db.check_sqlite_file(path) and not path.exists():
@@ -58,6 +59,8 @@ def current(state: State, as_json: bool) -> None:
     Example:
       kanban db current --json
     """
+    from kanban import db
+
     config = state.settings()
     path = db.sqlite_path(config.db_url)
     revision = None

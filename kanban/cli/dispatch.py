@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import click
 
 from kanban import clock
 from kanban.cli import render
-from kanban.cli._common import DURATION, emit_json, json_option, pass_board
+from kanban.cli._common import DURATION, State, emit_json, json_option, pass_board, pass_state
 
 
 def _logging(verbose: int, quiet: bool, as_json: bool = False) -> None:
@@ -56,6 +55,21 @@ def _logging(verbose: int, quiet: bool, as_json: bool = False) -> None:
 )
 @click.option("--log-json", is_flag=True, help="Log one JSON object a line (for log collectors).")
 @click.option(
+    "--handoff",
+    is_flag=True,
+    envvar="KANBAN_HANDOFF",
+    help="On SIGTERM, stop this host's agents and hand their cards back to the board "
+    "(no attempt spent) instead of letting them finish.",
+)
+@click.option(
+    "--grace",
+    envvar="KANBAN_STOP_GRACE",
+    default="0s",
+    show_default=True,
+    help="On SIGTERM, wait this long at most for this host's runs to finish (or be handed "
+    "back) before exiting; keep it under the pod's terminationGracePeriodSeconds.",
+)
+@click.option(
     "--at",
     "at_text",
     metavar="TIME",
@@ -75,6 +89,8 @@ def dispatch(
     max_wait: str | None,
     ok_if_blocked: bool,
     log_json: bool,
+    handoff: bool,
+    grace: str,
     at_text: str | None,
     verbose: int,
     quiet: bool,
@@ -85,8 +101,11 @@ def dispatch(
     Every tick reclaims stale runs, promotes cards whose parents are done and starts what
     capacity allows. It ticks every --interval and at once when something changes (a card
     added or linked, a run ending), so a child starts within a second of its parent.
-    SIGTERM or Ctrl-C stops the loop after the current tick; running agents carry on under
-    their supervisors and a restarted dispatcher picks them up.
+    SIGTERM or Ctrl-C claims nothing more at once and stops the loop after the current
+    tick; running agents carry on under their supervisors and a restarted dispatcher picks
+    them up. As a container's main process, give it `--grace` to wait for them, or
+    `--handoff` to stop them and hand their cards back to other hosts (see
+    docs/howto/kubernetes.md; `kanban health` answers the probes).
 
     Each tick also fires due schedules (`kanban cron`) and moves goals along (`kanban goal`).
     `--once` runs a single tick; two at once on one board wait for each other, so it is safe
@@ -99,8 +118,9 @@ def dispatch(
       kanban dispatch --max-workers 8 --interval 30s
       * * * * * cd ~/src/project && kanban dispatch --once -q     # crontab
       kanban dispatch --once --at 09:00:30     # replay this morning's 09:00 fires
+      kanban dispatch --handoff --grace 20s    # a pod: hand runs back on SIGTERM
     """
-    from kanban import cron, dispatcher, errors, eventlog
+    from kanban import cron, dispatcher, errors, eventlog, pods
     from kanban import drain as drain_mod
 
     _logging(verbose, quiet, log_json)
@@ -114,6 +134,7 @@ def dispatch(
     seconds = clock.parse_duration(interval, what="--interval") if interval else None
     if seconds is not None and seconds < 0.05:
         raise errors.UsageError("--interval must be at least 50ms")
+    grace_s = clock.parse_duration(grace, what="--grace")
     loop = dispatcher.Dispatcher(
         board,
         max_workers=max_workers,
@@ -134,12 +155,13 @@ def dispatch(
                 f"fired {len(fired)} ({report.duration_ms:.0f} ms)"
             )
         return
-    stop = threading.Event()
-    dispatcher.install_signal_handlers(stop)
+    shutdown = pods.Shutdown()  # SIGTERM: claim nothing more, then --grace / --handoff
+    shutdown.install()
     ender = drain_mod.Drain(board, max_wait=_max_wait(max_wait)) if drain else None
-    log = eventlog.follow_in_thread(board, stop=stop, emit=eventlog.log_event)
-    loop.run(stop=stop, until=(lambda _r: ender.over()) if ender else None)
-    stop.set()
+    log = eventlog.follow_in_thread(board, stop=shutdown.stop, emit=eventlog.log_event)
+    until = (lambda _r: ender.over()) if ender else None
+    pods.serve(loop, shutdown=shutdown, until=until, handoff=handoff, grace=grace_s)
+    shutdown.stop.set()
     log.join(timeout=5)
     if ender is not None:
         summary = ender.summary()
@@ -250,4 +272,37 @@ def _median(values: list[float]) -> float | None:
     return round(ordered[len(ordered) // 2], 3)
 
 
-COMMANDS = [dispatch, demo]
+@click.command()
+@click.option("--live", "probe", flag_value="live", help="Is the dispatcher's loop alive?")
+@click.option(
+    "--ready",
+    "probe",
+    flag_value="ready",
+    default=True,
+    help="Does it take cards: ticking, reaching the board, its clone in place (default)?",
+)
+@json_option
+@pass_state
+def health(state: State, probe: str, as_json: bool) -> None:
+    """Answer a liveness or readiness probe for this host's `kanban dispatch`.
+
+    Reads the health file the dispatcher writes in the state directory after every tick
+    (no database connection), and exits 0 with one line when it is live (its process runs
+    and ticked lately) or ready (also: its last tick reached the board, it is not shutting
+    down, and the repository is cloned here); else exits 13 saying what is wrong.
+
+    \b
+    Examples:
+      kanban health --live
+      kanban health --ready
+    """
+    from kanban import pods
+
+    found = pods.check(state.settings(require_board=False).state_dir, ready=probe == "ready")
+    if as_json:
+        emit_json({"probe": probe, "ok": True, "detail": found})
+    else:
+        click.echo(found)
+
+
+COMMANDS = [dispatch, demo, health]

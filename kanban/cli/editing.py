@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from kanban.cli import render
+from kanban.cli._choices import agent_choice_options
 from kanban.cli._common import (
     CARD,
     DURATION,
@@ -37,6 +38,8 @@ from kanban.cli._common import (
 @click.option(
     "--review/--no-review", default=None, help="Stop in `review` for a person when done, or not."
 )
+@agent_choice_options
+@click.option("--no-model", is_flag=True, help="Run it with its profile's default model again.")
 @json_option
 @pass_board
 def edit(
@@ -52,6 +55,10 @@ def edit(
     timeout: str | None,
     max_cost: float | None,
     review: bool | None,
+    model: str | None,
+    agent_args: tuple[str, ...],
+    agent_env: tuple[tuple[str, str], ...],
+    no_model: bool,
     as_json: bool,
 ) -> None:
     """Change a card in place: its id, links, runs and history stay.
@@ -59,14 +66,16 @@ def edit(
     Each edit is recorded in the card's history with what changed (`kanban show`). A running
     card refuses --title, --body, --profile, --path and --timeout (its agent already works
     from them: change them when the run ends, or cancel it first); --priority, --max-attempts
-    (from the next attempt), --max-cost and --review apply to it. An archived card is
-    brought back with `kanban unarchive` first.
+    (from the next attempt), --max-cost and --review apply to it; --model, --arg and --env
+    apply from its next attempt (its profile must allow them). An archived card is brought
+    back with `kanban unarchive` first.
 
     \b
     Examples:
       kanban edit 12 --title "Write the CSV parser" --priority 5
       kanban edit 12 --profile shell --path 'src/csv/**' --path tests/test_csv.py
       kanban edit 12 --body - < spec.md
+      kanban edit 12 --model claude-opus-4-8 --arg --effort=high
     """
     from kanban import editing
 
@@ -88,7 +97,12 @@ def edit(
     changes: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if no_paths:
         changes["paths"] = None
-    updated, diff = editing.edit(board, card, **changes)
+    if model and no_model:
+        from kanban import errors
+
+        raise errors.UsageError("give --model or --no-model, not both")
+    choices = editing.choices(model="" if no_model else model, args=agent_args, env=agent_env)
+    updated, diff = editing.edit(board, card, choices=choices, **changes)
     if as_json:
         emit_json({"card": updated.to_json(), "changed": diff})
     elif diff:

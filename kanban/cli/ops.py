@@ -39,10 +39,13 @@ def status(board: Any, as_json: bool) -> None:
             {k: clock.iso(v) if hasattr(v, "isoformat") else v for k, v in row.items()}
             for row in board.tx.read(verbs.list_dispatchers)
         ]
+        data["clock_warnings"] = why.clock_warnings(board, summary.now)
         data["notifications"] = board.tx.read(verbs.outbox.outbox_counts)
         emit_json(data)
         return
     click.echo(liveness if alive else click.style(liveness, fg="red"))
+    for warning in why.clock_warnings(board, summary.now):
+        click.echo(click.style(warning, fg="yellow"))
     for name, problem in sorted(broken.items()):  # its cards wait; the others run
         click.echo(click.style(f"profile {name} does not load: {problem}", fg="red"))
     counts = "  ".join(

@@ -73,6 +73,10 @@ def run_line(run: views.RunView, now: dt.datetime | None = None) -> str:
         bits.append(f"exit {run.exit_code}")
     if run.tokens_in is not None or run.tokens_out is not None or run.cost_usd is not None:
         bits.append(usage(run.tokens_in, run.tokens_out, run.cost_usd))
+    if run.model:
+        bits.append(f"model {run.model}")
+    if run.session_id:
+        bits.append(f"session {run.session_id}")
     line = "  ".join(bits)
     if run.error:
         line += f"\n        error: {run.error.splitlines()[0] if run.error.strip() else run.error}"
@@ -92,6 +96,10 @@ def detail(d: views.CardDetail) -> str:
         lines.append(f"backoff   not before {clock.iso(c.not_before)} ({ago(c.not_before)})")
     if c.paths:
         lines.append(f"paths     {', '.join(c.paths)}")
+    if c.model or c.agent_args or c.agent_env:
+        chosen = [f"model {c.model}"] if c.model else []
+        chosen += list(c.agent_args) + [f"{k}=…" for k in sorted(c.agent_env)]
+        lines.append(f"agent     {'  '.join(chosen)}")
     if c.branch:
         lines.append(f"branch    {c.branch}")
     if c.summary:
