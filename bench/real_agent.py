@@ -116,7 +116,7 @@ def measure(agent: str, *, cards: int, rounds: int, bins: Path) -> dict[str, Any
     def med(kind: str, index: int) -> float:
         return statistics.median(s[index] for s in samples[kind])
 
-    result: dict[str, Any] = {"agent": agent, "cards": cards, "rounds": rounds}
+    result: dict[str, Any] = {"agent": agent, "cards_per_round": cards, "rounds": rounds}
     for kind in samples:
         result[kind] = {"wall_s": round(med(kind, 0), 3), "cpu_s": round(med(kind, 1), 3)}
     result["kanban_per_card"] = {
@@ -144,9 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         "hermes": cache / "hermes" / "bin",
         "aider": cache / "aider" / "bin",
     }
-    json.dump(
-        measure(args.agent, runs=args.runs, bins=args.bins or default[args.agent]), sys.stdout
-    )
+    bins = args.bins or default[args.agent]
+    json.dump(measure(args.agent, cards=args.cards, rounds=args.rounds, bins=bins), sys.stdout)
     sys.stdout.write("\n")
     return 0
 

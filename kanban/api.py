@@ -427,6 +427,14 @@ def _statuses(status: StatusFilter) -> list[CardStatus] | None:
     return [parse_status(s) if isinstance(s, str) else s for s in status]
 
 
+def _no_board(where: str, init: str) -> errors.BoardNotFound:
+    return errors.BoardNotFound(
+        f"no board at {where}: nothing there is a kanban board, and only `kanban init` creates "
+        f"one. Create it with `{init}`, or point --db / KANBAN_DB (or `db` in "
+        ".kanban/config.toml) at the board you meant"
+    )
+
+
 def open_board(
     path_or_url: str | os.PathLike[str] | None = None,
     *,
@@ -441,12 +449,21 @@ def open_board(
     return connect(config)
 
 
-def connect(config: settings.Settings) -> Board:
+def connect(config: settings.Settings, *, create: bool = True) -> Board:
+    """Open the board `config` names (upgrading an older one). Only with `create` does a
+    missing board become a new one: commands other than `kanban init` pass False, so that a
+    mistyped --db or KANBAN_DB is an error saying where it looked, not an empty new board."""
     path = db.sqlite_path(config.db_url)
-    if path is not None and not db.check_sqlite_file(path) and not path.exists():
-        db.create_sqlite_file(path)
+    if path is not None and not db.check_sqlite_file(path):
+        if not create:
+            raise _no_board(str(path), f"kanban --db {path} init")
+        if not path.exists():
+            db.create_sqlite_file(path)
     engine = db.create_engine(config.db_url)
     try:
+        if path is None and not create and db.guard(lambda: db.read_version(engine)) is None:
+            where = db.redact(config.db_url)
+            raise _no_board(where, f"kanban --db '{where}' init")
         db.guard(lambda: db.prepare(engine))
     except BaseException:
         engine.dispose()

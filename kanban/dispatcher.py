@@ -27,6 +27,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import fcntl
+import functools
 import logging
 import os
 import signal
@@ -46,9 +47,11 @@ from kanban import (
     errors,
     fsutil,
     goals,
+    liveness,
     planning,
     processes,
     profiles,
+    retrying,
     schedules,
     snapshots,
     views,
@@ -166,6 +169,52 @@ def settings_env(board_: api.Board) -> dict[str, str]:
     return env
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class BoardIdentity:
+    """What the dispatcher started on: the board's id, and for SQLite the file itself."""
+
+    board_id: str
+    path: Path | None
+    inode: tuple[int, int] | None
+
+    @classmethod
+    def of(cls, board_: api.Board) -> BoardIdentity:
+        from kanban import db
+
+        path = db.sqlite_path(board_.settings.db_url)
+        inode = None
+        if path is not None:
+            st = path.stat()
+            inode = (st.st_dev, st.st_ino)
+        return cls(board_id=board_.tx.read(board.releases.board_id), path=path, inode=inode)
+
+    def check(self, board_: api.Board) -> None:
+        """Raise BoardGone when the board was deleted or replaced since we started."""
+        if self.path is not None:
+            try:
+                st = self.path.stat()
+            except FileNotFoundError:
+                raise self._gone("was deleted") from None
+            if (st.st_dev, st.st_ino) != self.inode:
+                raise self._gone("was replaced by another file")
+        try:
+            now_id = board_.tx.read(board.releases.board_id)
+        except (errors.SchemaError, errors.DatabaseError) as exc:
+            if retrying.is_transient_db_error(exc):
+                raise  # the database is away for a moment: the next tick looks again
+            raise self._gone("no longer holds a board") from None
+        if now_id != self.board_id:
+            raise self._gone(f"is now another board ({now_id})")
+
+    def _gone(self, what: str) -> errors.BoardGone:
+        where = self.path or "the board's database"
+        return errors.BoardGone(
+            f"the board {where} (id {self.board_id}) {what} while this dispatcher ran; "
+            "stopped. Running agents keep their supervisors; restore the board, or `kanban "
+            "init` a new one and start the dispatcher again"
+        )
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -196,11 +245,14 @@ class Dispatcher:
         self.lock = TickLock(self.settings.state_dir)
         self.stopping = threading.Event()  # set: claim nothing more (SIGTERM, see kanban.pods)
         self._last_full_promote: float | None = None
+        self.identity = BoardIdentity.of(board_)
+        self.gone: errors.BoardGone | None = None  # set when the board vanished under us
 
     # ------------------------------------------------------------------ one tick
 
     def tick(self, now: dt.datetime | None = None) -> TickReport:
         with self.lock.hold():
+            self.identity.check(self.board)
             return self._tick(now or clock.now())
 
     def _tick(self, now: dt.datetime) -> TickReport:
@@ -210,6 +262,7 @@ class Dispatcher:
         self._reap()
         self._reclaim(now, report)
         self._enforce_timeouts(now, report)
+        self._release(now)
         self._promote(now, report)
         report.schedules = self._step("schedules", report, self._fire, now, schedules.Fires())
         report.goals = self._step("goals", report, self.board.goals.advance, now, goals.Advance())
@@ -287,16 +340,11 @@ class Dispatcher:
             state = processes.state(supervisor)
             if state == "alive":
                 continue
-            if run.pid is not None and run.pid_started is not None:
-                processes.kill_group(processes.Identity(run.pid, run.pid_started))
-            self._end(
-                run,
-                RunOutcome.CRASHED,
-                report.crashed,
-                now,
-                f"its supervisor (pid {run.supervisor_pid}) is {state}; the agent was "
-                "stopped and the card requeued",
-            )
+            settled = self._settle(run)
+            if not settled.gone:
+                logger.warning("run %s: its agent would not stop; not requeued", run.id)
+                continue
+            self._end(run, RunOutcome.CRASHED, report.crashed, now, settled.describe(run))
 
     def _reclaim(self, now: dt.datetime, report: TickReport) -> None:
         expired = self.board.tx.read(lambda c: board.expired_runs(c, now=now))
@@ -332,13 +380,31 @@ class Dispatcher:
             ok &= processes.kill_group(
                 processes.Identity(run.supervisor_pid, run.supervisor_started), grace=0
             )
-        if run.pid is not None and run.pid_started is not None:
-            ok &= processes.kill_group(processes.Identity(run.pid, run.pid_started))
+        ok &= self._settle(run).gone  # the recorded agent, and any found by its run mark
         child = self.children.pop(run.id, None)
         if child is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=1)
         return ok
+
+    def _settle(self, run: views.RunView) -> liveness.Settled:
+        token = self.board.tx.read(lambda c: board.token_of(c, run.id))
+        return liveness.settle(run, token=token, state_dir=self.settings.state_dir)
+
+    def _release(self, now: dt.datetime) -> None:
+        """Ended runs of this host whose supervisor is gone: stop what is left of them,
+        confirm it gone by identity, and let their card run again (one live agent per card)."""
+        host = self.settings.host_id
+        for run in self.board.tx.read(lambda c: board.releases.unreleased_runs(c, host=host)):
+            supervisor = processes.Identity(run.supervisor_pid or 0, run.supervisor_started or 0.0)
+            if processes.state(supervisor) == "alive" or not self._settle(run).gone:
+                continue  # its supervisor stops the agent and releases the run itself
+            self.board.tx.write(functools.partial(self._released, run_id=run.id, now=now))
+
+    def _released(self, conn: Any, *, run_id: int, now: dt.datetime) -> bool:
+        return board.releases.release_run(
+            conn, run_id=run_id, now=now, how=f"dispatcher:{self.name}"
+        )
 
     def _enforce_timeouts(self, now: dt.datetime, report: TickReport) -> None:
         known, _ = profiles.load_all(repo=self.settings.repo)
@@ -503,6 +569,8 @@ class Dispatcher:
         )
 
     def stopped(self) -> None:
+        if self.gone is not None:
+            return  # whatever is at the board's path now is not our board: write nothing
         with contextlib.suppress(errors.KanbanError):
             self.board.tx.write(
                 lambda c: board.dispatchers.stopped(c, name=self.name, now=clock.now())
@@ -569,6 +637,8 @@ class Dispatcher:
                 "dispatcher stopped; %d agent(s) keep running under their supervisors",
                 len([c for c in self.children.values() if c.poll() is None]),
             )
+        if self.gone is not None:
+            raise self.gone
 
 
 class _Loop:
@@ -620,6 +690,10 @@ class _Loop:
                     self.observe(report, None)
                 if self.until is not None and self.until(report):
                     self.stop.set()
+            except errors.BoardGone as exc:  # nothing to dispatch any more: stop, loudly
+                logger.error("%s", exc.message)
+                self.dispatcher.gone = exc
+                self.stop.set()
             except Exception as exc:  # a tick must never kill the loop
                 logger.exception("tick failed; the next one will try again")
                 if self.observe is not None:

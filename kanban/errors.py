@@ -87,6 +87,10 @@ class BoardNotFound(KanbanError):
     exit_code = 9
 
 
+class BoardGone(BoardNotFound):
+    """The board a dispatcher works on was deleted or replaced under it."""
+
+
 class SchemaError(KanbanError):
     """The database is not a board, or its schema is newer than this code."""
 

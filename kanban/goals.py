@@ -213,7 +213,14 @@ def create(
 def read_plan(path: Path, *, repo: Path | None) -> plans.Plan:
     """A hand-written plan file, checked like a planner's."""
     try:
-        text = path.read_text()
+        with path.open("rb") as fh:  # bounded: a plan of /dev/zero must not fill memory
+            raw = fh.read(MAX_FILE + 1)
+        if len(raw) > MAX_FILE:
+            raise errors.PlanError(
+                f"plan {path} refused: it is larger than {MAX_FILE:,} bytes; a plan is a short "
+                "JSON list of cards"
+            )
+        text = raw.decode()
     except (OSError, UnicodeDecodeError) as exc:
         raise errors.PlanError(f"cannot read the plan {path}: {exc}") from None
     try:

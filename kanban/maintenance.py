@@ -42,7 +42,8 @@ def gc(board: api.Board, *, dry_run: bool = False, branches: bool = False) -> di
 def _gc_worktrees(board: api.Board, trees: Worktrees, *, dry_run: bool) -> dict[str, Any]:
     removed: list[str] = []
     kept: dict[str, str] = {}
-    for path in sorted(trees.worktrees()):
+    registered = trees.worktrees()  # one `git worktree list` for all of them
+    for path, branch in sorted(registered.items()):
         head = path.name.split("-", 1)[0]
         if not head.isdigit():
             continue
@@ -51,6 +52,9 @@ def _gc_worktrees(board: api.Board, trees: Worktrees, *, dry_run: bool) -> dict[
         except errors.CardNotFound:
             kept[str(path)] = "no such card on this board"
             continue
+        if card.branch is not None and branch is not None and card.branch != branch:
+            kept[str(path)] = f"not this board's: card {card.id} here works on {card.branch}"
+            continue
         if card.status not in FINISHED:
             continue
         if not trees.is_clean(path):
@@ -58,7 +62,7 @@ def _gc_worktrees(board: api.Board, trees: Worktrees, *, dry_run: bool) -> dict[
                 f"card {card.id} is {card.status} but the worktree has uncommitted changes"
             )
             continue
-        if not dry_run and not trees.remove(path):
+        if not dry_run and not trees.remove(path, registered=registered):
             kept[str(path)] = "git would not remove it"
             continue
         removed.append(str(path))

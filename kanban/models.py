@@ -209,6 +209,10 @@ runs = sa.Table(
     sa.Column("tokens_in", sa.Integer()),
     sa.Column("tokens_out", sa.Integer()),
     sa.Column("cost_usd", sa.Double()),
+    # When no process of the run can still be alive (its supervisor said so, or this host's
+    # dispatcher confirmed supervisor and agent gone by identity). A card's next run waits
+    # for it (one live agent per card, kanban.liveness).
+    _when("released_at", nullable=True),
     sa.Column("model", sa.String(200)),  # the model the card chose, if any
     sa.Column("session_id", sa.String(255)),  # the agent's own session, for a resume
     sa.CheckConstraint(f"outcome IS NULL OR {_in('outcome', RunOutcome)}", name="outcome"),
@@ -216,6 +220,12 @@ runs = sa.Table(
     _partial("uq_runs_live_card", "card_id", unique=True, where="outcome IS NULL"),
     sa.Index("ix_runs_card", "card_id", "attempt"),
     _partial("ix_runs_live_lease", "lease_expires_at", where="outcome IS NULL"),
+    # Ended runs whose processes are not yet confirmed gone: few, read every tick.
+    _partial(
+        "ix_runs_unreleased",
+        "host",
+        where="outcome IS NOT NULL AND released_at IS NULL",
+    ),
 )
 
 events = sa.Table(
@@ -241,6 +251,15 @@ comments = sa.Table(
     sa.Column("author", sa.String(255)),
     sa.Column("body", sa.Text(), nullable=False),
     sa.Index("ix_comments_card", "card_id", "id"),
+)
+
+board_identity = sa.Table(
+    "board_identity",
+    metadata,
+    # One row: the board's own id, carried by its card branches and worktrees, so that a
+    # re-created board or a second board on one repository never builds on another's branch.
+    sa.Column("board_id", sa.String(16), primary_key=True),
+    _when("created_at"),
 )
 
 dispatchers = sa.Table(

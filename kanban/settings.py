@@ -41,6 +41,8 @@ class Settings:
     worktree_root: Path | None = None  # default <repo>/worktrees
     base_branch: str | None = None  # default: the repository's current branch at dispatch
     remote: str | None = None  # push finished branches here (several hosts)
+    db_patience: float = 3600.0  # a supervisor retries its fenced writes this long at most
+    prep_timeout: float = 600.0  # one git command of a worktree's preparation, hooks included
     web_url: str | None = None  # the web board's base URL: notifications link cards there
     notify_timeout: float = 10.0  # one webhook request or command hook, at most
     notify_retry_for: float = 86400.0  # a delivery is retried with backoff this long, then dead
@@ -65,6 +67,8 @@ _DURATIONS = (
     "tick_interval",
     "backoff_base",
     "backoff_cap",
+    "db_patience",
+    "prep_timeout",
     "notify_timeout",
     "notify_retry_for",
 )
@@ -186,7 +190,7 @@ def load(
     values: dict[str, Any] = {}
     for key in _DURATIONS:
         if key in merged:
-            values[key] = clock.parse_duration(merged[key], what=key)
+            values[key] = _duration(merged[key], key)
     for key in _INTS:
         if key in merged:
             values[key] = _positive_int(merged[key], key)
@@ -206,12 +210,44 @@ def load(
         actor=str(merged.get("actor") or _default_actor(env)),
         **values,
     )
+    if settings.backoff_cap < settings.backoff_base:
+        raise errors.UsageError(
+            f"backoff_cap ({clock.human(settings.backoff_cap)}) is shorter than backoff_base "
+            f"({clock.human(settings.backoff_base)}); make the cap at least the base"
+        )
     if settings.heartbeat_interval >= settings.lease_ttl:
         raise errors.UsageError(
             f"heartbeat_interval ({settings.heartbeat_interval}s) must be shorter than "
             f"lease_ttl ({settings.lease_ttl}s), or every lease would expire between beats"
         )
     return settings
+
+
+# The sane range of each duration: a zero interval spins, a zero lease expires at once.
+_RANGES = {
+    "lease_ttl": (1.0, 7 * 86400.0),
+    "heartbeat_interval": (0.05, 86400.0),
+    "tick_interval": (0.05, 86400.0),
+    "backoff_base": (0.01, 86400.0),
+    "backoff_cap": (0.01, 30 * 86400.0),
+    "db_patience": (1.0, 30 * 86400.0),
+    "prep_timeout": (1.0, 86400.0),
+}
+
+
+def _duration(value: Any, what: str) -> float:
+    seconds = clock.parse_duration(value, what=what)
+    low, high = _RANGES.get(what, (0.0, float("inf")))
+    if not low <= seconds <= high:
+        raise errors.UsageError(
+            f"{what} = {value!r} is out of range: give {_show(low)} to {_show(high)} "
+            f"(in .kanban/config.toml, KANBAN_{what.upper()} or a flag)"
+        )
+    return seconds
+
+
+def _show(seconds: float) -> str:
+    return f"{seconds * 1000:.0f}ms" if seconds < 1 else clock.human(seconds)
 
 
 def _positive_int(value: Any, what: str) -> int:

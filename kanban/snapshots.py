@@ -26,6 +26,13 @@ def read(
     """The planner's snapshot of the board as of `now`, for a host with `max_workers`."""
     known, broken = profiles.load_all(repo=config.repo)  # files before the transaction
 
+    # What the claim checks, as of `now` on this host (kanban.board.runs.claim).
+    claimable = {
+        "now": now,
+        "host": config.host_id,
+        "stale_before": now - dt.timedelta(seconds=config.lease_ttl),
+    }
+
     def read_board(conn: Any) -> planning.Snapshot:
         running = board.running(conn)
         here = [r for r, _ in running if r.host == config.host_id]
@@ -39,7 +46,7 @@ def read(
             for name, profile in known.items():
                 room = min(free, profile.concurrency - sum(1 for r in here if r.profile == name))
                 if name in waiting and room > 0:
-                    _read_page(conn, now, name, room + SLACK, read, more)
+                    _read_page(conn, claimable, name, room + SLACK, read, more)
         while True:
             snap = planning.Snapshot(
                 now=now,
@@ -59,14 +66,14 @@ def read(
             if not wanted:
                 return snap
             for name in sorted(wanted):
-                _read_page(conn, now, name, len(read[name]), read, more)
+                _read_page(conn, claimable, name, len(read[name]), read, more)
 
     return tx.read(read_board)
 
 
 def _read_page(
     conn: Any,
-    now: dt.datetime,
+    claimable: dict[str, Any],
     profile: str,
     size: int,
     read: dict[str, list[views.CardView]],
@@ -75,7 +82,7 @@ def _read_page(
     """The next `size` claimable cards of `profile`, best first, after those read already."""
     have = read.setdefault(profile, [])
     size = max(1, min(size, MAX_SCAN - len(have)))
-    page = board.ready_candidates(conn, now=now, profile=profile, limit=size, offset=len(have))
+    page = board.ready_candidates(conn, profile=profile, limit=size, offset=len(have), **claimable)
     seen = {c.id for c in have}
     have += [c for c in page if c.id not in seen]
     if len(page) == size and len(have) < MAX_SCAN:

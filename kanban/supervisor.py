@@ -21,9 +21,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from kanban import (
     api,
@@ -32,11 +32,13 @@ from kanban import (
     errors,
     fsutil,
     goals,
+    liveness,
     outcomes,
     outputs,
     processes,
     profiles,
     prompt,
+    retrying,
     settings,
     views,
     watching,
@@ -47,6 +49,8 @@ from kanban.workspace import RunWorkspace
 from kanban.worktrees import Workspace
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+DIE_AT_ENV = "KANBAN_TESTING_DIE_AT"  # tests: SIGKILL ourselves on entering this phase
 
 AGENT_REPORT_GRACE = 30.0  # after an agent reports, how long it may take to exit by itself
 KANBAN_VARS = (
@@ -92,6 +96,7 @@ class Supervisor:
     stopping: threading.Event = dataclasses.field(default_factory=threading.Event)
     _log: IO[bytes] | None = None
     _beat: watching.Heartbeat | None = None
+    _agent: processes.Identity | None = None
     # While a resumed session runs: the fresh command and prompt to fall back on.
     _afresh: tuple[list[str], str] | None = None
     _env: dict[str, str] | None = None
@@ -110,7 +115,7 @@ class Supervisor:
     def run(self) -> int:
         me = processes.Identity.of(os.getpid())
         try:
-            self.board.tx.write(
+            self._write(
                 lambda c: _record(
                     c,
                     self,
@@ -121,20 +126,72 @@ class Supervisor:
             )
         except errors.LeaseLost:
             return 0  # the run ended before we started (cancelled): nothing to do
+        self._phase("checked_in")
         self._beat = watching.Heartbeat(
-            self.board, self.card_id, self.token, self.config.heartbeat_interval
+            self.board,
+            self.card_id,
+            self.token,
+            self.config.heartbeat_interval,
+            ttl=self.config.lease_ttl,
         )
         self._beat.start()
         try:
             return self._run()
         finally:
             self._beat.stop()
+            self._release()
             if self._log is not None:
                 self._log.close()
 
+    def _release(self) -> None:
+        """Our agent is gone (or never started): the card's next run may start."""
+        if self._agent is not None and not processes.kill_group(self._agent, grace=1.0):
+            self.note(f"agent group {self._agent.pid} would not stop; the run is not released")
+            return
+        with contextlib.suppress(errors.KanbanError):
+            released = self._write(
+                lambda c: board.releases.release_run(
+                    c, run_id=self.run_id, token=self.token, now=clock.now(), how="supervisor"
+                ),
+                wake=True,
+            )
+            if released:
+                self.note("no process of this run is left: the card may run again")
+
+    def _unwanted(self) -> bool:
+        """The run no longer wants what we are doing: told to stop, or its lease is gone."""
+        return self.stopping.is_set() or (self._beat is not None and self._beat.lost.is_set())
+
+    def _stop_beat(self) -> None:
+        if self._beat is not None:
+            self._beat.stop()
+
+    def _phase(self, phase: str) -> None:
+        """Say where we are (a dispatcher reads it if we die here)."""
+        liveness.write_phase(self.config.state_dir, self.run_id, phase)
+        if _dies_at(os.environ.get(DIE_AT_ENV, ""), card_id=self.card_id) == phase:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _write(self, fn: Callable[[Any], T], *, wake: bool = False) -> T:
+        """A fenced write, retried while the database is unreachable, full or timing out."""
+        return retrying.patiently(
+            lambda: self.board.tx.write(fn, wake_dispatcher=wake),
+            patience=self.config.db_patience,
+            say=self._waiting,
+        )
+
+    def _read(self, fn: Callable[[Any], T]) -> T:
+        return retrying.patiently(
+            lambda: self.board.tx.read(fn), patience=self.config.db_patience, say=self._waiting
+        )
+
+    def _waiting(self, text: str) -> None:
+        logger.warning("run %s: %s", self.run_id, text)
+        self.note(text)
+
     def _run(self) -> int:
         assert self._beat is not None
-        detail = self.board.show(self.card_id)
+        detail = self._read(lambda c: board.card_detail(c, self.card_id))
         run = next(r for r in detail.runs if r.id == self.run_id)
         log_path = self.config.log_dir / f"card-{self.card_id}-run-{self.run_id}.log"
         try:
@@ -152,12 +209,17 @@ class Supervisor:
                 error=f"cannot write the run's log in {log_path.parent}: {exc.strerror}; "
                 "free space there, then `kanban retry` the card",
             )
+        self._phase("preparing")
+        self.space.board_id = self._read(board.releases.board_id)
         try:
             profile = self._profile(detail.card)
-            workspace = self.space.prepare(detail, profile, stop=self.stopping.is_set)
+            workspace = self.space.prepare(detail, profile, stop=self._unwanted)
         except errors.MergeConflict as exc:
             return self.finish(RunOutcome.BLOCKED, error=exc.message, log_path=log_path)
         except (errors.ProfileError, errors.WorktreeError, errors.SpawnError) as exc:
+            if isinstance(exc, errors.WorktreeError) and self._unwanted():
+                self.note(f"preparing stopped ({exc.message}); the agent was not started")
+                return 0
             outcome, error, spends = _spawn_failure(exc, exc.message)
             return self.finish(outcome, error=error, spends_attempt=spends, log_path=log_path)
         caps = self._caps(detail.card, profile)
@@ -189,6 +251,7 @@ class Supervisor:
             "KANBAN_PROMPT_FILE": str(prompt_file),
             "KANBAN_ATTEMPT": str(run.attempt),
             **goals.agent_vars(detail.card, run_dir),  # a goal's planner or judge: its file
+            liveness.MARK_ENV: liveness.mark(self.token),  # finds the agent if we die
         }
         values = {
             "prompt": text,
@@ -226,6 +289,7 @@ class Supervisor:
         self._env = env
         assert self._log is not None
         start_offset = log_path.stat().st_size
+        self._phase("spawning")
         try:
             agent = processes.spawn(
                 argv,
@@ -245,8 +309,10 @@ class Supervisor:
                 agent.stdin.write(text.encode())
                 agent.stdin.close()
         identity = processes.Identity.of(agent.pid)
+        self._agent = identity
+        self._phase("spawned")  # the agent runs and is not recorded yet
         try:
-            self.board.tx.write(
+            self._write(
                 lambda c: _record(
                     c,
                     self,
@@ -262,6 +328,7 @@ class Supervisor:
         except errors.LeaseLost:
             processes.kill_group(identity)
             return 0
+        self._phase("watching")
         timeout = detail.card.timeout or profile.timeout
         return self.watch(
             agent,
@@ -300,6 +367,8 @@ class Supervisor:
             model=self._model,
         )
         ended = watcher.watch()
+        if ended.why == "lease_lost" and self._beat.unreachable:
+            return self.unreachable(agent, identity, workspace, watcher, log_path=log_path)
         if ended.why == "lease_lost":
             return self.lease_lost(agent, identity, workspace, watcher)
         if ended.why != "exited":
@@ -322,11 +391,12 @@ class Supervisor:
                 usage=watcher,
             )
         returncode = ended.returncode if ended.returncode is not None else -1
+        self._phase("exited")
         # The agent is gone; stop whatever it left running in its process group.
         processes.kill_group(identity, grace=1.0)
         self.note(f"agent {processes.exit_description(returncode)}")
         self._keep_session(profile, log_path, start_offset)
-        current = self.board.tx.read(lambda c: board.get_run(c, self.run_id))
+        current = self._read(lambda c: board.get_run(c, self.run_id))
         if current is not None and current.outcome is None and returncode != 0 and self._afresh:
             return self._start_afresh(
                 returncode,
@@ -343,7 +413,6 @@ class Supervisor:
             if current.outcome == RunOutcome.DONE:
                 self.space.publish(workspace)
             self._tidy(workspace, current.outcome)
-            self.board.tx.wake()
             return 0
         verdict = outcomes.on_exit(
             profile,
@@ -384,7 +453,7 @@ class Supervisor:
         workspace: Workspace,
         watcher: watching.Watcher | None = None,
     ) -> int:
-        current = self.board.tx.read(lambda c: board.get_run(c, self.run_id))
+        current = self._read(lambda c: board.get_run(c, self.run_id))
         outcome = current.outcome if current is not None else None
         if outcome in ("done", "blocked", "failed"):
             self.note(f"the agent reported {outcome}; waiting for it to exit")
@@ -403,7 +472,6 @@ class Supervisor:
             if outcome == RunOutcome.DONE:
                 self.space.publish(workspace)
             self._tidy(workspace, outcome)
-            self.board.tx.wake()
             return 0
         self.note(f"lease lost (run {outcome or 'gone'}): stopping the agent")
         processes.kill_group(identity)
@@ -414,6 +482,33 @@ class Supervisor:
         if outcome == "cancelled":
             self.space.keep_work(workspace, reason="after the card was cancelled")
         return 0
+
+    def unreachable(
+        self,
+        agent: subprocess.Popen[bytes],
+        identity: processes.Identity,
+        workspace: Workspace,
+        watcher: watching.Watcher,
+        *,
+        log_path: Path,
+    ) -> int:
+        """No heartbeat reached the board for a lease TTL: another host may take the card, so
+        our agent stops (one live agent per card); its work is committed and the outcome
+        recorded when the board answers again (refused if the card was taken meanwhile)."""
+        ttl = clock.human(self.config.lease_ttl)
+        self.note(f"no heartbeat reached the board for {ttl}: stopping the agent")
+        processes.kill_group(identity)
+        agent.wait()
+        watcher.finish()
+        return self.finish(
+            RunOutcome.CRASHED,
+            log_path=log_path,
+            workspace=workspace,
+            error=f"the board was unreachable for longer than the lease ({ttl}); the agent "
+            "was stopped so that no second agent could start beside it, its work committed",
+            spends_attempt=False,
+            usage=watcher,
+        )
 
     def _keep_session(self, profile: profiles.Profile, log_path: Path, start: int) -> None:
         """Keep the agent's own session id on the run (fenced by the token, after its end
@@ -473,10 +568,9 @@ class Supervisor:
                 agent.stdin.write(text.encode())
                 agent.stdin.close()
         identity = processes.Identity.of(agent.pid)
+        self._agent = identity
         try:
-            self.board.tx.write(
-                lambda c: _record(c, self, pid=identity.pid, pid_started=identity.started)
-            )
+            self._write(lambda c: _record(c, self, pid=identity.pid, pid_started=identity.started))
         except errors.LeaseLost:
             processes.kill_group(identity)
             return 0
@@ -499,7 +593,7 @@ class Supervisor:
             return
         self.note(f"usage: {outcomes.usage_text(report, cost)}")
         with contextlib.suppress(errors.LeaseLost):
-            self.board.tx.write(
+            self._write(
                 lambda c: board.record_usage(
                     c,
                     card_id=self.card_id,
@@ -529,12 +623,17 @@ class Supervisor:
             self.space.keep_work(workspace, reason=f"run ended {outcome}")
             if outcome is RunOutcome.DONE and (problem := self.space.publish(workspace)):
                 outcome, error = RunOutcome.FAILED, problem
-        if self._beat is not None:
-            self._beat.stop()
+        # The heartbeat goes on until the outcome is recorded: a write that waits for the
+        # database must not let the lease lapse meanwhile (it would be reclaimed, and done again).
         report = usage.report() if usage is not None else outputs.Report()
         cost = usage.cost() if usage is not None else None
         if usage is not None and (report.tokens_in is not None or cost is not None):
             self.note(f"usage: {outcomes.usage_text(report, cost)}")
+        if usage is not None and usage.tail.cut:
+            self.note(
+                f"{usage.tail.cut:,} bytes of over-long output lines were not read "
+                f"(only the last {usage.tail.max_line:,} bytes of a line are)"
+            )
         self.note(f"outcome {outcome}" + (f": {error}" if error else ""))
         result = views.RunResult(
             outcome,
@@ -548,14 +647,22 @@ class Supervisor:
             cost_usd=cost,
             log_path=str(log_path),
         )
+        self._phase("ending")
         try:
             if outcome is RunOutcome.DONE:  # a planner's plan or a judge's verdict, read now
                 card = self.board.get(self.card_id)
                 result = goals.with_delivery(self.config, card, self.run_id, result)
-            card = self.board.tx.write(lambda c: _end(c, self, result), wake_dispatcher=True)
+            card = self._write(lambda c: _end(c, self, result), wake=True)
         except errors.LeaseLost as exc:
-            self.note(f"{exc.message}")
+            self._stop_beat()
+            run = self._read(lambda c: board.get_run(c, self.run_id))
+            if run is not None and run.outcome == outcome and run.ended_at is not None:
+                self.note(f"outcome {outcome} recorded (a try whose answer was lost landed)")
+            else:
+                self.note(f"{exc.message}")
             return 0
+        self._stop_beat()
+        self._phase("ended")
         self.note(f"card {self.card_id} is now {card.status}")
         if workspace is not None:
             self._tidy(workspace, outcome.value)
@@ -590,7 +697,7 @@ class Supervisor:
                 )
             return caps
 
-        return self.board.tx.read(read)
+        return self._read(read)
 
     def _profile(self, card: views.CardView) -> profiles.Profile:
         if not card.profile:
@@ -600,8 +707,18 @@ class Supervisor:
     def _tidy(self, workspace: Workspace, outcome: str) -> None:
         if outcome != "done" or workspace.branch is None:
             return
-        if self.board.get(self.card_id).status == "done":  # in review: a person may look at it
+        # (not in review: a person may look at it)
+        if self._read(lambda c: board.get_card(c, self.card_id)).status == "done":
             self.space.remove(workspace)
+
+
+def _dies_at(spec: str, *, card_id: int) -> str | None:
+    """Tests (kanban.testing.die_at): "PHASE" for every card, or "CARD:PHASE,CARD:PHASE"."""
+    for item in filter(None, spec.split(",")):
+        card, _, phase = item.rpartition(":")
+        if not card or card == str(card_id):
+            return phase
+    return None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -697,7 +814,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s supervisor %(process)d %(message)s")
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    with api.open_board() as board:
+    # The board may be unreachable for a while (a restart, a full disk): wait for it rather
+    # than leave the run to be recorded as a supervisor that failed to start.
+    config = settings.load()
+    opened = retrying.patiently(
+        lambda: api.connect(config, create=False), patience=config.db_patience, say=logger.warning
+    )
+    with opened as board:
         return Supervisor(
             board, card_id=args.card, run_id=args.run, token=token, stopping=stopping
         ).run()

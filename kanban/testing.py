@@ -166,6 +166,17 @@ FAST = {
 }
 
 
+def die_at(phases: dict[int, str]) -> dict[str, str]:
+    """The environment (for a dispatcher) that makes the supervisor of card N SIGKILL itself
+    on entering phase P (kanban.liveness.PHASES): a supervisor dying at each named point."""
+    from kanban import liveness, supervisor
+
+    unknown = set(phases.values()) - set(liveness.PHASES)
+    assert not unknown, f"unknown phases {unknown}; known: {liveness.PHASES}"
+    spec = ",".join(f"{card}:{phase}" for card, phase in phases.items())
+    return {supervisor.DIE_AT_ENV: spec}
+
+
 def fast_settings() -> dict[str, str]:
     """Settings for tests: beats every 0.2 s, leases of 5 s, retries after 0.1-0.5 s."""
     return {k.removeprefix("KANBAN_").lower(): v for k, v in FAST.items()}
@@ -294,10 +305,11 @@ class FakeWorktrees:
         name = f"{card_id}-{slug(title)}"
         return self.root / name, f"kanban/{name}"
 
-    def prepare(self, card_id: int, title: str, parents: Any) -> Any:
+    def prepare(self, card_id: int, title: str, parents: Any, *, branch: Any = None) -> Any:
         from kanban.worktrees import Workspace
 
-        path, branch = self.names(card_id, title)
+        path, own = self.names(card_id, title)
+        branch = branch or own
         reused = branch in self.branches
         path.mkdir(parents=True, exist_ok=True)
         files = self.branches.setdefault(branch, set())

@@ -105,6 +105,7 @@ class RunView(_View):
     tokens_in: int | None = None
     tokens_out: int | None = None
     cost_usd: float | None = None
+    released_at: dt.datetime | None = None  # no process of the ended run can still be alive
     model: str | None = None
     session_id: str | None = None  # the agent's own session id, read from its output
 

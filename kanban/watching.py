@@ -40,27 +40,50 @@ Why = Literal["exited", "timeout", "stalled", "auth", "cost_cap", "stopping", "l
 
 class LogTail:
     """New complete lines of a file from an offset on; `rest()` also returns a last line
-    with no newline (once the writer is gone)."""
+    with no newline (once the writer is gone).
 
-    def __init__(self, path: Path, start: int) -> None:
+    Bounded in memory: at most `chunk` bytes are read per call, and a line longer than
+    `max_line` keeps only its last `max_line` bytes (`cut` counts what was dropped), so
+    100 MB printed on one line costs the supervisor `max_line`, not 100 MB.
+    """
+
+    def __init__(
+        self, path: Path, start: int, *, chunk: int = 1 << 20, max_line: int = 256 << 10
+    ) -> None:
         self.path = path
         self.offset = start
         self.partial = b""
+        self.chunk = chunk
+        self.max_line = max_line
+        self.cut = 0  # bytes of over-long lines not kept
+        self.caught_up = False
 
     def lines(self) -> list[str]:
+        """The complete lines of the next chunk (`caught_up` says whether it reached the end)."""
         try:
             with self.path.open("rb") as fh:
                 fh.seek(self.offset)
-                chunk = fh.read()
+                chunk = fh.read(self.chunk)
         except OSError:
+            self.caught_up = True
             return []
+        self.caught_up = len(chunk) < self.chunk
         self.offset += len(chunk)
         data = self.partial + chunk
         *complete, self.partial = data.split(b"\n")
-        return [line.decode(errors="replace") for line in complete]
+        self.partial = self._keep(self.partial)
+        return [self._keep(line).decode(errors="replace") for line in complete]
+
+    def _keep(self, line: bytes) -> bytes:
+        if len(line) <= self.max_line:
+            return line
+        self.cut += len(line) - self.max_line
+        return line[-self.max_line :]
 
     def rest(self) -> list[str]:
         found = self.lines()
+        while not self.caught_up:
+            found += self.lines()
         if self.partial:
             found.append(self.partial.decode(errors="replace"))
             self.partial = b""
@@ -164,29 +187,57 @@ class Watcher:
                 return Ended("stalled", detail=self.last_noise)
 
     def finish(self) -> None:
-        """After the agent is gone: read what is left, including a last unfinished line."""
+        """After the agent is gone: read what is left, including a last unfinished line
+        (chunk by chunk, so a flood of output is never held at once)."""
+        self.feed(self.tail.lines())
+        while not self.tail.caught_up:
+            self.feed(self.tail.lines())
         self.feed(self.tail.rest())
 
 
 class Heartbeat(threading.Thread):
     """Renews the run's lease every interval from the moment the supervisor checks in, so a
-    slow checkout or merge never lets the lease lapse. Sets `lost` when the lease is gone."""
+    slow checkout or merge never lets the lease lapse. Sets `lost` when the lease is gone:
+    refused by the board, or (`unreachable`) no beat reached the board for `ttl` seconds, after
+    which another host may take the card and our agent must stop."""
 
-    def __init__(self, board: api.Board, card_id: int, token: str, interval: float) -> None:
+    def __init__(
+        self,
+        board: api.Board,
+        card_id: int,
+        token: str,
+        interval: float,
+        *,
+        ttl: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__(name="heartbeat", daemon=True)
         self.board, self.card_id, self.token, self.interval = board, card_id, token, interval
+        self.ttl = ttl
+        self.clock = clock
         self.lost = threading.Event()
         self.done = threading.Event()
+        self.unreachable = False
+        self.last_ok = clock()
 
     def run(self) -> None:
         while not self.done.wait(self.interval):
-            try:
-                self.board.heartbeat(self.card_id, token=self.token)
-            except errors.LeaseLost:
-                self.lost.set()
+            self.beat()
+            if self.lost.is_set():
                 return
-            except errors.KanbanError as exc:  # the database is briefly unavailable: go on
-                logger.warning("heartbeat failed: %s", exc)
+
+    def beat(self) -> None:
+        try:
+            self.board.heartbeat(self.card_id, token=self.token)
+            self.last_ok = self.clock()
+        except errors.LeaseLost:
+            self.lost.set()
+        except errors.KanbanError as exc:  # the database is briefly unavailable: go on
+            silent = self.clock() - self.last_ok
+            logger.warning("heartbeat failed (%.0fs since the last one landed): %s", silent, exc)
+            if self.ttl is not None and silent >= self.ttl:
+                self.unreachable = True
+                self.lost.set()
 
     def stop(self) -> None:
         self.done.set()

@@ -7,7 +7,10 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+import sqlalchemy as sa
+
 from kanban import api, board, clock, planning, processes, snapshots, views
+from kanban.models import runs
 from kanban.states import CardStatus
 
 S = CardStatus
@@ -97,6 +100,11 @@ def explain(b: api.Board, card_id: int, *, max_workers: int | None = None) -> li
     plan = planning.plan(snap)
     if card.id in plan.waiting:
         reasons.append(plan.waiting[card.id])
+    elif not seen and not reasons and (run := _unreleased(b, card.id, now)) is not None:
+        reasons.append(
+            f"an earlier run's agent may still be alive: run {run.id} ({run.outcome}) on "
+            f"{run.host} is not yet confirmed gone; it starts once that run is released"
+        )
     elif not seen and not reasons:
         reasons.append(
             f"the tick does not reach it: it reads at most {snapshots.MAX_SCAN} ready cards of "
@@ -108,6 +116,25 @@ def explain(b: api.Board, card_id: int, *, max_workers: int | None = None) -> li
             + ("" if alive else " once a dispatcher runs")
         )
     return reasons + clock_warnings(b, now)
+
+
+def _unreleased(b: api.Board, card_id: int, now: dt.datetime) -> views.RunView | None:
+    """An ended run of the card that the claim still waits for (board.releases.unreleased)."""
+    stale = now - dt.timedelta(seconds=b.settings.lease_ttl)
+
+    def read(conn: Any) -> views.RunView | None:
+        for run in reversed(board.runs_of(conn, card_id)):
+            ended = run.outcome is not None and run.supervisor_pid is not None
+            if ended and _held(conn, run, b.settings.host_id, stale):
+                return run
+        return None
+
+    return b.tx.read(read)
+
+
+def _held(conn: Any, run: views.RunView, host: str, stale: dt.datetime) -> bool:
+    released = conn.execute(sa.select(runs.c.released_at).where(runs.c.id == run.id)).scalar()
+    return released is None and (run.host == host or run.lease_expires_at > stale)
 
 
 def _live_max_workers(b: api.Board) -> int:

@@ -25,6 +25,7 @@ class RunWorkspace:
     run_id: int
     note: Callable[[str], None]  # the supervisor's log notes
     worktrees: Worktrees | None = None
+    board_id: str | None = None  # the board's identity, carried by branch names
     scratch: tuple[str, ...] = ()  # the profile's globs of files that are not work
 
     def prepare(
@@ -47,14 +48,19 @@ class RunWorkspace:
             root=self.config.worktrees,
             base_branch=self.config.base_branch,
             remote=self.config.remote,
+            board_id=self.board_id,
+            time_limit=self.config.prep_timeout,
         )
+        self.worktrees.stop = stop
         parents = [p.branch for p in detail.parents if p.branch]
-        own = self.worktrees.names(detail.card.id, detail.card.title)[1]
+        own = detail.card.branch or self.worktrees.names(detail.card.id, detail.card.title)[1]
         if missing := self.worktrees.fetch_parents(parents, own=own, stop=stop):
             self.note(
                 f"parent branch {', '.join(missing)} is not here: set `remote` (several hosts)"
             )
-        workspace = self.worktrees.prepare(detail.card.id, detail.card.title, parents)
+        workspace = self.worktrees.prepare(
+            detail.card.id, detail.card.title, parents, branch=detail.card.branch
+        )
         self.note(
             f"worktree {workspace.path} on {workspace.branch}"
             + (" (reused)" if workspace.reused else f" from {workspace.base}")

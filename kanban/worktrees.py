@@ -1,6 +1,8 @@
 """Git worktrees and branches for cards, and merging finished branches.
 
-Each card works in `<root>/<id>-<slug>` on branch `kanban/<id>-<slug>`. A card with one parent
+Each card works in `<root>/<id>-<slug>-<board>` on branch `kanban/<id>-<slug>-<board>` (the
+board's own id: a re-created board or a second board on one repository never reuses another's
+branch; cards of boards from before board ids keep the names they have). A card with one parent
 starts from the parent's branch; with several, from a merge of them (a conflict names the
 files); with none, from the base branch. A worktree is removed only when it is clean; the
 branch always stays. Nothing here touches the board.
@@ -10,11 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import logging
+import os
 import re
+import signal
+import subprocess
 import time
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -80,10 +86,26 @@ class WorktreePort(Protocol):
     """What the supervisor and `kanban gc`/`merge` need; a fake lives in kanban.testing."""
 
     def names(self, card_id: int, title: str) -> tuple[Path, str]: ...
-    def prepare(self, card_id: int, title: str, parents: Sequence[str]) -> Workspace: ...
+    def prepare(
+        self, card_id: int, title: str, parents: Sequence[str], *, branch: str | None = None
+    ) -> Workspace: ...
     def commit_all(self, path: Path, message: str) -> str | None: ...
     def is_clean(self, path: Path) -> bool: ...
     def remove(self, path: Path) -> bool: ...
+
+
+def card_names(root: Path, *, card_id: int, title: str, board_id: str | None) -> tuple[Path, str]:
+    """A card's worktree path and branch: `<root>/<id>-<slug>-<board>`, `kanban/<id>-<slug>-<board>`
+    (without a board id, as boards before 0005 named them)."""
+    name = f"{card_id}-{slug(title)}" + (f"-{board_id}" if board_id else "")
+    return _inside(root, name), f"kanban/{name}"
+
+
+def _inside(root: Path, name: str) -> Path:
+    path = (root / name).absolute()
+    if path.parent != root.absolute():
+        raise errors.WorktreeError(f"worktree path {path} escapes {root}")
+    return path
 
 
 class Worktrees:
@@ -94,6 +116,8 @@ class Worktrees:
         root: Path,
         base_branch: str | None = None,
         remote: str | None = None,
+        board_id: str | None = None,
+        time_limit: float = 600.0,
     ) -> None:
         try:
             self.repo = git.Repo(repo)
@@ -105,6 +129,9 @@ class Worktrees:
         self.root = root.absolute()
         self.base_branch = base_branch
         self.remote = remote  # a git remote's name ("origin"): branches shared between hosts
+        self.board_id = board_id  # carried by every card's branch and worktree name
+        self.time_limit = time_limit  # one git command (and its hooks), at most
+        self.stop: Callable[[], bool] = lambda: False  # True: the caller gave up (cancelled)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -113,13 +140,66 @@ class Worktrees:
         runner = git.Git(str(cwd)) if cwd is not None else self.repo.git
         env = self._identity_env()
 
+        workdir = Path(str(runner.working_dir or self.repo.working_dir))
+
         def call() -> str:
             try:
-                return str(runner.execute(["git", *args], env=env))
+                return self._execute(list(args), cwd=workdir, env=env)
             except git.GitCommandError as exc:
                 raise errors.WorktreeError(_describe(exc)) from exc
 
+        if args and args[0] == "worktree":
+            with self._worktree_lock():
+                return retrying.git(call)
         return retrying.git(call)
+
+    def _execute(self, args: list[str], *, cwd: Path, env: dict[str, str]) -> str:
+        """git ARGS in its own process group, so that a hook that hangs is stopped with it:
+        at `time_limit`, or as soon as `stop()` says the run no longer wants it (cancelled)."""
+        argv = ["git", *args]
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env={**os.environ, "LANGUAGE": "C", "LC_ALL": "C", **env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + self.time_limit
+        while True:
+            try:
+                out, err = proc.communicate(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                late = time.monotonic() > deadline
+                if not late and not self.stop():
+                    continue
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+                why = f"took longer than {self.time_limit:.0f}s" if late else "was stopped"
+                raise errors.WorktreeError(
+                    f"git {' '.join(args[:3])} {why} (a hook that hangs?); its process group "
+                    "was killed" + ("; raise prep_timeout if it needs longer" if late else "")
+                ) from None
+        if proc.returncode != 0:
+            raise git.GitCommandError(argv, proc.returncode, err, out)
+        text = out.decode(errors="replace")
+        return text[:-1] if text.endswith("\n") else text
+
+    @contextlib.contextmanager
+    def _worktree_lock(self) -> Iterator[None]:
+        """One `git worktree` command at a time per repository, across every supervisor on
+        this host: while one `worktree add` is half done (its `commondir` not yet written), a
+        concurrent `worktree list` or `prune` fails or removes it. Held for one command."""
+        lock_path = Path(self.repo.common_dir) / "kanban-worktrees.lock"
+        with lock_path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _identity_env(self) -> dict[str, str]:
         reader = self.repo.config_reader()
@@ -168,11 +248,7 @@ class Worktrees:
             return self._git("rev-parse", "HEAD")  # a detached repository: start from its commit
 
     def names(self, card_id: int, title: str) -> tuple[Path, str]:
-        name = f"{card_id}-{slug(title)}"
-        path = (self.root / name).absolute()
-        if path.parent != self.root:
-            raise errors.WorktreeError(f"worktree path {path} escapes {self.root}")
-        return path, f"kanban/{name}"
+        return card_names(self.root, card_id=card_id, title=title, board_id=self.board_id)
 
     def _registered(self) -> dict[Path, str | None]:
         """Worktrees git knows about: path -> branch (None when detached)."""
@@ -188,8 +264,17 @@ class Worktrees:
 
     # ------------------------------------------------------------------ cards
 
-    def prepare(self, card_id: int, title: str, parents: Sequence[str]) -> Workspace:
-        path, branch = self.names(card_id, title)
+    def prepare(
+        self, card_id: int, title: str, parents: Sequence[str], *, branch: str | None = None
+    ) -> Workspace:
+        """The card's worktree; `branch` is the one the board recorded for the card (a card
+        of a board from before board ids keeps its branch), else its name carries the board's
+        id, so another board's card of the same number never shares it."""
+        path, own = self.names(card_id, title)
+        if branch is not None and branch.startswith("kanban/"):
+            path = _inside(self.root, branch.removeprefix("kanban/"))
+        else:
+            branch = own
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -326,17 +411,22 @@ class Worktrees:
         mode = "--untracked-files=all" if untracked else "--untracked-files=no"
         return self._git("status", "--porcelain", mode, cwd=path) == ""
 
-    def remove(self, path: Path) -> bool:
-        """Remove a clean worktree (its branch stays). A dirty one is kept: returns False."""
+    def remove(self, path: Path, *, registered: dict[Path, str | None] | None = None) -> bool:
+        """Remove a clean worktree (its branch stays). A dirty one is kept: returns False.
+        `git worktree remove` itself refuses modified or untracked files, so no `git status`
+        is run here; `registered` (from `worktrees()`) saves a `worktree list` per tree."""
         if not path.exists():
             self._git("worktree", "prune")
             return True
-        if not self.is_clean(path):
-            return False
-        registered = self._registered()
-        if path.absolute() in registered and registered[path.absolute()] is None:
+        known = registered if registered is not None else self._registered()
+        if path.absolute() in known and known[path.absolute()] is None:
             return False  # detached: its commits are on no branch; keep them
-        self._git("worktree", "remove", str(path))
+        try:
+            self._git("worktree", "remove", str(path))
+        except errors.WorktreeError as exc:
+            if "contains modified or untracked files" in exc.message:
+                return False
+            raise
         return True
 
     def worktrees(self) -> dict[Path, str | None]:

@@ -151,4 +151,5 @@ class Cli:
 
 @pytest.fixture
 def cli(board_url: str, tmp_path: Path) -> Cli:
+    kanban.open_board(board_url).close()  # as `kanban init` would (no other command creates one)
     return Cli(board_url, tmp_path)

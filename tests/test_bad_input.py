@@ -227,6 +227,7 @@ LOOKS_DANGEROUS = [
 @pytest.mark.parametrize("title", LOOKS_DANGEROUS)
 def test_dangerous_looking_titles_are_stored_verbatim(tmp_path: Path, title: str) -> None:
     path = tmp_path / "board.db"
+    assert _run(["--db", str(path), "init"], tmp_path)[0] == 0  # only init creates a board
     code, output = _run(["--db", str(path), "add", title, "--json"], tmp_path)
     assert code == 0, output
     with kanban.open_board(str(path)) as board:
@@ -253,3 +254,30 @@ def test_any_title_is_stored_verbatim_or_refused_without_change(tmp_path: Path, 
         else:
             assert refused.message and "\n" not in refused.message
             assert snapshot(board.engine) == before
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "says"),
+    [
+        ("heartbeat_interval", "0s", "heartbeat_interval = '0s' is out of range: give 50ms to"),
+        ("tick_interval", "0", "tick_interval = '0' is out of range"),
+        ("lease_ttl", "0.5s", "lease_ttl = '0.5s' is out of range: give 1.0s to 7d0h"),
+        ("backoff_base", "0s", "backoff_base = '0s' is out of range"),
+        ("db_patience", "0s", "db_patience = '0s' is out of range"),
+        ("backoff_cap", "1s", "backoff_cap (1.0s) is shorter than backoff_base"),
+    ],
+)
+def test_settings_out_of_range_are_refused_saying_the_range(
+    tmp_path: Path, setting: str, value: str, says: str
+) -> None:
+    from kanban import settings
+
+    state = tmp_path / ".kanban"
+    state.mkdir()
+    (state / "config.toml").write_text(f'{setting} = "{value}"\n')
+    with pytest.raises(kanban.UsageError) as caught:
+        settings.load(cwd=tmp_path)
+    assert says in caught.value.message, caught.value.message
+    # ... whichever way it is given
+    with pytest.raises(kanban.UsageError):
+        settings.load({setting: value}, cwd=tmp_path, env={})

@@ -30,6 +30,7 @@ def _run(args: list[str], cwd: Path) -> tuple[int, str]:
 
 def _board(tmp_path: Path) -> Path:
     path = tmp_path / "board.db"
+    assert _run(["--db", str(path), "init"], tmp_path)[0] == 0  # only init creates a board
     assert _run(["--db", str(path), "add", "existing card"], tmp_path)[0] == 0
     return path
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import kanban
+from kanban.board import releases
 from kanban.testing import (
     FAST,
     board_in,
@@ -102,7 +103,8 @@ def test_a_30_card_graph_drains_and_work_flows_down_the_graph(
     for card_id, card in cards.items():
         runs = board.runs(card_id)
         assert [r.outcome for r in runs] == ["done"], f"card {card_id}: {runs}"
-        assert card.branch == f"kanban/{card_id}-card-number-{card_id - 1}"
+        bid = board.tx.read(releases.board_id)
+        assert card.branch == f"kanban/{card_id}-card-number-{card_id - 1}-{bid}"
         files = set(git(repo, "ls-tree", "-r", "--name-only", card.branch).splitlines())
         for ancestor in _ancestors(parents, card_id) | {card_id}:
             assert f"cards/{ancestor}-card-number-{ancestor - 1}.md" in files, (card_id, ancestor)

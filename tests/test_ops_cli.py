@@ -38,6 +38,13 @@ def worked(
     return repo, ids
 
 
+def _board_id(repo: Path) -> str:
+    from kanban import board
+
+    with board_in(repo) as b:
+        return str(b.tx.read(board.releases.board_id))
+
+
 def _kanban(repo: Path, *args: str) -> tuple[int, str]:
     proc = kanban_process(repo, *args)
     out, _ = proc.communicate(timeout=60)
@@ -93,7 +100,7 @@ def test_gc_keeps_dirty_worktrees_and_removes_clean_finished_ones(
     worked: tuple[Path, dict[str, int]],
 ) -> None:
     repo, ids = worked
-    review = repo / "worktrees" / f"{ids['review']}-review-me"
+    review = repo / "worktrees" / f"{ids['review']}-review-me-{_board_id(repo)}"
     assert review.is_dir()  # a card in review keeps its worktree for the reviewer
     code, out = _kanban(repo, "gc", "--dry-run")
     assert code == 0 and "nothing to clean up" in out  # in review: not finished yet
@@ -107,7 +114,7 @@ def test_gc_keeps_dirty_worktrees_and_removes_clean_finished_ones(
     code, out = _kanban(repo, "gc")
     assert code == 0 and f"removed {review}" in out
     assert not review.exists()
-    assert git(repo, "branch", "--list", f"kanban/{ids['review']}-review-me")  # the branch stays
+    assert git(repo, "branch", "--list", f"kanban/{review.name}")  # the branch stays
 
 
 def test_merge_brings_branches_in_and_stops_cleanly_at_a_conflict(
@@ -117,9 +124,10 @@ def test_merge_brings_branches_in_and_stops_cleanly_at_a_conflict(
     code, out = _kanban(repo, "merge", "--into", "main", "--json")
     assert code == 1
     report = json.loads(out)
-    assert report["conflict"] == f"kanban/{ids['right']}-right-edit"
+    bid = _board_id(repo)
+    assert report["conflict"] == f"kanban/{ids['right']}-right-edit-{bid}"
     assert report["conflict_files"] == ["README.md"]
-    assert f"kanban/{ids['left']}-left-edit" in report["merged"]
+    assert f"kanban/{ids['left']}-left-edit-{bid}" in report["merged"]
     assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
     files = git(repo, "ls-tree", "-r", "--name-only", "main").splitlines()
     assert f"cards/{ids['parent']}-write-the-parser.md" in files

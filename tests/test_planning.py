@@ -217,3 +217,33 @@ def test_the_read_stops_at_max_scan_and_why_then_promises_nothing(
     assert "the tick does not reach it" in reasons[-1]
     report = dispatcher.Dispatcher(board, max_workers=4, spawner=ParkedSpawner(board)).tick()
     assert docs not in report.claimed
+
+
+def test_a_card_whose_earlier_agent_may_live_is_neither_read_nor_promised(
+    board: kanban.Board,
+) -> None:
+    """The snapshot checks what the claim checks: an ended run not yet released (its
+    supervisor checked in) keeps the card back, and why says so instead of promising."""
+    _the_starving_board(board)  # (a dispatcher alive)
+    card = board.add("again", profile="demo", paths=["tests/**"])
+    claim = board.claim(card_id=card.id)
+    assert claim is not None
+    me = processes.Identity.of(os.getpid())
+    board.tx.write(
+        lambda c: verbs.record_start(
+            c,
+            card_id=card.id,
+            token=claim.token,
+            now=clock.now(),
+            supervisor_pid=me.pid,
+            supervisor_started=me.started,
+        )
+    )
+    board.fail(card.id, token=claim.token, error="boom")
+    board.tx.write(lambda c: c.exec_driver_sql("UPDATE cards SET not_before = NULL"))
+    s = snapshots.read(board.tx, board.settings, max_workers=4, now=clock.now())
+    assert card.id not in {c.id for c in s.candidates}
+    reasons = why.explain(board, card.id, max_workers=4)
+    assert "an earlier run's agent may still be alive" in reasons[-1]
+    report = dispatcher.Dispatcher(board, max_workers=4, spawner=ParkedSpawner(board)).tick()
+    assert card.id not in report.claimed

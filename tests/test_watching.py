@@ -188,3 +188,26 @@ def test_log_tail_returns_complete_lines_and_keeps_the_partial_one(tmp_path: Pat
     assert tail.lines() == ["two"]
     assert tail.rest() == ["three"]
     assert tail.rest() == []
+
+
+def test_a_huge_line_costs_the_tail_a_bounded_amount_and_the_cut_is_counted(
+    tmp_path: Path,
+) -> None:
+    import tracemalloc
+
+    from kanban.watching import LogTail
+
+    log = tmp_path / "agent.log"
+    with log.open("wb") as fh:
+        for _ in range(40):
+            fh.write(b"x" * (1 << 20))  # 40 MB on one line ...
+        fh.write(b"the end\nnext line\n")
+    tail = LogTail(log, 0)
+    tracemalloc.start()
+    lines = tail.rest()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 8 << 20, f"{peak:,} bytes to read a 40 MB line"
+    assert lines[0].endswith("the end") and len(lines[0]) == tail.max_line  # the tail is kept
+    assert lines[1] == "next line"
+    assert tail.cut == 40 * (1 << 20) + len("the end") - tail.max_line

@@ -5,7 +5,7 @@ arguments, and returns frozen views. Import the package, not its names:
 `from kanban import board; board.claim(conn, ...)`.
 """
 
-from kanban.board import dispatchers, edits, goals, history, outbox, schedules, turns
+from kanban.board import dispatchers, edits, goals, history, outbox, releases, schedules, turns
 from kanban.board.cards import (
     add_card,
     check_profile_name,
@@ -86,6 +86,7 @@ __all__ = [
     "reclaim_expired",
     "record_start",
     "record_usage",
+    "releases",
     "running",
     "runs_of",
     "schedules",

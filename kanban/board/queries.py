@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from kanban import views
-from kanban.board import _rows, usage
+from kanban.board import _rows, releases, usage
 from kanban.models import cards, dependencies, events, runs
 from kanban.models import dispatchers as models_dispatchers
 from kanban.states import CardStatus
@@ -155,9 +155,13 @@ def ready_candidates(
     limit: int,
     offset: int = 0,
     any_profile: bool = False,
+    host: str | None = None,
+    stale_before: dt.datetime | None = None,
 ) -> list[views.CardView]:
     """Cards a claim would accept right now, best first: ready, not backing off, parents done.
-    `offset` skips that many of them (the next page)."""
+    `offset` skips that many of them (the next page). With `host` (and `stale_before`, the
+    claim's now - ttl), also as the claim sees them there: no earlier run's agent may still
+    be alive (board.releases)."""
     query = (
         sa.select(cards)
         .where(cards.c.status == CardStatus.READY.value)
@@ -167,6 +171,9 @@ def ready_candidates(
         .limit(limit)
         .offset(offset)
     )
+    if host is not None:
+        stale = stale_before if stale_before is not None else now
+        query = query.where(~releases.unreleased(cards.c.id, host=host, stale=stale))
     if not any_profile:
         query = query.where(
             cards.c.profile.is_(None) if profile is None else cards.c.profile == profile

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from kanban import errors, views
-from kanban.board import _rows, turns
+from kanban.board import _rows, releases, turns
 from kanban.board.cards import promote
 from kanban.models import cards, runs
 from kanban.states import SPENDS_ATTEMPT, CardStatus, RunOutcome, table_move
@@ -63,6 +63,14 @@ def _claim_statement(postgres: bool, by_profile: bool, by_card: bool) -> sa.Upda
         .where(cards.c.status == CLAIM[0].value)
         .where(sa.or_(cards.c.not_before.is_(None), cards.c.not_before <= now))
         .where(~_rows.unfinished_parent(cards.c.id))
+        # One live agent per card: not while an earlier run's processes may be alive.
+        .where(
+            ~releases.unreleased(
+                cards.c.id,
+                host=sa.bindparam("p_host", type_=runs.c.host.type),
+                stale=sa.bindparam("p_stale_before", type_=runs.c.lease_expires_at.type),
+            )
+        )
         .order_by(cards.c.priority.desc(), cards.c.ready_at, cards.c.id)
         .limit(1)
     )
@@ -113,7 +121,13 @@ def claim(
     One statement decides the winner: the candidate is re-checked (ready, not backing off,
     every parent done) inside the UPDATE itself, so two claimers can never both win.
     """
-    params: dict[str, Any] = {"p_now": now, "p_profile": profile, "p_card_id": card_id}
+    params: dict[str, Any] = {
+        "p_now": now,
+        "p_profile": profile,
+        "p_card_id": card_id,
+        "p_host": host,
+        "p_stale_before": now - dt.timedelta(seconds=ttl),
+    }
     stmt = _claim_statement(
         conn.dialect.name == "postgresql", profile is not None, card_id is not None
     )

@@ -31,7 +31,7 @@ class State:
 
             config = settings.load(self.overrides)
             check_identity(config)
-            self._board = api.connect(config)
+            self._board = api.connect(config, create=False)
             click.get_current_context().call_on_close(self._board.close)
         return self._board
 

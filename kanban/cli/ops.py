@@ -234,8 +234,9 @@ def context(board: Any, card: int, as_json: bool) -> None:
       kanban context 12 | less
       kanban context 12 --json | jq -r .prompt
     """
+    from kanban import board as board_mod
     from kanban import profiles, prompt
-    from kanban.worktrees import slug
+    from kanban.worktrees import card_names
 
     detail = board.show(card)
     persona = ""
@@ -244,9 +245,16 @@ def context(board: Any, card: int, as_json: bool) -> None:
             persona = profiles.load(detail.card.profile, repo=board.settings.repo).persona
         except errors.ProfileError as exc:
             click.echo(f"(profile: {exc.message})", err=True)
-    name = f"{card}-{slug(detail.card.title)}"
+    path, branch = card_names(
+        board.settings.worktrees,
+        card_id=card,
+        title=detail.card.title,
+        board_id=board.tx.read(board_mod.releases.board_id),
+    )
+    if detail.card.branch:
+        branch = detail.card.branch
     attempt = detail.card.attempts + 1
-    branch, worktree = f"kanban/{name}", str(board.settings.worktrees / name)
+    worktree = str(path)
     text = prompt.render(detail, persona=persona, branch=branch, worktree=worktree, attempt=attempt)
     if as_json:
         emit_json(

@@ -354,3 +354,14 @@ def test_a_failed_resume_falls_back_to_a_fresh_prompt_and_says_so(
     # Afresh means the whole prompt, with the answer among the comments, and no old turns.
     assert "Use bonjour." in _said(afresh[0]) and "# Card" in _said(afresh[0])
     assert afresh[0].step == 0
+
+
+def test_the_real_agent_bench_runs_and_reports_what_kanban_adds(real_agents: RealAgents) -> None:
+    """bench/real_agent.py at a toy size: its JSON has the three ways and the difference
+    (the figures are for docs/performance.md; nothing here asserts a timing)."""
+    from bench import real_agent
+
+    found = real_agent.measure("claude", cards=1, rounds=1, bins=real_agents.need("claude")[0])
+    assert set(found) >= {"bare", "cards", "empty", "kanban_per_card"}
+    assert found["bare"]["cpu_s"] > 0 and found["cards"]["cpu_s"] > 0
+    json.dumps(found)
