@@ -78,7 +78,7 @@ def test_branch_names_carry_the_boards_id_and_old_branches_are_kept(
 
 def test_two_boards_have_different_ids(tmp_path: Path) -> None:
     with kanban.open_board(tmp_path / "a.db") as a, kanban.open_board(tmp_path / "b.db") as b:
-        assert a.read(board_mod.releases.board_id) != b.tx.read(board_mod.releases.board_id)
+        assert a.tx.read(board_mod.releases.board_id) != b.tx.read(board_mod.releases.board_id)
 
 
 @pytest.mark.parametrize("how", ["--db", "KANBAN_DB"])

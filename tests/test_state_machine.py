@@ -84,7 +84,7 @@ class BoardMachine(RuleBasedStateMachine):
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="kanban-sm-"))
         shutil.copy(_template_board(), self.dir / "board.db")
-        fast = {**testing.fast_settings(), "backoff_base": "0.001", "backoff_cap": "0.001"}
+        fast = {**testing.fast_settings(), "backoff_base": "10ms", "backoff_cap": "10ms"}
         self.board = kanban.open_board(self.dir / "board.db", **fast)
         self.tokens: dict[int, list[str]] = {}
         self.count = 0

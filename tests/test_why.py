@@ -82,7 +82,7 @@ def test_in_review(board: kanban.Board) -> None:
 
 
 def test_backing_off(repo: Path) -> None:
-    with board_in(repo, backoff_base="10m") as b:  # long enough to still be backing off
+    with board_in(repo, backoff_base="10m", backoff_cap="1h") as b:  # still backing off
         _dispatcher_alive(b)
         card = b.add("flaky", profile="demo")
         claim = b.claim()
