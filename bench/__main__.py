@@ -28,7 +28,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 HERMES_VERSION = "0.19.0"
-MEASURES = ("create", "claims", "tick", "handoff", "drain", "memory", "cli")
+MEASURES = ("create", "claims", "tick", "handoff", "drain", "memory", "cli", "share")
 
 
 @dataclass
@@ -115,6 +115,15 @@ def plan(size: str, postgres: str | None) -> list[Row]:
                 f"pg_tick_{n // 1000}k" if n >= 1000 else f"pg_tick_{n}",
                 "tick",
                 {"cards": n, "samples": 2 if smoke else 5, "url": postgres},
+                sides=("ours",),
+            )
+        )
+        n = 30 if smoke else 300
+        rows.append(
+            Row(
+                f"pg_share_{n}",
+                "share",
+                {"cards": n, "dispatchers": 3, "url": postgres},
                 sides=("ours",),
             )
         )
@@ -206,6 +215,12 @@ def headline(measure: str, result: dict[str, Any]) -> str:
         if result.get("per_card_uss_mb") is None:
             return "no supervisor process"
         return f"{result['per_card_uss_mb']:.1f} MB USS ({result['per_card_rss_mb']:.0f} RSS)"
+    if measure == "share":
+        return (
+            f"{result['done']}/{result['cards']} done by {result['dispatchers']} dispatchers "
+            f"in {result['seconds']:.1f} s ({result['claimed_twice']} claimed twice, "
+            f"{result['errors']} errors)"
+        )
     if measure == "cli":
         return f"add {result['add_ms']:.0f} ms, status {result['status_ms']:.0f} ms"
     return json.dumps(result)

@@ -298,6 +298,66 @@ def cli(p: dict[str, Any]) -> dict[str, Any]:
         )
 
 
+def share(p: dict[str, Any]) -> dict[str, Any]:
+    """p["dispatchers"] dispatcher processes, each its own host (KANBAN_HOST_ID) with its own
+    clone, share one PostgreSQL board of p["cards"] instant cards until it drains.
+    Supervisors are threads of their dispatcher (`kanban.testing.dispatch_until_drained`),
+    as in tests/test_several_hosts.py: the board and the claims are measured, not Python's
+    start-up. Reports cards done, cards claimed more than once, and dispatchers that failed."""
+    import sqlalchemy as sa
+
+    from kanban.testing import git
+
+    with _repo() as repo, _board(p["url"], repo) as (board, url):
+        (repo / "profiles" / "instant.toml").write_text(
+            'command = ["true"]\nworkspace = "none"\nconcurrency = 8\n'
+        )
+        git(repo, "add", "profiles")
+        git(repo, "commit", "-qm", "instant profile")
+        for i in range(p["cards"]):
+            board.add(f"card {i}", profile="instant")
+        clones = []
+        for k in range(p["dispatchers"]):
+            clone = repo.parent / f"host-{k}"
+            git(repo.parent, "clone", "-q", str(repo), str(clone))
+            clones.append(clone)
+        code = "from kanban import testing; testing.dispatch_until_drained(8)"
+        t0 = time.perf_counter()
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", code],
+                cwd=clone,
+                env={**_env(), "KANBAN_DB": url, "KANBAN_HOST_ID": clone.name},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for clone in clones
+        ]
+        failed = [proc.communicate(timeout=1800)[1][-300:] for proc in procs if proc.wait()]
+        seconds = time.perf_counter() - t0
+        with board.engine.connect() as conn:
+            done = conn.execute(
+                sa.text("SELECT count(*) FROM cards WHERE status = 'done'")
+            ).scalar()
+            claims = conn.execute(
+                sa.text("SELECT count(*) FROM events WHERE kind = 'claimed' GROUP BY card_id")
+            ).all()
+            hosts = conn.execute(
+                sa.text("SELECT count(DISTINCT host) FROM runs WHERE outcome = 'done'")
+            ).scalar()
+        return {
+            "cards": p["cards"],
+            "dispatchers": p["dispatchers"],
+            "done": done,
+            "claimed_twice": sum(1 for (n,) in claims if n > 1),
+            "errors": len(failed),
+            "error_sample": failed[:1],
+            "hosts_that_ran_cards": hosts,
+            "seconds": round(seconds, 2),
+        }
+
+
 MEASURES = {
     "version": version,
     "create": create,
@@ -308,6 +368,7 @@ MEASURES = {
     "drain": drain,
     "memory": memory,
     "cli": cli,
+    "share": share,
 }
 
 if __name__ == "__main__":

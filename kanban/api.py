@@ -461,6 +461,8 @@ def connect(config: settings.Settings, *, create: bool = True) -> Board:
             db.create_sqlite_file(path)
     engine = db.create_engine(config.db_url)
     try:
+        if path is None:
+            db.check_reachable(engine)  # one clear line if not; reads the server's clock
         if path is None and not create and db.guard(lambda: db.read_version(engine)) is None:
             where = db.redact(config.db_url)
             raise _no_board(where, f"kanban --db '{where}' init")

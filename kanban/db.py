@@ -317,7 +317,7 @@ def _quick_version(engine: Engine) -> str | None:
 def prepare(engine: Engine) -> None:
     """Make `engine`'s database a board at SCHEMA_HEAD, or raise SchemaError."""
     if not is_sqlite(engine):
-        _check_reachable(engine)
+        check_reachable(engine)
     if _quick_version(engine) == SCHEMA_HEAD:
         return
     if not is_sqlite(engine):
@@ -325,7 +325,7 @@ def prepare(engine: Engine) -> None:
     upgrade(engine)
 
 
-def _check_reachable(engine: Engine) -> None:
+def check_reachable(engine: Engine) -> None:
     """One clear line when the database server cannot be reached (or refuses us). On the
     way, the first reading of the server's clock: nothing may run on this host's clock."""
     try:

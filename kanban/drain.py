@@ -73,11 +73,18 @@ class Drain:
         now = now or clock.now()
         if self.board.status().counts["running"] or self.board.goals.due():
             return False
+        if self._cleaning_up():
+            return False  # a supervisor still commits or pushes what its ended run left
         left = self._stuck(now)
         if left is None:
             return False
         self.left = left + self._waiting()
         return True
+
+    def _cleaning_up(self) -> bool:
+        """This host's ended runs whose processes are not yet confirmed gone (kanban.liveness)."""
+        host = self.board.settings.host_id
+        return bool(self.board.tx.read(lambda c: board.releases.unreleased_runs(c, host=host)))
 
     def _waiting(self) -> list[Left]:
         """Cards waiting for parents that will not finish by themselves (blocked, review...)."""

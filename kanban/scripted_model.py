@@ -38,6 +38,7 @@ __all__ = [
     "ScriptedModel",
     "Shell",
     "Step",
+    "Tool",
     "Usage",
     "point_agent",
 ]
@@ -75,7 +76,17 @@ class Say:
     usage: Usage = Usage()
 
 
-Step = Shell | Edit | Say
+@dataclasses.dataclass(frozen=True)
+class Tool:
+    """A turn that calls the tool whose name is `name` or ends with it (an MCP server's tools
+    reach Claude Code as `mcp__SERVER__NAME`), with `arguments`."""
+
+    name: str
+    arguments: dict[str, Any] = dataclasses.field(default_factory=dict)
+    usage: Usage = Usage()
+
+
+Step = Shell | Edit | Tool | Say
 
 
 @dataclasses.dataclass(frozen=True)
@@ -327,6 +338,11 @@ def _call_for(
         if "{kanban}" in command:  # like a model, use the command the prompt gave
             command = command.replace("{kanban}", kanban_command_in(body))
         return _shell_call(tools, command)
+    if isinstance(step, Tool):
+        for name in tools:
+            if name == step.name or name.endswith(f"__{step.name}"):
+                return name, dict(step.arguments)
+        raise LookupError(f"the agent offered no tool {step.name!r} (it offered {sorted(tools)})")
     assert isinstance(step, Edit)
     return _write_call(tools, step.path, step.content)
 
@@ -515,8 +531,10 @@ def _chat(handler: Any, model: ScriptedModel, body: dict[str, Any]) -> None:
     elif not tools:  # Aider's `whole` edit format: the path, then the whole file fenced
         if isinstance(step, Edit):
             content = f"{step.path}\n```\n{step.content}\n```\n"
-        else:
+        elif isinstance(step, Shell):
             content = f"Run this:\n```bash\n{step.command}\n```\n"  # Aider will not
+        else:
+            raise LookupError(f"an agent without tools cannot call {step.name!r}")
     else:
         name, args = _call_for(step, tools, body)
         tool_calls = [

@@ -287,14 +287,48 @@ class Supervisor:
             + (f" (model {card.model})" if card.model else "")
         )
         self._env = env
+        timeout = detail.card.timeout or profile.timeout
+        recorded = {
+            "worktree": str(workspace.path),
+            "branch": workspace.branch,
+            "log_path": str(log_path),
+            "started_at": clock.now(),
+            "model": card.model,
+        }
+        return self._launch(
+            argv,
+            text,
+            profile=profile,
+            workspace=workspace,
+            log_path=log_path,
+            timeout=timeout,
+            caps=caps,
+            recorded=recorded,
+        )
+
+    def _launch(
+        self,
+        argv: list[str],
+        text: str,
+        *,
+        profile: profiles.Profile,
+        workspace: Workspace,
+        log_path: Path,
+        timeout: float,
+        caps: list[outcomes.Cap] | None,
+        recorded: Mapping[str, Any],
+    ) -> int:
+        """Start the agent in its own process group, record who it is (fenced by the token,
+        with `recorded`), and watch it to its end."""
         assert self._log is not None
+        assert self._env is not None
         start_offset = log_path.stat().st_size
         self._phase("spawning")
         try:
             agent = processes.spawn(
                 argv,
                 cwd=workspace.path,
-                env=env,
+                env=self._env,
                 stdout=self._log,
                 stdin=subprocess.PIPE if profile.prompt == "stdin" else subprocess.DEVNULL,
             )
@@ -314,22 +348,13 @@ class Supervisor:
         try:
             self._write(
                 lambda c: _record(
-                    c,
-                    self,
-                    pid=identity.pid,
-                    pid_started=identity.started,
-                    worktree=str(workspace.path),
-                    branch=workspace.branch,
-                    log_path=str(log_path),
-                    started_at=clock.now(),
-                    model=card.model,
+                    c, self, pid=identity.pid, pid_started=identity.started, **recorded
                 )
             )
         except errors.LeaseLost:
             processes.kill_group(identity)
             return 0
         self._phase("watching")
-        timeout = detail.card.timeout or profile.timeout
         return self.watch(
             agent,
             identity,
@@ -550,39 +575,15 @@ class Supervisor:
             f"resuming the session failed ({processes.exit_description(returncode)}): "
             "starting the agent afresh with the whole prompt"
         )
-        start_offset = log_path.stat().st_size
-        try:
-            agent = processes.spawn(
-                argv,
-                cwd=workspace.path,
-                env=self._env,
-                stdout=self._log,
-                stdin=subprocess.PIPE if profile.prompt == "stdin" else subprocess.DEVNULL,
-            )
-        except errors.SpawnError as exc:
-            return self.finish(
-                RunOutcome.SPAWN_FAILED, error=exc.message, log_path=log_path, workspace=workspace
-            )
-        if profile.prompt == "stdin" and agent.stdin is not None:
-            with contextlib.suppress(BrokenPipeError):
-                agent.stdin.write(text.encode())
-                agent.stdin.close()
-        identity = processes.Identity.of(agent.pid)
-        self._agent = identity
-        try:
-            self._write(lambda c: _record(c, self, pid=identity.pid, pid_started=identity.started))
-        except errors.LeaseLost:
-            processes.kill_group(identity)
-            return 0
-        return self.watch(
-            agent,
-            identity,
+        return self._launch(
+            argv,
+            text,
             profile=profile,
             workspace=workspace,
             log_path=log_path,
             timeout=timeout,
-            start_offset=start_offset,
             caps=caps,
+            recorded={},
         )
 
     def _record_usage(self, watcher: watching.Watcher) -> None:

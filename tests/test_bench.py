@@ -70,7 +70,10 @@ def test_smoke_run_measures_both_systems_and_prints_them_side_by_side(
             assert "error" not in result, (key, side, result)
     claims = [k for k in results if "claims" in k]
     if POSTGRES_URL:
-        assert {"pg_claims_1", "pg_claims_2", "pg_tick_200"} <= set(results)
+        assert {"pg_claims_1", "pg_claims_2", "pg_tick_200", "pg_share_30"} <= set(results)
+        share = results["pg_share_30"]["ours"]
+        assert share["done"] == share["cards"] == 30, share
+        assert share["claimed_twice"] == 0 and share["errors"] == 0, share
     for key in claims:
         ours = results[key]["ours"]
         assert ours["double_claims"] == 0 and ours["errors"] == 0, ours

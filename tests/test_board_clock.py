@@ -86,6 +86,8 @@ def test_a_reading_is_carried_forward_on_the_monotonic_clock() -> None:
 
 
 def test_a_bad_skew_value_is_refused_with_what_to_write(repo: Path) -> None:
+    with board_in(repo, db=str(repo / "b.db")):
+        pass
     env = {**os.environ, "KANBAN_TEST_CLOCK_SKEW": "ninety"}
     out = subprocess.run(
         [sys.executable, "-m", "kanban", "--db", str(repo / "b.db"), "status"],

@@ -126,6 +126,8 @@ def test_health_probes_follow_the_dispatcher(repo: Path, tmp_path: Path) -> None
     # Ready needs the repository cloned: a dispatcher outside any clone is live, not ready.
     bare = tmp_path / "no-clone"
     bare.mkdir()
+    with board_in(bare, db=str(bare / "board.db")):
+        pass
     proc = kanban_process(bare, "dispatch", env={"KANBAN_DB": str(bare / "board.db")})
     try:
         wait_for(

@@ -124,3 +124,13 @@ def test_point_agent_writes_each_agents_own_settings(tmp_path: Any) -> None:
         assert sm.point_agent("aider", model, tmp_path)["AIDER_OPENAI_API_BASE"] == model.v1
         with pytest.raises(ValueError, match="unknown agent"):
             sm.point_agent("nope", model, tmp_path)
+
+
+def test_a_tool_step_calls_an_mcp_tool_by_its_short_name() -> None:
+    tool = {"name": "mcp__kanban__kanban_complete", "input_schema": {"properties": {}}}
+    with sm.ScriptedModel([sm.Tool("kanban_complete", {"summary": "ok"}), sm.Say("bye")]) as m:
+        body = {"tools": [BASH, tool], "messages": [{"role": "user", "content": "go"}]}
+        _, reply = post(f"{m.url}/v1/messages", body)
+        block = json.loads(reply)["content"][0]
+        assert block["name"] == "mcp__kanban__kanban_complete"
+        assert block["input"] == {"summary": "ok"}

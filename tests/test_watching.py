@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import kanban
 from kanban import outcomes, processes, profiles, watching
 
 DATA = Path(__file__).parent / "data"
@@ -211,3 +212,43 @@ def test_a_huge_line_costs_the_tail_a_bounded_amount_and_the_cut_is_counted(
     assert lines[0].endswith("the end") and len(lines[0]) == tail.max_line  # the tail is kept
     assert lines[1] == "next line"
     assert tail.cut == 40 * (1 << 20) + len("the end") - tail.max_line
+
+
+def test_a_heartbeat_that_cannot_reach_the_board_for_a_ttl_gives_the_lease_up(
+    tmp_path: Path,
+) -> None:
+    """The clock is injected: no sleeping. The board is real and really unreachable (a
+    PostgreSQL URL on a port nobody listens on)."""
+    import sqlalchemy as sa
+
+    from kanban import api, settings
+    from kanban.watching import Heartbeat
+
+    config = settings.load({"db": str(tmp_path / "b.db")}, cwd=tmp_path, env={})
+    engine = sa.create_engine("postgresql+psycopg://nobody@127.0.0.1:9/none?connect_timeout=1")
+    away = api.Board(engine, config)
+    now = [100.0]
+    beat = Heartbeat(away, 1, "token", 1.0, ttl=5.0, clock=lambda: now[0])
+    beat.beat()
+    assert not beat.lost.is_set(), "one failed beat is not a lost lease"
+    now[0] += 4.9
+    beat.beat()
+    assert not beat.lost.is_set()
+    now[0] += 0.2  # 5.1 s since the last beat that landed: another host may take the card
+    beat.beat()
+    assert beat.lost.is_set() and beat.unreachable
+    engine.dispose()
+
+
+def test_a_heartbeat_refused_by_the_board_loses_the_lease_at_once(board: kanban.Board) -> None:
+    from kanban.watching import Heartbeat
+
+    card = board.add("x")
+    claim = board.claim(card_id=card.id)
+    assert claim is not None
+    beat = Heartbeat(board, card.id, claim.token, 1.0, ttl=5.0, clock=lambda: 0.0)
+    beat.beat()
+    assert not beat.lost.is_set()
+    board.cancel(card.id)
+    beat.beat()
+    assert beat.lost.is_set() and not beat.unreachable

@@ -52,7 +52,10 @@ def release_run(
         .returning(runs.c.card_id)
     )
     if token is not None:
-        query = query.where(runs.c.token == token)
+        # A supervisor releases its own run; not one reclaimed for an expired lease: that one
+        # counts as released by time (another host) or by its host's dispatcher, and a late
+        # supervisor changes nothing of it.
+        query = query.where(runs.c.token == token, runs.c.outcome != "reclaimed")
     released = conn.execute(query).first() is not None
     if released:
         logger.info("run %s released (%s)", run_id, how)
