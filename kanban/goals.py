@@ -60,13 +60,14 @@ def agent_vars(card: views.CardView, directory: Path) -> dict[str, str]:
 
 
 def check_models(plan: plans.Plan, repo: Path | None) -> plans.Plan:
-    """A plan's per-card models, refused (PlanError) where the card's profile takes none."""
+    """A plan's per-card model, arguments and variables, refused (PlanError) where the card's
+    profile does not allow them."""
     for card in plan.cards:
-        if card.model is None:
+        if card.model is None and not card.args and not card.env:
             continue
         try:
             profiles.load(card.profile, repo=repo).check_card_choices(
-                model=card.model, args=(), env={}
+                model=card.model, args=card.args, env=dict(card.env)
             )
         except errors.ProfileError as exc:
             raise errors.PlanError(f"card {card.key!r}: {exc.message}") from None
@@ -279,7 +280,8 @@ def planner_body(
         "- `profile`: one of the profiles above; `paths`: optional globs of the files it will "
         "touch (cards whose paths overlap never run at once).\n"
         "- `model`: optional, for a profile marked as taking one: the model that card's "
-        "agent runs with.\n"
+        "agent runs with; `args` and `env`: optional extra options and variables, only those "
+        "the profile allows.\n"
         "- Then exit 0 (or run `kanban complete`). A plan that does not validate fails this "
         "attempt with the reason, and nothing of it is created."
     )
