@@ -70,7 +70,8 @@ def planner_body(
         "- `profile`: one of the profiles above; `paths`: optional globs of the files it will "
         "touch (cards whose paths overlap never run at once).\n"
         "- `model`: optional, for a profile marked as taking one: the model that card's "
-        "agent runs with.\n"
+        "agent runs with; `args` and `env`: optional extra options and variables, only those "
+        "the profile allows.\n"
         "- Then exit 0 (or run `kanban complete`). A plan that does not validate fails this "
         "attempt with the reason, and nothing of it is created."
     )

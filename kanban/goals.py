@@ -100,13 +100,14 @@ def known_profiles(repo: Path | None) -> list[str]:
 
 
 def check_models(plan: plans.Plan, repo: Path | None) -> plans.Plan:
-    """A plan's per-card models, refused (PlanError) where the card's profile takes none."""
+    """A plan's per-card model, arguments and variables, refused (PlanError) where the card's
+    profile does not allow them."""
     for card in plan.cards:
-        if card.model is None:
+        if card.model is None and not card.args and not card.env:
             continue
         try:
             profiles.load(card.profile, repo=repo).check_card_choices(
-                model=card.model, args=(), env={}
+                model=card.model, args=card.args, env=dict(card.env)
             )
         except errors.ProfileError as exc:
             raise errors.PlanError(f"card {card.key!r}: {exc.message}") from None

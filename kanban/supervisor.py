@@ -285,6 +285,8 @@ class Supervisor:
         self.note(
             f"profile {profile.name}: {argv[0]} in {workspace.path}"
             + (f" (model {card.model})" if card.model else "")
+            + (f" with {' '.join(card.agent_args)}" if card.agent_args else "")
+            + (f"; card sets {', '.join(sorted(card.agent_env))}" if card.agent_env else "")
         )
         self._env = env
         timeout = detail.card.timeout or profile.timeout
