@@ -334,7 +334,7 @@ def test_a_plan_may_give_a_card_a_model_its_profile_takes(repo: Path, repo_db: s
     path = repo.parent / "plan.json"
     path.write_text(json.dumps(plan))
     with board_in(repo) as b:
-        goal_verbs.add(b, "Two cards", plan=goal_verbs.read_plan(path, repo=repo))
+        b.goals.add("Two cards", plan=goal_verbs.read_plan(path, repo=repo))
         made = {c.title: c for c in b.cards(include_archived=True)}
         assert made["Big"].model == "big-model" and made["Plain"].model is None
         assert made["Big"].agent_args == ("--effort=high",)
