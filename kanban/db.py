@@ -316,7 +316,9 @@ def _quick_version(engine: Engine) -> str | None:
 
 def prepare(engine: Engine) -> None:
     """Make `engine`'s database a board at SCHEMA_HEAD, or raise SchemaError."""
-    if not is_sqlite(engine):
+    if is_sqlite(engine):
+        clock.board_clock.reset()  # a SQLite board runs on this host's clock
+    else:
         check_reachable(engine)
     if _quick_version(engine) == SCHEMA_HEAD:
         return

@@ -1,6 +1,6 @@
 """Schedules: exactly one fire per (schedule, time) across processes, overlap and catch-up
 policies, refusals. Schedules are evaluated with `dispatch --once --at TIME`, so nothing
-waits for the clock; `time_machine` only pins when a schedule was added."""
+waits for the clock; `add` pins when a schedule was added (its `created_at`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import time_machine
 
 import kanban
 from kanban import clock, cron, dispatcher, schedules
@@ -30,8 +29,15 @@ LATER = f"{dt.date.today() + dt.timedelta(days=2)}T09:00"
 
 
 def add(cli: Cli, *args: str, when: str = ADDED) -> None:
-    with time_machine.travel(dt.datetime.fromisoformat(when), tick=False):
-        cli.ok("cron", "add", *args)
+    """`kanban cron add`, as if run at `when`: the new schedule's `created_at` is set to it
+    (a PostgreSQL board's clock is the server's, which no time travel here moves)."""
+    cli.ok("cron", "add", *args)
+    with kanban.open_board(cli.db) as board, board.engine.begin() as conn:
+        newest = conn.execute(sa.text("SELECT max(id) FROM schedules")).scalar_one()
+        conn.execute(
+            sa.text("UPDATE schedules SET created_at = :at WHERE id = :id"),
+            {"at": dt.datetime.fromisoformat(when.replace("Z", "+00:00")), "id": newest},
+        )
 
 
 def dispatch_at(cli: Cli, when: str) -> dict[str, Any]:
