@@ -68,7 +68,7 @@ def _subscribe(board: Any, url: str, *, count: int, kinds: list[str] | None) -> 
     from kanban.board import subscriptions
 
     for n in range(count):
-        board.write(
+        board.tx.write(
             lambda c, n=n: subscriptions.add_subscription(
                 c, name=f"s{n}", url=url, format="json", kinds=kinds, now=clock.now()
             )

@@ -105,7 +105,7 @@ def _bulk(board: Any, statuses: list[str], links: list[tuple[int, int]]) -> list
             )
         return ids
 
-    return list(board.write(insert))
+    return list(board.tx.write(insert))
 
 
 def version(_: dict[str, Any]) -> dict[str, Any]:

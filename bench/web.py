@@ -66,7 +66,7 @@ def build(directory: Path, *, cards: int, open_: int) -> Path:
             if i >= open_:
                 board.move(conn, card_id=card.id, to=CardStatus.DONE, now=now, actor="bench")
 
-    b.write(fill)
+    b.tx.write(fill)
     b.close()
     return repo
 

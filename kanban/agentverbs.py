@@ -43,9 +43,7 @@ class RunVerbs:
         detail = self.board.show(self.card_id)
         shown: dict[str, Any] = detail.to_json()
         if detail.card.goal_id is not None:
-            from kanban import goals
-
-            shown["goal"] = goals.show(self.board, detail.card.goal_id).to_json()
+            shown["goal"] = self.board.goals.show(detail.card.goal_id).to_json()
         return shown
 
     # ------------------------------------------------------------------ ends of the run
@@ -133,7 +131,7 @@ class RunVerbs:
 
     def _event(self, kind: str, data: dict[str, Any]) -> None:
         ttl = self.board.settings.lease_ttl
-        self.board.write(
+        self.board.tx.write(
             lambda c: board.agent.record(
                 c,
                 card_id=self.card_id,

@@ -2,23 +2,24 @@
 
 Each method is one transaction (writes take SQLite's lock up front), retried on transient
 database errors, and wakes a local dispatcher after commit when it changed what could run.
+Cards are verbs of the board (`board.add`, `board.claim`...); goals and schedules hang off it
+in the same style (`board.goals.add(...)`, `board.schedules.add(...)`). The transaction runner
+underneath is `board.tx` (`kanban.db.Transactions`), for code that calls `kanban.board` verbs.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from kanban import board, clock, db, errors, retrying, settings, views, wake
+from kanban import board, clock, db, errors, goals, schedules, settings, views
 from kanban.states import CardStatus, RunOutcome, parse_status
 
-T = TypeVar("T")
 StatusFilter = str | CardStatus | Iterable[str | CardStatus] | None
 
 
@@ -29,6 +30,11 @@ class Board:
         self.engine = engine
         self.settings = config
         self.backoff = board.Backoff(base=config.backoff_base, cap=config.backoff_cap)
+        # The transaction runner (kanban.db): the engine room, not part of this facade's verbs.
+        self.tx = db.Transactions(engine, url=config.db_url)
+        # Goals and schedules, in the same style as the card verbs: `board.goals.add(...)`.
+        self.goals = goals.Goals(self.tx, config)
+        self.schedules = schedules.Schedules(self.tx, config)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -45,27 +51,15 @@ class Board:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def write(self, fn: Callable[[Connection], T], *, wake_dispatcher: bool = False) -> T:
-        """Run `fn` in one write transaction (retried whole on transient errors)."""
+    if not TYPE_CHECKING:  # (mypy keeps refusing unknown attributes)
 
-        def attempt() -> T:
-            with db.transaction(self.engine, write=True) as conn:
-                result = fn(conn)
-                if wake_dispatcher:
-                    wake.notify_sql(conn)
-                return result
-
-        result = _guard(lambda: retrying.database(attempt))
-        if wake_dispatcher:
-            wake.notify(self.url)
-        return result
-
-    def read(self, fn: Callable[[Connection], T]) -> T:
-        def attempt() -> T:
-            with db.transaction(self.engine, write=False) as conn:
-                return fn(conn)
-
-        return _guard(lambda: retrying.database(attempt))
+        def __getattr__(self, name: str) -> Any:
+            if name in ("write", "read"):
+                raise AttributeError(
+                    f"Board.{name} moved to the transaction runner: use board.tx.{name}(...) "
+                    "(kanban.db.Transactions)"
+                )
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def actor(self) -> str:
@@ -122,7 +116,7 @@ class Board:
                 c, card_id=added[0].id, now=clock.now(), actor=self.actor, **choices
             ), True
 
-        card, _created = self.write(add, wake_dispatcher=True)
+        card, _created = self.tx.write(add, wake_dispatcher=True)
         return card
 
     def set_agent_choices(
@@ -141,7 +135,7 @@ class Board:
             "args": (),
             "env": {},
         }
-        return self.write(
+        return self.tx.write(
             lambda c: board.set_agent_choices(
                 c, card_id=card_id, now=clock.now(), actor=self.actor, **choices
             )
@@ -179,7 +173,7 @@ class Board:
 
     def set_cost_cap(self, card_id: int, max_cost_usd: float | None) -> views.CardView:
         """Cap what all of a card's runs may cost together (None removes the cap)."""
-        return self.write(
+        return self.tx.write(
             lambda c: board.set_cost_cap(
                 c, card_id=card_id, max_cost_usd=max_cost_usd, now=clock.now(), actor=self.actor
             )
@@ -189,17 +183,17 @@ class Board:
         self, *, card_ids: list[int] | None = None, since: dt.datetime | None = None
     ) -> views.Spend:
         """Tokens and cost of the runs of `card_ids` (all cards by default) ended since `since`."""
-        return self.read(lambda c: board.spend(c, card_ids=card_ids, since=since))
+        return self.tx.read(lambda c: board.spend(c, card_ids=card_ids, since=since))
 
     def link(self, parent: int, child: int) -> bool:
         """`child` waits for `parent`. Refuses a cycle (CycleError names it)."""
-        return self.write(
+        return self.tx.write(
             lambda c: board.link(c, parent=parent, child=child, now=clock.now(), actor=self.actor),
             wake_dispatcher=True,
         )
 
     def unlink(self, parent: int, child: int) -> None:
-        self.write(
+        self.tx.write(
             lambda c: board.unlink(
                 c, parent=parent, child=child, now=clock.now(), actor=self.actor
             ),
@@ -207,7 +201,7 @@ class Board:
         )
 
     def get(self, card_id: int) -> views.CardView:
-        return self.read(lambda c: board.get_card(c, card_id))
+        return self.tx.read(lambda c: board.get_card(c, card_id))
 
     def cards(
         self,
@@ -220,7 +214,7 @@ class Board:
         limit: int | None = None,
     ) -> list[views.CardView]:
         statuses = _statuses(status)
-        return self.read(
+        return self.tx.read(
             lambda c: board.list_cards(
                 c,
                 statuses=statuses,
@@ -233,20 +227,20 @@ class Board:
         )
 
     def show(self, card_id: int) -> views.CardDetail:
-        return self.read(lambda c: board.card_detail(c, card_id))
+        return self.tx.read(lambda c: board.card_detail(c, card_id))
 
     def runs(self, card_id: int) -> list[views.RunView]:
-        return self.read(lambda c: board.runs_of(c, card_id))
+        return self.tx.read(lambda c: board.runs_of(c, card_id))
 
     def comment(self, card_id: int, body: str, *, author: str | None = None) -> views.CommentView:
-        return self.write(
+        return self.tx.write(
             lambda c: board.comment(
                 c, card_id=card_id, body=body, now=clock.now(), author=author or self.actor
             )
         )
 
     def status(self) -> views.BoardStatus:
-        return self.read(lambda c: board.status_summary(c, now=clock.now()))
+        return self.tx.read(lambda c: board.status_summary(c, now=clock.now()))
 
     # ------------------------------------------------------------------ leases
 
@@ -262,7 +256,7 @@ class Board:
         seconds = self.settings.lease_ttl if ttl is None else clock.parse_duration(ttl, what="ttl")
         if seconds <= 0:
             raise errors.UsageError("ttl must be more than 0 seconds")
-        return self.write(
+        return self.tx.write(
             lambda c: board.claim(
                 c,
                 now=clock.now(),
@@ -277,7 +271,7 @@ class Board:
 
     def heartbeat(self, card_id: int, *, token: str) -> views.RunView:
         """Renew the lease. Raises LeaseLost when the run is no longer current."""
-        return self.write(
+        return self.tx.write(
             lambda c: board.heartbeat(
                 c, card_id=card_id, token=token, ttl=self.settings.lease_ttl, now=clock.now()
             )
@@ -310,37 +304,53 @@ class Board:
         card_id: int,
         *,
         token: str,
-        outcome: RunOutcome,
+        outcome: RunOutcome | None = None,
         summary: str | None = None,
         error: str | None = None,
         exit_code: int | None = None,
         retry_after: float | None = None,
+        result: views.RunResult | None = None,
     ) -> views.CardView:
-        def end(c: Connection) -> views.CardView:
-            from kanban import goals
-
-            goals.end_run(  # a goal's planner or judge delivers its plan or verdict
-                c,
-                config=self.settings,
-                refuse_bad_output=True,
-                card_id=card_id,
-                token=token,
-                outcome=outcome,
-                now=clock.now(),
-                backoff=self.backoff,
+        """End the run holding `token`: with `result` (a `RunResult`), or with `outcome` and
+        its details. A goal's planner or judge delivers its plan or verdict, read and checked
+        before the transaction; one that does not validate is refused (PlanError) and
+        changes nothing, so the agent can fix its file and report again."""
+        if result is None:
+            if outcome is None:
+                raise errors.UsageError("end_run needs an outcome or a result")
+            result = views.RunResult(
+                outcome,
                 summary=summary,
                 error=error,
                 exit_code=exit_code,
                 retry_after=retry_after,
+            )
+        if result.outcome is RunOutcome.DONE:  # a plan or verdict is read before the write
+            card, live = self.tx.read(
+                lambda c: (board.get_card(c, card_id), board.live_run_of(c, card_id, token=token))
+            )
+            if live is not None:  # (none: the write below says what became of the run)
+                result = goals.with_delivery(self.settings, card, live.id, result)
+        final = result
+
+        def end(c: Connection) -> views.CardView:
+            board.end_run(
+                c,
+                card_id=card_id,
+                token=token,
+                result=final,
+                now=clock.now(),
+                backoff=self.backoff,
                 actor=self.actor,
+                refuse_bad_delivery=True,
             )
             return board.get_card(c, card_id)
 
-        return self.write(end, wake_dispatcher=True)
+        return self.tx.write(end, wake_dispatcher=True)
 
     def reclaim_expired(self, *, now: dt.datetime | None = None) -> list[views.RunEnd]:
         """Requeue every card whose run's lease expired (no heartbeat within the TTL)."""
-        return self.write(
+        return self.tx.write(
             lambda c: board.reclaim_expired(
                 c, now=now or clock.now(), backoff=self.backoff, actor=self.actor
             ),
@@ -400,7 +410,7 @@ class Board:
                 c, card_id=card_id, to=to, now=clock.now(), actor=self.actor, **kwargs
             )
 
-        return self.write(move, wake_dispatcher=True)
+        return self.tx.write(move, wake_dispatcher=True)
 
 
 def _require(text: str | None, what: str) -> str:
@@ -415,18 +425,6 @@ def _statuses(status: StatusFilter) -> list[CardStatus] | None:
     if isinstance(status, str | CardStatus):
         status = [status]
     return [parse_status(s) if isinstance(s, str) else s for s in status]
-
-
-def _guard(fn: Callable[[], T]) -> T:
-    """Driver errors become DatabaseError with the original chained."""
-    try:
-        return fn()
-    except errors.KanbanError:
-        raise
-    except sa.exc.IntegrityError as exc:
-        raise errors.DatabaseError(f"the board refused a change: {exc.orig}") from exc
-    except sa.exc.DBAPIError as exc:
-        raise errors.DatabaseError(f"database error: {exc.orig}") from exc
 
 
 def _no_board(where: str, init: str) -> errors.BoardNotFound:
@@ -465,10 +463,10 @@ def connect(config: settings.Settings, *, create: bool = True) -> Board:
     try:
         if path is None:
             db.check_reachable(engine)  # one clear line if not; reads the server's clock
-        if path is None and not create and _guard(lambda: db.read_version(engine)) is None:
+        if path is None and not create and db.guard(lambda: db.read_version(engine)) is None:
             where = db.redact(config.db_url)
             raise _no_board(where, f"kanban --db '{where}' init")
-        _guard(lambda: db.prepare(engine))
+        db.guard(lambda: db.prepare(engine))
     except BaseException:
         engine.dispose()
         raise

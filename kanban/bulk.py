@@ -118,7 +118,7 @@ def apply(
                 raise
         return moved
 
-    return b.write(run, wake_dispatcher=True)
+    return b.tx.write(run, wake_dispatcher=True)
 
 
 def _one(

@@ -17,17 +17,18 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from kanban import clock, errors
+from kanban import clock, errors, retrying, wake
 from kanban.__about__ import DISTRIBUTION
 
+T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 # The newest migration. tests/test_migrations.py fails when this and migrations/ disagree.
@@ -151,6 +152,62 @@ def transaction(engine: Engine, *, write: bool = True) -> Iterator[Connection]:
             yield conn
 
 
+class Transactions:
+    """The transaction runner: every verb of the library runs through `write` or `read`.
+
+    `write(fn)` runs `fn(conn)` in one write transaction (SQLite's lock taken up front),
+    retried whole on transient errors; with `wake_dispatcher` a local dispatcher is woken
+    after commit (PostgreSQL: NOTIFY inside the transaction, delivered on commit). Driver
+    errors leave as `DatabaseError` with the original chained.
+    """
+
+    def __init__(self, engine: Engine, *, url: str | None = None) -> None:
+        self.engine = engine
+        # The wake address is named after the board's URL as the settings spell it.
+        self.url = url or engine.url.render_as_string(hide_password=False)
+
+    def write(self, fn: Callable[[Connection], T], *, wake_dispatcher: bool = False) -> T:
+        def attempt() -> T:
+            with transaction(self.engine, write=True) as conn:
+                result = fn(conn)
+                if wake_dispatcher:
+                    wake.notify_sql(conn)
+                return result
+
+        result = guard(lambda: retrying.database(attempt))
+        if wake_dispatcher:
+            wake.notify(self.url)
+        return result
+
+    def read(self, fn: Callable[[Connection], T]) -> T:
+        def attempt() -> T:
+            with transaction(self.engine, write=False) as conn:
+                return fn(conn)
+
+        return guard(lambda: retrying.database(attempt))
+
+    def wake(self) -> None:
+        """Wake the board's dispatchers without writing anything (best effort)."""
+        if is_sqlite(self.engine):
+            wake.notify(self.url)
+            return
+        with contextlib.suppress(sa.exc.DBAPIError), self.engine.connect() as conn:
+            conn.exec_driver_sql(f"NOTIFY {wake.CHANNEL}")
+            conn.commit()
+
+
+def guard(fn: Callable[[], T]) -> T:
+    """Driver errors become DatabaseError with the original chained."""
+    try:
+        return fn()
+    except errors.KanbanError:
+        raise
+    except sa.exc.IntegrityError as exc:
+        raise errors.DatabaseError(f"the board refused a change: {exc.orig}") from exc
+    except sa.exc.DBAPIError as exc:
+        raise errors.DatabaseError(f"database error: {exc.orig}") from exc
+
+
 def redact(url: str) -> str:
     """`url` with its password hidden, for messages."""
     return _redact(url)
@@ -259,7 +316,9 @@ def _quick_version(engine: Engine) -> str | None:
 
 def prepare(engine: Engine) -> None:
     """Make `engine`'s database a board at SCHEMA_HEAD, or raise SchemaError."""
-    if not is_sqlite(engine):
+    if is_sqlite(engine):
+        clock.board_clock.reset()  # a SQLite board runs on this host's clock
+    else:
         check_reachable(engine)
     if _quick_version(engine) == SCHEMA_HEAD:
         return

@@ -76,7 +76,7 @@ def run(
     loop = dispatcher.Dispatcher(board, max_workers=workers, interval=30.0)
     worker = threading.Thread(
         target=loop.run,
-        kwargs={"stop": stop, "until": lambda _r: dispatcher.drained(board)},
+        kwargs={"stop": stop, "until": lambda _r: loop.drained()},
         daemon=True,
     )
     worker.start()

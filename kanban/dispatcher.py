@@ -1,10 +1,19 @@
 """The dispatcher: one tick turns the board into running agents; the loop runs ticks.
 
-One tick, in order: close runs whose supervisor died (`crashed`); reap exited supervisors;
-reclaim expired leases (this host's processes are killed first, confirmed dead, then
-requeued; other hosts' runs are requeued after the TTL); enforce timeouts; promote cards
-whose parents are done; run the tick hooks (schedules, goals); claim what capacity allows,
-commit, and only then start supervisors; record the dispatcher's own heartbeat.
+A tick is defined here and nowhere else (`Dispatcher.tick`). Its standard steps, in order
+(`STEPS`), each with a typed result in the `TickReport`:
+
+    reap      close runs whose supervisor died (`crashed`), forget exited supervisors
+    reclaim   expired leases: this host's processes killed first, confirmed dead, then
+              requeued; other hosts' runs requeued after the TTL
+    timeouts  runs past their timeout (`timed_out`)
+    promote   cards whose parents are done (a backstop: completions promote at once)
+    schedules due cron fires (`Schedules.fire_due`)           -> TickReport.schedules
+    goals     goals moved along (`Goals.advance`)               -> TickReport.goals
+    claim     what capacity allows (`planning.plan`), committed, then supervisors started
+
+then the dispatcher's own heartbeat. A `Dispatcher` built anywhere (the CLI, `kanban demo`,
+a test, your code) runs every step; the CLI only passes options.
 
 The loop ticks every `interval` (APScheduler 3) and at once when a write wakes it (a local
 socket for SQLite, LISTEN/NOTIFY for PostgreSQL), and at the next moment something is due
@@ -28,56 +37,76 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kanban import (
     api,
     board,
     clock,
     confine,
+    cron,
     errors,
     fsutil,
+    goals,
     liveness,
     planning,
     processes,
     profiles,
     retrying,
+    schedules,
+    snapshots,
     views,
     wake,
 )
 from kanban.__about__ import __version__
-from kanban.states import CardStatus, RunOutcome
+from kanban.states import RunOutcome
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FULL_PROMOTE_EVERY = 600.0  # completions promote their children at once; this is the backstop
 TIMEOUT_GRACE = 30.0  # the supervisor enforces timeouts; the dispatcher steps in after this
 SPAWN_GRACE = 60.0  # a supervisor that has not checked in by then is treated as lost
 
-# A tick hook runs once per tick after promotion and before claiming (schedules, goals). It may
-# return `next_due` (a datetime) to have the loop tick again then.
+STEPS = ("reap", "reclaim", "timeouts", "promote", "schedules", "goals", "claim")
+
+# An extra tick hook (beyond the standard steps) runs after the goal step and before claiming.
+# It may return `next_due` (a datetime) to have the loop tick again then.
 TickHook = Callable[[api.Board, dt.datetime], Mapping[str, Any]]
 
 
 @dataclasses.dataclass
 class TickReport:
+    """What one tick did, step by step (card ids per list)."""
+
     started: dt.datetime
-    crashed: list[int] = dataclasses.field(default_factory=list)
-    reclaimed: list[int] = dataclasses.field(default_factory=list)
-    timed_out: list[int] = dataclasses.field(default_factory=list)
-    promoted: list[int] = dataclasses.field(default_factory=list)
-    claimed: list[int] = dataclasses.field(default_factory=list)
+    crashed: list[int] = dataclasses.field(default_factory=list)  # reap
+    reclaimed: list[int] = dataclasses.field(default_factory=list)  # reclaim
+    timed_out: list[int] = dataclasses.field(default_factory=list)  # timeouts
+    promoted: list[int] = dataclasses.field(default_factory=list)  # promote
+    schedules: schedules.Fires = dataclasses.field(default_factory=schedules.Fires)
+    goals: goals.Advance = dataclasses.field(default_factory=goals.Advance)
+    claimed: list[int] = dataclasses.field(default_factory=list)  # claim
     spawn_failed: list[int] = dataclasses.field(default_factory=list)
     waiting: int = 0
-    hooks: dict[str, Any] = dataclasses.field(default_factory=dict)
+    hooks: dict[str, Any] = dataclasses.field(default_factory=dict)  # extra hooks' results
     next_due: dt.datetime | None = None
     duration_ms: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        """The JSON of `dispatch --once --json`; schedules and goals stay under "hooks"."""
+        data = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("schedules", "goals")
+        }
         data["started"] = clock.iso(self.started)
         data["next_due"] = clock.iso(self.next_due)
-        data["hooks"] = views.jsonable(self.hooks)
+        data["hooks"] = {
+            "schedules": self.schedules.to_json(),
+            "goals": self.goals.to_json(),
+            **views.jsonable(self.hooks),
+        }
         return data
 
     @property
@@ -166,7 +195,7 @@ class BoardIdentity:
         if path is not None:
             st = path.stat()
             inode = (st.st_dev, st.st_ino)
-        return cls(board_id=board_.read(board.releases.board_id), path=path, inode=inode)
+        return cls(board_id=board_.tx.read(board.releases.board_id), path=path, inode=inode)
 
     def check(self, board_: api.Board) -> None:
         """Raise BoardGone when the board was deleted or replaced since we started."""
@@ -178,7 +207,7 @@ class BoardIdentity:
             if (st.st_dev, st.st_ino) != self.inode:
                 raise self._gone("was replaced by another file")
         try:
-            now_id = board_.read(board.releases.board_id)
+            now_id = board_.tx.read(board.releases.board_id)
         except (errors.SchemaError, errors.DatabaseError) as exc:
             if retrying.is_transient_db_error(exc):
                 raise  # the database is away for a moment: the next tick looks again
@@ -204,9 +233,13 @@ class Dispatcher:
         interval: float | None = None,
         spawner: processes.Spawner | None = None,
         name: str | None = None,
+        at: cron.At | None = None,
         hooks: Mapping[str, TickHook] | None = None,
     ) -> None:
+        """`at` evaluates schedules as of that time (`dispatch --once --at`); `hooks` are
+        extra steps after the standard ones (schedules and goals are standard steps)."""
         self.board = board_
+        self.at = at
         self.settings = board_.settings
         self.max_workers = max_workers or self.settings.max_workers
         self.interval = interval or self.settings.tick_interval
@@ -234,12 +267,14 @@ class Dispatcher:
     def _tick(self, now: dt.datetime) -> TickReport:
         t0 = time.perf_counter()
         report = TickReport(started=now)
-        self._check_processes(now, report)
+        self._check_processes(now, report)  # reap
         self._reap()
         self._reclaim(now, report)
         self._enforce_timeouts(now, report)
         self._release(now)
         self._promote(now, report)
+        report.schedules = self._step("schedules", report, self._fire, now, schedules.Fires())
+        report.goals = self._step("goals", report, self.board.goals.advance, now, goals.Advance())
         for name, hook in self.hooks.items():
             try:
                 report.hooks[name] = hook(self.board, now)
@@ -250,7 +285,7 @@ class Dispatcher:
         self._start(claims, report)
         # The next moment something is due: a backoff ending, a lease expiring, or whatever a
         # hook says (`next_due` in its result: the next schedule fire).
-        due = [self.board.read(lambda c: board.next_due(c, now=now))]
+        due = [self.board.tx.read(lambda c: board.next_due(c, now=now)), report.schedules.next_due]
         due += [r.get("next_due") for r in report.hooks.values()]
         report.next_due = min((d for d in due if isinstance(d, dt.datetime)), default=None)
         report.duration_ms = round((time.perf_counter() - t0) * 1000, 2)
@@ -258,6 +293,29 @@ class Dispatcher:
         if report.busy:
             logger.debug("tick: %s", {k: v for k, v in report.to_json().items() if v})
         return report
+
+    def _step(
+        self,
+        name: str,
+        report: TickReport,
+        fn: Callable[[dt.datetime], T],
+        now: dt.datetime,
+        empty: T,
+    ) -> T:
+        """One step that must not stop the tick: its error is logged and reported."""
+        try:
+            return fn(now)
+        except errors.KanbanError as exc:
+            logger.error("tick step %s failed: %s", name, exc)
+            report.hooks[name] = {"error": exc.message}
+            return empty
+
+    def _fire(self, now: dt.datetime) -> schedules.Fires:
+        return self.board.schedules.fire_due(now, at=self.at)
+
+    def drained(self) -> bool:
+        """Nothing running or ready, and no goal waiting for a tick (`dispatch --drain`)."""
+        return drained(self.board) and not self.board.goals.due()
 
     def _reap(self) -> None:
         for run_id, child in list(self.children.items()):
@@ -271,7 +329,7 @@ class Dispatcher:
         A supervisor we started that has not checked in yet is still starting: its process is
         our child and alive, so we renew its lease for it (its start-up time never decides).
         """
-        for run in self.board.read(lambda c: board.live_runs(c, host=self.settings.host_id)):
+        for run in self.board.tx.read(lambda c: board.live_runs(c, host=self.settings.host_id)):
             if run.supervisor_pid is None or run.supervisor_started is None:
                 child = self.children.get(run.id)
                 if child is not None and child.poll() is None and run.id in self.tokens:
@@ -298,7 +356,7 @@ class Dispatcher:
             self._end(run, RunOutcome.CRASHED, report.crashed, now, settled.describe(run))
 
     def _reclaim(self, now: dt.datetime, report: TickReport) -> None:
-        expired = self.board.read(lambda c: board.expired_runs(c, now=now))
+        expired = self.board.tx.read(lambda c: board.expired_runs(c, now=now))
         safe: list[int] = []
         for run in expired:
             if run.host == self.settings.host_id and not self._stop_run_processes(run):
@@ -308,7 +366,7 @@ class Dispatcher:
                 continue
             safe.append(run.id)
         if safe:
-            ended = self.board.write(
+            ended = self.board.tx.write(
                 lambda c: board.reclaim_expired(
                     c,
                     now=now,
@@ -339,18 +397,18 @@ class Dispatcher:
         return ok
 
     def _settle(self, run: views.RunView) -> liveness.Settled:
-        token = self.board.read(lambda c: board.token_of(c, run.id))
+        token = self.board.tx.read(lambda c: board.token_of(c, run.id))
         return liveness.settle(run, token=token, state_dir=self.settings.state_dir)
 
     def _release(self, now: dt.datetime) -> None:
         """Ended runs of this host whose supervisor is gone: stop what is left of them,
         confirm it gone by identity, and let their card run again (one live agent per card)."""
         host = self.settings.host_id
-        for run in self.board.read(lambda c: board.releases.unreleased_runs(c, host=host)):
+        for run in self.board.tx.read(lambda c: board.releases.unreleased_runs(c, host=host)):
             supervisor = processes.Identity(run.supervisor_pid or 0, run.supervisor_started or 0.0)
             if processes.state(supervisor) == "alive" or not self._settle(run).gone:
                 continue  # its supervisor stops the agent and releases the run itself
-            self.board.write(functools.partial(self._released, run_id=run.id, now=now))
+            self.board.tx.write(functools.partial(self._released, run_id=run.id, now=now))
 
     def _released(self, conn: Any, *, run_id: int, now: dt.datetime) -> bool:
         return board.releases.release_run(
@@ -359,7 +417,7 @@ class Dispatcher:
 
     def _enforce_timeouts(self, now: dt.datetime, report: TickReport) -> None:
         known, _ = profiles.load_all(repo=self.settings.repo)
-        for run, card in self.board.read(board.running):
+        for run, card in self.board.tx.read(board.running):
             if run.host != self.settings.host_id or run.started_at is None:
                 continue
             profile = known.get(card.profile or "")
@@ -382,51 +440,12 @@ class Dispatcher:
             and time.monotonic() - self._last_full_promote < FULL_PROMOTE_EVERY
         ):
             return
-        report.promoted = self.board.write(lambda c: board.promote(c, now=now))
+        report.promoted = self.board.tx.write(lambda c: board.promote(c, now=now))
         self._last_full_promote = time.monotonic()
 
-    def snapshot(self, now: dt.datetime, *, card_ids: list[int] | None = None) -> planning.Snapshot:
-        """What the planner sees. Candidates are fetched per profile with free capacity only,
-        so the cost follows the work that can start, not the size of the board."""
-        known, broken = profiles.load_all(repo=self.settings.repo)
-
-        def read(conn: Any) -> planning.Snapshot:
-            running = board.running(conn)
-            here = [r for r, _ in running if r.host == self.settings.host_id]
-            free = self.max_workers - len(here)
-            candidates: list[views.CardView] = []
-            if card_ids is not None:
-                candidates = [
-                    c
-                    for c in (board.get_card(conn, i) for i in card_ids)
-                    if c.status == CardStatus.READY
-                ]
-            elif free > 0:
-                # One grouped read of the ready queue's index says which profiles have work;
-                # only those are asked for candidates (not every profile on disk).
-                waiting = set(board.ready_profiles(conn))
-                for name, profile in known.items():
-                    if name not in waiting:
-                        continue
-                    used = sum(1 for r in here if r.profile == name)
-                    room = min(free, profile.concurrency - used)
-                    if room > 0:
-                        candidates += board.ready_candidates(
-                            conn, now=now, profile=name, limit=room + 8
-                        )
-            candidates.sort(key=lambda c: (-c.priority, c.ready_at or now, c.id))
-            return planning.Snapshot(
-                now=now,
-                host=self.settings.host_id,
-                max_workers=self.max_workers,
-                profiles=known,
-                broken_profiles=broken,
-                running=running,
-                candidates=candidates,
-                max_running=self.settings.max_running,
-            )
-
-        return self.board.read(read)
+    def snapshot(self, now: dt.datetime) -> planning.Snapshot:
+        """What the planner sees: the same read `kanban why` makes (kanban.snapshots)."""
+        return snapshots.read(self.board.tx, self.settings, max_workers=self.max_workers, now=now)
 
     def _claim(self, now: dt.datetime, report: TickReport) -> list[views.Claim]:
         if self.stopping.is_set():
@@ -456,7 +475,7 @@ class Dispatcher:
                     won.append(claim)
             return won
 
-        claims = self.board.write(claim_all)
+        claims = self.board.tx.write(claim_all)
         report.claimed = [c.card_id for c in claims]
         return claims
 
@@ -499,13 +518,13 @@ class Dispatcher:
                 conn,
                 card_id=claim.card_id,
                 token=claim.token,
-                outcome=RunOutcome.SPAWN_FAILED,
+                result=views.RunResult(RunOutcome.SPAWN_FAILED, error=error),
                 now=clock.now(),
                 backoff=self.board.backoff,
-                error=error,
+                actor=f"dispatcher:{self.name}",
             )
 
-        self.board.write(end)
+        self.board.tx.write(end)
 
     def _end(
         self,
@@ -521,15 +540,14 @@ class Dispatcher:
                 conn,
                 card_id=run.card_id,
                 token=token,
-                outcome=outcome,
+                result=views.RunResult(outcome, error=error),
                 now=now,
                 backoff=self.board.backoff,
-                error=error,
                 actor=f"dispatcher:{self.name}",
             )
 
         try:
-            self.board.write(end)
+            self.board.tx.write(end)
         except errors.LeaseLost:
             return  # it ended by itself in the meantime
         bucket.append(run.card_id)
@@ -551,7 +569,7 @@ class Dispatcher:
             )
         }
         summary["max_workers"] = self.max_workers
-        self.board.write(
+        self.board.tx.write(
             lambda c: board.dispatchers.beat(
                 c,
                 name=self.name,
@@ -570,7 +588,7 @@ class Dispatcher:
         if self.gone is not None:
             return  # whatever is at the board's path now is not our board: write nothing
         with contextlib.suppress(errors.KanbanError):
-            self.board.write(
+            self.board.tx.write(
                 lambda c: board.dispatchers.stopped(c, name=self.name, now=clock.now())
             )
 

@@ -16,7 +16,7 @@ import json
 import time
 from typing import Any
 
-from kanban import api, board, clock, errors, goals, profiles, views
+from kanban import api, board, clock, errors, profiles, views
 from kanban.states import CardStatus
 
 DEFAULT_MAX_WAIT = 60.0  # a backoff ending sooner is waited for; a 5-minute cooldown is not
@@ -65,13 +65,13 @@ class Drain:
     def __init__(self, board_: api.Board, *, max_wait: float = DEFAULT_MAX_WAIT) -> None:
         self.board = board_
         self.max_wait = max_wait
-        self.first_event = board_.read(board.history.last_event_id)
+        self.first_event = board_.tx.read(board.history.last_event_id)
         self.started = time.monotonic()
         self.left: list[Left] = []
 
     def over(self, now: dt.datetime | None = None) -> bool:
         now = now or clock.now()
-        if self.board.status().counts["running"] or goals.due(self.board):
+        if self.board.status().counts["running"] or self.board.goals.due():
             return False
         if self._cleaning_up():
             return False  # a supervisor still commits or pushes what its ended run left
@@ -84,7 +84,7 @@ class Drain:
     def _cleaning_up(self) -> bool:
         """This host's ended runs whose processes are not yet confirmed gone (kanban.liveness)."""
         host = self.board.settings.host_id
-        return bool(self.board.read(lambda c: board.releases.unreleased_runs(c, host=host)))
+        return bool(self.board.tx.read(lambda c: board.releases.unreleased_runs(c, host=host)))
 
     def _waiting(self) -> list[Left]:
         """Cards waiting for parents that will not finish by themselves (blocked, review...)."""
@@ -117,7 +117,7 @@ class Drain:
         return stuck
 
     def summary(self) -> Summary:
-        seen = self.board.read(
+        seen = self.board.tx.read(
             lambda c: board.history.events_after(
                 c, after_id=self.first_event, kinds=("claimed",), limit=1_000_000
             )

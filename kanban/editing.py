@@ -50,7 +50,7 @@ def edit(
     if changes.get("timeout") is not None:
         changes["timeout"] = clock.parse_duration(changes["timeout"], what="timeout")
     if not choices:
-        return b.write(
+        return b.tx.write(
             lambda c: board.edits.edit_card(
                 c, card_id=card_id, changes=dict(changes), now=clock.now(), actor=b.actor
             ),
@@ -78,11 +78,11 @@ def edit(
                 diff[name] = {"from": old, "to": new}
         return updated, diff
 
-    return b.write(apply, wake_dispatcher=True)
+    return b.tx.write(apply, wake_dispatcher=True)
 
 
 def unarchive(b: api.Board, card_id: int) -> views.CardView:
-    return b.write(
+    return b.tx.write(
         lambda c: board.edits.unarchive(c, card_id=card_id, now=clock.now(), actor=b.actor),
         wake_dispatcher=True,
     )

@@ -99,7 +99,7 @@ class Follower:
     ) -> None:
         self.board = board_
         self.after_id = (
-            after_id if after_id is not None else board_.read(board.history.last_event_id)
+            after_id if after_id is not None else board_.tx.read(board.history.last_event_id)
         )
         self.card_id = card_id
         self.kinds = tuple(kinds)
@@ -107,7 +107,7 @@ class Follower:
         self._titles: dict[int, str] = {}
 
     def poll(self) -> list[tuple[views.EventView, str | None]]:
-        found = self.board.read(
+        found = self.board.tx.read(
             lambda c: board.history.events_after(
                 c,
                 after_id=self.after_id,

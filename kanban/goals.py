@@ -1,32 +1,35 @@
 """Goals: an objective that a planner breaks into cards and a judge checks, turn by turn.
 
     goal add -> turn 1: planner card (ready) -> its run ends: plan read, checked, proposed
-    -> `goal approve` (or --auto) -> cards worked -> all finished: judge card (the tick hook)
+    -> `goal approve` (or --auto) -> cards worked -> all finished: judge card (a tick step)
     -> its run ends: verdict read -> done | next turn with the judge's reason | blocked
 
 A planner card's agent writes its plan to $KANBAN_PLAN_FILE and a judge's writes its
-verdict to $KANBAN_VERDICT_FILE (files in the run's directory, outside the worktree). When
-such a run ends `done`, `end_run` reads the file and applies it in the same transaction; a
-file that does not validate ends the run `failed` with the reason instead, and nothing of it
-exists. Writes go through the board verbs (`kanban.board.goals`).
+verdict to $KANBAN_VERDICT_FILE (files in the run's directory, outside the worktree). Before
+such a run is ended, `read_delivery` reads and checks the file (and every profile file it
+needs) outside any transaction; `board.end_run` then applies it in the run's own transaction.
+A file that does not validate ends the run `failed` with the reason, and nothing of it exists.
+
+Reach goals from a board as `board.goals` (`Goals`): `board.goals.add("objective", ...)`,
+`.show(id)`, `.ls()`, `.approve(id)`, `.cancel(id)`. The dispatcher's tick calls `advance`.
+Writes go through the board verbs (`kanban.board.goals`, `kanban.board.turns`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from kanban import board, clock, errors, plans, profiles, settings, views
+from kanban import board, briefs, clock, db, errors, plans, profiles, settings, views
 from kanban.board.goals import RoleCard
+from kanban.board.turns import next_turn
 from kanban.states import CardRole, CardStatus, GoalStatus, RunOutcome
-
-if TYPE_CHECKING:
-    from kanban.api import Board
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +40,8 @@ ROLE_FILES = {
     CardRole.PLANNER: ("KANBAN_PLAN_FILE", "plan.json", "plan"),
     CardRole.JUDGE: ("KANBAN_VERDICT_FILE", "verdict.json", "verdict"),
 }
+planner_body = briefs.planner_body
+judge_body = briefs.judge_body
 
 
 # ------------------------------------------------------------------- files of a run
@@ -59,249 +64,98 @@ def agent_vars(card: views.CardView, directory: Path) -> dict[str, str]:
     return found
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Catalog:
+    """The profiles a goal may use, read from disk before a transaction begins."""
+
+    loadable: tuple[str, ...]  # those that load: what a goal and its plan may use
+    broken: Mapping[str, str]  # name -> why its file does not load
+    lines: tuple[str, ...]  # what a planner card lists
+
+    def check(self, name: str) -> None:
+        """Like `profiles.require`, from what was read: known here and loading cleanly."""
+        profiles.check_name(name)
+        usable = ", ".join(self.loadable) or "none"
+        if name in self.broken:
+            raise errors.ProfileError(
+                f"profile {name!r} does not load: {self.broken[name]}; fix it "
+                f"(`kanban profiles check {name}`) or choose another: {usable}"
+            )
+        if name not in self.loadable:
+            known = ", ".join(sorted([*self.loadable, *self.broken])) or "none"
+            raise errors.ProfileError(f"unknown profile {name!r}; known profiles: {known}")
+
+
+def catalog(repo: Path | None) -> Catalog:
+    good, bad = profiles.load_all(repo=repo)
+    return Catalog(
+        loadable=tuple(sorted(good)),
+        broken=dict(bad),
+        lines=briefs.profile_lines(good.values()),
+    )
+
+
+def known_profiles(repo: Path | None) -> list[str]:
+    return list(catalog(repo).loadable)
+
+
 def check_models(plan: plans.Plan, repo: Path | None) -> plans.Plan:
-    """A plan's per-card models, refused (PlanError) where the card's profile takes none."""
+    """A plan's per-card model, arguments and variables, refused (PlanError) where the card's
+    profile does not allow them."""
     for card in plan.cards:
-        if card.model is None:
+        if card.model is None and not card.args and not card.env:
             continue
         try:
             profiles.load(card.profile, repo=repo).check_card_choices(
-                model=card.model, args=(), env={}
+                model=card.model, args=card.args, env=dict(card.env)
             )
         except errors.ProfileError as exc:
             raise errors.PlanError(f"card {card.key!r}: {exc.message}") from None
     return plan
 
 
-def known_profiles(repo: Path | None) -> list[str]:
-    return sorted(profiles.load_all(repo=repo)[0])
-
-
-def end_run(
-    conn: Connection,
-    *,
-    config: settings.Settings,
-    card_id: int,
-    token: str,
-    outcome: RunOutcome,
-    now: dt.datetime,
-    refuse_bad_output: bool = False,
-    **kwargs: Any,
-) -> views.RunEnd:
-    """`board.end_run`, plus: a planner's or judge's run that ends `done` delivers its plan or
-    verdict in the same transaction. One that does not validate ends the run `failed` with
-    the reason (or, with `refuse_bad_output`, raises PlanError and changes nothing, so an
-    agent reporting by itself can fix its file while it still holds the lease)."""
-    card = board.get_card(conn, card_id)
-    if card.role is None or card.goal_id is None or outcome is not RunOutcome.DONE:
-        return board.end_run(conn, card_id=card_id, token=token, outcome=outcome, now=now, **kwargs)
-    live = [r for r in board.runs_of(conn, card_id) if r.live]
-    try:
-        with conn.begin_nested():
-            ended = board.end_run(
-                conn, card_id=card_id, token=token, outcome=outcome, now=now, **kwargs
-            )
-            path = run_dir(config.state_dir, live[0].id) / ROLE_FILES[CardRole(card.role)][1]
-            _deliver(conn, config, card, path, now=now)
-            return ended
-    except errors.LeaseLost:
-        raise
-    except errors.KanbanError as exc:
-        if refuse_bad_output:
-            raise errors.PlanError(
-                f"{exc.message}; fix the file and report again (`kanban complete`)"
-            ) from exc
-        logger.warning("card %s: %s", card_id, exc.message)
-        kwargs.update(summary=None, error=exc.message)
-        return board.end_run(
-            conn, card_id=card_id, token=token, outcome=RunOutcome.FAILED, now=now, **kwargs
-        )
-
-
-def _deliver(
-    conn: Connection,
-    config: settings.Settings,
-    card: views.CardView,
-    path: Path,
-    *,
-    now: dt.datetime,
-) -> None:
-    assert card.goal_id is not None
-    assert card.role is not None
-    role = CardRole(card.role)
-    variable, _, what = ROLE_FILES[role]
+def read_delivery(
+    config: settings.Settings, card: views.CardView, run_id: int
+) -> views.Delivery | None:
+    """What a planner's or judge's run delivered: its file read and checked (outside any
+    transaction). None for a card that is not a goal's planner or judge."""
+    if card.role is None or card.goal_id is None:
+        return None
+    variable, name, what = ROLE_FILES[CardRole(card.role)]
+    path = run_dir(config.state_dir, run_id) / name
     try:
         with path.open("rb") as fh:
             raw = fh.read(MAX_FILE + 1)
     except FileNotFoundError:
-        raise errors.PlanError(
-            f"{what} refused: the agent wrote no {what} to ${variable} ({path})"
-        ) from None
+        return views.Delivery(
+            refused=f"{what} refused: the agent wrote no {what} to ${variable} ({path})"
+        )
+    except OSError as exc:
+        return views.Delivery(refused=f"{what} refused: cannot read {path}: {exc}")
     if len(raw) > MAX_FILE:
-        raise errors.PlanError(f"{what} refused: {path} is larger than {MAX_FILE:,} bytes")
+        return views.Delivery(refused=f"{what} refused: {path} is larger than {MAX_FILE:,} bytes")
     try:
         text = raw.decode()
-        if role is CardRole.PLANNER:
-            plan = check_models(
-                plans.parse_plan(text, known_profiles=known_profiles(config.repo)), config.repo
-            )
-            _propose(conn, goal_id=card.goal_id, plan=plan, now=now)
-        else:
-            verdict = plans.parse_verdict(text)
-            _judged(
-                conn, config, goal_id=card.goal_id, judge_card=card.id, verdict=verdict, now=now
-            )
     except UnicodeDecodeError:
-        raise errors.PlanError(f"{what} refused: {path} is not UTF-8 text") from None
+        return views.Delivery(refused=f"{what} refused: {path} is not UTF-8 text")
+    known = catalog(config.repo)
+    try:
+        if card.role == CardRole.PLANNER:
+            plan = plans.parse_plan(text, known_profiles=known.loadable)
+            return views.Delivery(plan=check_models(plan, config.repo))
+        return views.Delivery(verdict=plans.parse_verdict(text), profile_lines=known.lines)
     except errors.KanbanError as exc:
-        raise errors.PlanError(f"{what} refused: {exc.message}") from exc
+        return views.Delivery(refused=f"{what} refused: {exc.message}")
 
 
-def _propose(conn: Connection, *, goal_id: int, plan: plans.Plan, now: dt.datetime) -> None:
-    """The plan's cards; the first cards of a later turn start from the last judge's branch."""
-    turns = board.goals.turns_of(conn, goal_id)
-    previous = turns[-2].judge_card if len(turns) > 1 else None
-    roots = (previous,) if previous is not None else ()
-    board.goals.propose(conn, goal_id=goal_id, plan=plan, now=now, roots_after=roots)
-
-
-def _judged(
-    conn: Connection,
-    config: settings.Settings,
-    *,
-    goal_id: int,
-    judge_card: int,
-    verdict: plans.Verdict,
-    now: dt.datetime,
-) -> None:
-    goal = board.goals.record_verdict(conn, goal_id=goal_id, verdict=verdict, now=now)
-    if verdict.done:
-        return
-    spent = board.goal_spend(conn, goal_id).cost_usd
-    if goal.turn >= goal.max_turns:
-        reason = (
-            f"the turn budget is spent ({goal.turn} of {goal.max_turns} turns) and the judge "
-            f"says it is not done: {verdict.reason}"
-        )
-    elif goal.max_cost_usd is not None and spent >= goal.max_cost_usd:
-        reason = (
-            f"the cost budget is spent ({views.usd(spent)} of "
-            f"{views.usd(goal.max_cost_usd)}) and the judge says it is not done: "
-            f"{verdict.reason}"
-        )
-    elif goal.planner is None:
-        reason = f"the judge says it is not done and the goal has no planner: {verdict.reason}"
-    else:
-        _next_turn(conn, config, goal, feedback=verdict.reason, parents=(judge_card,), now=now)
-        return
-    board.goals.finish(conn, goal_id=goal_id, status=G.BLOCKED, reason=reason, now=now)
-
-
-def _next_turn(
-    conn: Connection,
-    config: settings.Settings,
-    goal: views.GoalView,
-    *,
-    feedback: str | None,
-    parents: tuple[int, ...],
-    now: dt.datetime,
-    actor: str | None = None,
-) -> None:
-    assert goal.planner is not None
-    number = goal.turn + 1
-    so_far = board.goals.cards_of(conn, goal.id, work_only=True)
-    planner = RoleCard(
-        title=_title("Plan" if number == 1 else f"Plan turn {number}", goal.objective),
-        body=planner_body(goal, number, feedback, so_far, _profile_lines(config.repo)),
-        profile=goal.planner,
-        parents=parents,
-    )
-    board.goals.start_turn(
-        conn, goal_id=goal.id, now=now, feedback=feedback, planner=planner, actor=actor
-    )
-
-
-# --------------------------------------------------------------------- card texts
-
-
-def _title(prefix: str, objective: str) -> str:
-    first = next((ln.strip() for ln in objective.splitlines() if ln.strip()), objective)
-    text = f"{prefix}: {first}"
-    return text if len(text) <= 200 else text[:199] + "…"
-
-
-def _profile_lines(repo: Path | None) -> list[str]:
-    good, _ = profiles.load_all(repo=repo)
-    return [
-        f"- `{name}`: {p.description or '(no description)'}"
-        + (" (takes a `model`)" if p.model_args else "")
-        for name, p in sorted(good.items())
-    ]
-
-
-def _card_lines(cards: Collection[views.CardView]) -> list[str]:
-    lines = []
-    for card in cards:
-        line = f"- Card {card.id} [{card.status}] {card.title}"
-        if card.branch:
-            line += f" (branch `{card.branch}`)"
-        lines.append(line)
-        if card.summary:
-            lines += ["  " + ln for ln in card.summary.strip().splitlines()]
-    return lines
-
-
-def planner_body(
-    goal: views.GoalView,
-    turn: int,
-    feedback: str | None,
-    cards: Collection[views.CardView],
-    profile_lines: list[str],
-) -> str:
-    parts = [
-        f"You are planning goal {goal.id}, turn {turn} of at most {goal.max_turns}. Do not do "
-        "the work yourself: break the objective into cards that other agents will work, and "
-        "write the plan as JSON to the file named by $KANBAN_PLAN_FILE.",
-        "## Objective\n\n" + goal.objective,
-    ]
-    if feedback:
-        parts.append(f"## Why the last turn was judged not done\n\n{feedback}")
-    if cards:
-        parts.append("## Cards of this goal so far\n\n" + "\n".join(_card_lines(cards)))
-    parts.append("## Profiles you can give a card\n\n" + "\n".join(profile_lines or ["- none"]))
-    parts.append(
-        "## The plan\n\nWrite exactly this shape to $KANBAN_PLAN_FILE:\n\n```json\n"
-        + plans.FORMAT
-        + "\n```\n\n"
-        "- `key`: short and unique within the plan; `after` lists keys of this plan that must "
-        "be done first (no cycles).\n"
-        "- `title`: one line; `body`: everything the card's agent needs to know.\n"
-        "- `profile`: one of the profiles above; `paths`: optional globs of the files it will "
-        "touch (cards whose paths overlap never run at once).\n"
-        "- `model`: optional, for a profile marked as taking one: the model that card's "
-        "agent runs with.\n"
-        "- Then exit 0 (or run `kanban complete`). A plan that does not validate fails this "
-        "attempt with the reason, and nothing of it is created."
-    )
-    return "\n\n".join(parts)
-
-
-def judge_body(goal: views.GoalView, cards: Collection[views.CardView]) -> str:
-    return "\n\n".join(
-        [
-            f"You are judging goal {goal.id} after turn {goal.turn} of at most "
-            f"{goal.max_turns}. Do not change anything: check whether the objective is met by "
-            "the work below (your worktree holds it), and write your verdict as JSON to the "
-            "file named by $KANBAN_VERDICT_FILE.",
-            "## Objective\n\n" + goal.objective,
-            "## The goal's cards\n\n" + "\n".join(_card_lines(cards) or ["- none"]),
-            "## The verdict\n\nWrite exactly this shape to $KANBAN_VERDICT_FILE, then exit 0:\n\n"
-            '```json\n{"done": false, "reason": "what is missing or wrong, for the next plan"}'
-            "\n```\n\n"
-            '`"done": true` ends the goal. Not done starts another planning turn that reads '
-            "your reason, until the goal's turns are spent.",
-        ]
-    )
+def with_delivery(
+    config: settings.Settings, card: views.CardView, run_id: int, result: views.RunResult
+) -> views.RunResult:
+    """`result`, with what the agent delivered when it is a planner's or judge's `done`."""
+    if result.outcome is not RunOutcome.DONE:
+        return result
+    delivery = read_delivery(config, card, run_id)
+    return result if delivery is None else dataclasses.replace(result, delivery=delivery)
 
 
 # ------------------------------------------------------------------ library functions
@@ -309,8 +163,8 @@ def judge_body(goal: views.GoalView, cards: Collection[views.CardView]) -> str:
 
 def create(
     conn: Connection,
-    config: settings.Settings,
     *,
+    catalog: Catalog,
     objective: str,
     planner: str | None,
     judge: str | None,
@@ -321,14 +175,15 @@ def create(
     actor: str | None = None,
     max_cost_usd: float | None = None,
 ) -> views.GoalView:
-    """A goal with its first turn: a planner card, or the given plan proposed at once."""
+    """A goal with its first turn: a planner card, or the given plan proposed at once.
+    The profiles were read before the transaction (`catalog`); no file is read here."""
     if planner is None and plan is None:
         raise errors.UsageError(
             "a goal needs a planner (--planner PROFILE) or a plan (--plan FILE)"
         )
     for name in (planner, judge):
         if name is not None:
-            profiles.require(name, repo=config.repo)
+            catalog.check(name)
     goal = board.goals.create(
         conn,
         objective=objective,
@@ -341,7 +196,15 @@ def create(
         max_cost_usd=max_cost_usd,
     )
     if plan is None:
-        _next_turn(conn, config, goal, feedback=None, parents=(), now=now, actor=actor)
+        next_turn(
+            conn,
+            goal,
+            feedback=None,
+            parents=(),
+            profile_lines=catalog.lines,
+            now=now,
+            actor=actor,
+        )
     else:
         board.goals.start_turn(conn, goal_id=goal.id, now=now, actor=actor)
         board.goals.propose(conn, goal_id=goal.id, plan=plan, now=now, actor=actor)
@@ -367,59 +230,6 @@ def read_plan(path: Path, *, repo: Path | None) -> plans.Plan:
         raise errors.PlanError(f"plan {path} refused: {exc.message}") from None
 
 
-def add(
-    board_: Board,
-    objective: str,
-    *,
-    planner: str | None = None,
-    plan: plans.Plan | None = None,
-    judge: str | None = None,
-    max_turns: int = DEFAULT_MAX_TURNS,
-    auto: bool = False,
-    max_cost_usd: float | None = None,
-) -> views.GoalView:
-    return board_.write(
-        lambda c: create(
-            c,
-            board_.settings,
-            objective=objective,
-            planner=planner,
-            judge=judge,
-            plan=plan,
-            max_turns=max_turns,
-            auto=auto,
-            now=clock.now(),
-            actor=board_.actor,
-            max_cost_usd=max_cost_usd,
-        ),
-        wake_dispatcher=True,
-    )
-
-
-def show(board_: Board, goal_id: int) -> views.GoalDetail:
-    return board_.read(lambda c: board.goals.goal_detail(c, goal_id))
-
-
-def ls(board_: Board, statuses: Collection[GoalStatus] | None = None) -> list[views.GoalView]:
-    return board_.read(lambda c: board.goals.list_goals(c, statuses=statuses))
-
-
-def approve(board_: Board, goal_id: int) -> list[views.CardView]:
-    return board_.write(
-        lambda c: board.goals.approve(c, goal_id=goal_id, now=clock.now(), actor=board_.actor),
-        wake_dispatcher=True,
-    )
-
-
-def cancel(board_: Board, goal_id: int, *, reason: str | None = None) -> views.GoalView:
-    return board_.write(
-        lambda c: board.goals.cancel(
-            c, goal_id=goal_id, now=clock.now(), reason=reason, actor=board_.actor
-        ),
-        wake_dispatcher=True,
-    )
-
-
 def parse_status(value: str) -> GoalStatus:
     try:
         return GoalStatus(value.lower())
@@ -428,35 +238,117 @@ def parse_status(value: str) -> GoalStatus:
         raise errors.UsageError(f"unknown goal status {value!r}; use one of: {known}") from None
 
 
-# ---------------------------------------------------------------------- the tick hook
+@dataclasses.dataclass(frozen=True, slots=True)
+class Advance:
+    """What the tick's goal step did: goals now judging, done, or blocked."""
+
+    judging: tuple[int, ...] = ()
+    done: tuple[int, ...] = ()
+    blocked: tuple[int, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: list(v) for k in ("judging", "done", "blocked") if (v := getattr(self, k))}
+
+    def __bool__(self) -> bool:
+        return bool(self.judging or self.done or self.blocked)
 
 
-def tick(board_: Board, now: dt.datetime) -> Mapping[str, Any]:
-    """Move goals along (a dispatcher tick hook): judge goals whose cards are all finished
-    (or end them without a judge), and block goals whose planner or judge card finished
-    without delivering."""
-    if not due(board_):  # two cheap reads; the write lock only when there is work
-        return {}
-    return board_.write(lambda c: _advance(c, board_.settings, now))
+class Goals:
+    """A board's goals (`board.goals`): each method is one transaction, like the card verbs.
+
+    board.goals.add("objective", planner="claude-code", judge="claude-code")
+    board.goals.approve(goal_id)
+    """
+
+    def __init__(self, tx: db.Transactions, config: settings.Settings) -> None:
+        self.tx = tx
+        self.settings = config
+
+    def add(
+        self,
+        objective: str,
+        *,
+        planner: str | None = None,
+        plan: plans.Plan | None = None,
+        judge: str | None = None,
+        max_turns: int = DEFAULT_MAX_TURNS,
+        auto: bool = False,
+        max_cost_usd: float | None = None,
+    ) -> views.GoalView:
+        for name in (planner, judge):  # profile files are read before the transaction
+            if name is not None:
+                profiles.require(name, repo=self.settings.repo)
+        known = catalog(self.settings.repo)
+        return self.tx.write(
+            lambda c: create(
+                c,
+                catalog=known,
+                objective=objective,
+                planner=planner,
+                judge=judge,
+                plan=plan,
+                max_turns=max_turns,
+                auto=auto,
+                now=clock.now(),
+                actor=self.settings.actor,
+                max_cost_usd=max_cost_usd,
+            ),
+            wake_dispatcher=True,
+        )
+
+    def read_plan(self, path: Path) -> plans.Plan:
+        """A hand-written plan file (`goal add --plan FILE`), checked like a planner's."""
+        return read_plan(path, repo=self.settings.repo)
+
+    def show(self, goal_id: int) -> views.GoalDetail:
+        return self.tx.read(lambda c: board.goals.goal_detail(c, goal_id))
+
+    def ls(self, statuses: Collection[GoalStatus] | None = None) -> list[views.GoalView]:
+        return self.tx.read(lambda c: board.goals.list_goals(c, statuses=statuses))
+
+    def approve(self, goal_id: int) -> list[views.CardView]:
+        return self.tx.write(
+            lambda c: board.goals.approve(
+                c, goal_id=goal_id, now=clock.now(), actor=self.settings.actor
+            ),
+            wake_dispatcher=True,
+        )
+
+    def cancel(self, goal_id: int, *, reason: str | None = None) -> views.GoalView:
+        return self.tx.write(
+            lambda c: board.goals.cancel(
+                c, goal_id=goal_id, now=clock.now(), reason=reason, actor=self.settings.actor
+            ),
+            wake_dispatcher=True,
+        )
+
+    # ------------------------------------------------------------ the tick's goal step
+
+    def due(self) -> bool:
+        """Would the next tick move a goal along? (`dispatch --drain` waits for that tick.)"""
+
+        def read(conn: Connection) -> bool:
+            return bool(board.goals.finished_working(conn) or board.goals.stalled(conn))
+
+        return self.tx.read(read)
+
+    def advance(self, now: dt.datetime) -> Advance:
+        """Move goals along (the dispatcher's goal step): judge goals whose cards are all
+        finished (or end them without a judge), and block goals whose planner or judge card
+        finished without delivering."""
+        if not self.due():  # two cheap reads; the write lock only when there is work
+            return Advance()
+        return self.tx.write(lambda c: _advance(c, now))
 
 
-def due(board_: Board) -> bool:
-    """Would the next tick move a goal along? (`dispatch --drain` waits for that tick.)"""
-
-    def read(conn: Connection) -> bool:
-        return bool(board.goals.finished_working(conn) or board.goals.stalled(conn))
-
-    return board_.read(read)
-
-
-def _advance(conn: Connection, config: settings.Settings, now: dt.datetime) -> dict[str, Any]:
+def _advance(conn: Connection, now: dt.datetime) -> Advance:
     report: dict[str, list[int]] = {"judging": [], "done": [], "blocked": []}
     for goal_id in board.goals.finished_working(conn):
         goal = board.goals.get_goal(conn, goal_id)
         work = board.goals.cards_of(conn, goal_id, work_only=True)
         if goal.judge is not None:
             judge = RoleCard(
-                title=_title(
+                title=briefs.title(
                     "Judge" if goal.turn == 1 else f"Judge turn {goal.turn}", goal.objective
                 ),
                 body=judge_body(goal, work),
@@ -481,7 +373,7 @@ def _advance(conn: Connection, config: settings.Settings, now: dt.datetime) -> d
         reason = f"its {role} card {card_id} is {status} and left no {what}"
         board.goals.finish(conn, goal_id=goal_id, status=G.BLOCKED, reason=reason, now=now)
         report["blocked"].append(goal_id)
-    return {k: v for k, v in report.items() if v}
+    return Advance(**{k: tuple(v) for k, v in report.items()})
 
 
 def _judge_parents(conn: Connection, goal: views.GoalView) -> tuple[int, ...]:

@@ -26,6 +26,8 @@ class Snapshot:
     running: Sequence[tuple[views.RunView, views.CardView]]  # every host's live runs
     candidates: Sequence[views.CardView]  # ready and claimable now, best first
     max_running: int | None = None  # board-wide cap over all hosts (None: no cap)
+    # Profiles whose ready queue holds more claimable cards than `candidates` has.
+    truncated: frozenset[str] = frozenset()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -42,12 +44,26 @@ def _prefix(glob: str) -> str:
     return glob
 
 
+def _is_file(path: str) -> bool:
+    """A plain path whose last part has an extension (`src/a.py`, not `src` or `.github`)."""
+    if path.endswith("/") or _prefix(path) != path:
+        return False
+    last = path.rsplit("/", 1)[-1]
+    return "." in last.lstrip(".")
+
+
 def paths_overlap(a: Sequence[str], b: Sequence[str]) -> bool:
-    """Could a file match a glob of `a` and a glob of `b`? Conservative: when unsure, yes."""
+    """Could a file match a glob of `a` and a glob of `b`? Conservative: when unsure, yes.
+    (A plain file path against a glob is sure: the glob matches it or not.)"""
     for x in a:
         for y in b:
             if fnmatch.fnmatchcase(x, y) or fnmatch.fnmatchcase(y, x):
                 return True
+            if _is_file(x) or _is_file(y):
+                file, other = (x, y) if _is_file(x) else (y, x)
+                if _prefix(other) == other and file.startswith(other.rstrip("/") + "/"):
+                    return True  # a file inside a directory
+                continue  # a glob matches a file or it does not
             px, py = _prefix(x), _prefix(y)
             if px.startswith(py) or py.startswith(px):
                 # Literal parts agree as far as both go: one may contain the other.
@@ -86,6 +102,21 @@ def plan(snap: Snapshot) -> Plan:
         if card.paths:
             busy_paths.append((card.id, card.paths))
     return Plan(claim=tuple(chosen), waiting=waiting)
+
+
+def wants_more(snap: Snapshot, chosen: Plan) -> set[str]:
+    """Profiles that would start more cards on this host than `chosen` does, had the snapshot
+    more of their candidates: a worker stays free, the board-wide cap is not reached, and
+    the profile is below its concurrency. (The reader then reads on; see kanban.snapshots.)"""
+    here = [r for r, _ in snap.running if r.host == snap.host]
+    if snap.max_workers - len(here) - len(chosen.claim) <= 0:
+        return set()
+    if snap.max_running is not None and len(snap.running) + len(chosen.claim) >= snap.max_running:
+        return set()
+    claimed = {c.id for c in snap.candidates if c.id in chosen.claim}
+    per_profile: Counter[str | None] = Counter(r.profile for r in here)
+    per_profile.update(c.profile for c in snap.candidates if c.id in claimed)
+    return {name for name, p in snap.profiles.items() if per_profile[name] < p.concurrency}
 
 
 def _why_not(

@@ -28,7 +28,7 @@ MAX_CARDS = 200
 MAX_TITLE = 500
 MAX_BODY = 100_000
 MAX_REASON = 10_000
-CARD_KEYS = frozenset({"key", "title", "body", "profile", "after", "paths", "model"})
+CARD_KEYS = frozenset({"key", "title", "body", "profile", "after", "paths", "model", "args", "env"})
 MAX_MODEL = 200
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _PROFILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -51,6 +51,8 @@ class PlanCard:
     after: tuple[str, ...] = ()
     paths: tuple[str, ...] = ()
     model: str | None = None  # the planner's choice; its profile must take one (model_args)
+    args: tuple[str, ...] = ()  # extra options its profile allows (card_args)
+    env: tuple[tuple[str, str], ...] = ()  # variables its profile allows (card_env)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -63,6 +65,10 @@ class PlanCard:
         }
         if self.model is not None:
             data["model"] = self.model
+        if self.args:
+            data["args"] = list(self.args)
+        if self.env:
+            data["env"] = dict(self.env)
         return data
 
 
@@ -176,12 +182,19 @@ def _card(raw: Any, index: int, known_profiles: Collection[str]) -> PlanCard:
         or any(ch < " " for ch in model)
     ):
         raise _refuse(f"{where}: `model` must be a model name of one line (at most {MAX_MODEL})")
+    env = raw.get("env") or {}
+    if not isinstance(env, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+    ):
+        raise _refuse(f"{where}: `env` must be an object of variable names to text values")
     return PlanCard(
         key=key,
         title=title,
         profile=profile,
         body=body,
         model=model.strip() if model else None,
+        args=tuple(_strings(raw.get("args", []), where, "args")),
+        env=tuple(sorted(env.items())),
         after=tuple(dict.fromkeys(_strings(raw.get("after", []), where, "after"))),
         paths=tuple(_path(p, where) for p in _strings(raw.get("paths", []), where, "paths")),
     )

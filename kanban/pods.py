@@ -67,7 +67,7 @@ def _alive_here(board_: Any, host: str) -> list[views.RunView]:
     """This host's live runs whose supervisor still runs."""
     return [
         r
-        for r in board_.read(lambda c: board.live_runs(c, host=host))
+        for r in board_.tx.read(lambda c: board.live_runs(c, host=host))
         if r.supervisor_pid is not None
         and r.supervisor_started is not None
         and processes.is_running(processes.Identity(r.supervisor_pid, r.supervisor_started))

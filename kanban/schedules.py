@@ -1,13 +1,16 @@
 """Schedules: cron expressions that put a card or a goal on the board at set times.
 
-The dispatcher calls `tick` once per tick (a tick hook): for each schedule it works out which
-fire times are due (`kanban.cron`, pure) and applies each in the dispatcher's transaction:
+The dispatcher's schedule step (`Schedules.fire_due`) runs once per tick: for each schedule
+it works out which fire times are due (`kanban.cron`, pure) and applies each in one transaction:
 insert the (schedule, fire time) row under its unique constraint, then create the card or
 goal. A fire that another dispatcher (or an earlier run of this one) already made is skipped.
 `dispatch --once --at TIME` evaluates schedules as of TIME, to replay a missed window.
 
 Each card or goal text may say {date}, {time} or {datetime}: the fire time in the
 schedule's zone (2026-03-02, 09:00, 2026-03-02 09:00).
+
+Reach schedules from a board as `board.schedules` (`Schedules`): `.add(spec, ...)`, `.ls()`,
+`.remove(name)`, `.pause(name)`, `.run_now(name)`.
 """
 
 from __future__ import annotations
@@ -18,15 +21,12 @@ import datetime as dt
 import logging
 import zoneinfo
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from kanban import board, clock, cron, errors, goals, plans, profiles, settings, views
+from kanban import board, clock, cron, db, errors, goals, plans, profiles, settings, views
 from kanban.states import CatchUp, Overlap, ScheduleKind
-
-if TYPE_CHECKING:
-    from kanban.api import Board
 
 logger = logging.getLogger(__name__)
 
@@ -103,14 +103,15 @@ def _fill(text: str, fire_at: dt.datetime, where: Any) -> str:
 
 def fire(
     conn: Connection,
-    config: settings.Settings,
     schedule: views.ScheduleView,
     fire_at: dt.datetime,
     *,
     now: dt.datetime,
+    catalog: goals.Catalog,
     manual: bool = False,
 ) -> views.FireView | None:
-    """Fire `schedule` for `fire_at` in the caller's transaction; None if it already fired."""
+    """Fire `schedule` for `fire_at` in the caller's transaction; None if it already fired.
+    A goal's profiles come from `catalog`, read before the transaction."""
     fire_id = board.schedules.claim_fire(
         conn, schedule_id=schedule.id, fire_at=fire_at, now=now, manual=manual
     )
@@ -141,13 +142,11 @@ def fire(
             plan = template.get("plan")
             goal = goals.create(
                 conn,
-                config,
+                catalog=catalog,
                 objective=_fill(template["objective"], fire_at, where),
                 planner=template.get("planner"),
                 judge=template.get("judge"),
-                plan=plans.check_plan(plan, known_profiles=goals.known_profiles(config.repo))
-                if plan
-                else None,
+                plan=plans.check_plan(plan, known_profiles=catalog.loadable) if plan else None,
                 max_turns=template.get("max_turns", goals.DEFAULT_MAX_TURNS),
                 auto=bool(template.get("auto")),
                 now=now,
@@ -159,71 +158,35 @@ def fire(
         return board.schedules.settle_fire(conn, fire_id=fire_id, skipped=f"error: {exc.message}")
 
 
-# ----------------------------------------------------------------------- the tick hook
+@dataclasses.dataclass(frozen=True, slots=True)
+class Fires:
+    """What the tick's schedule step did: fires made and skipped, and the next fire time."""
 
-
-def tick(board_: Board, now: dt.datetime, *, at: cron.At | None = None) -> Mapping[str, Any]:
-    """Fire every due schedule (a dispatcher tick hook). With `at`, schedules are evaluated as
-    of that time instead of `now`. Returns what fired and `next_due`, the next fire time."""
-    fired: list[dict[str, Any]] = []
-    skipped: list[dict[str, Any]] = []
+    fired: tuple[dict[str, Any], ...] = ()
+    skipped: tuple[dict[str, Any], ...] = ()
     next_due: dt.datetime | None = None
-    for schedule in board_.read(board.schedules.list_schedules):
-        if schedule.paused:
-            continue
-        try:
-            rule = cron.parse(schedule.spec, schedule.tz)
-        except errors.ScheduleError as exc:  # e.g. the zone left the system's tz database
-            logger.error("schedule %s: %s", schedule.name, exc.message)
-            continue
-        # Marks never move past the real now: a later `at` is refused up front (`check_at`).
-        moment = min(at.moment(rule.zone, now), now) if at is not None else now
-        mark = schedule.last_fire_at or schedule.created_at or now
-        # Replaying a time at or before the mark looks at that time's window alone.
-        since = mark if moment > mark else moment - cron.GRACE
-        times = cron.due(rule, catch_up=CatchUp(schedule.catch_up), since=since, now=moment)
-        if times:
-            made = board_.write(_fire_all(board_.settings, schedule, times, now))
-            for item in made:
-                (skipped if item.skipped else fired).append(_fire_json(schedule, item))
-            mark = max(mark, times[-1])
-        upcoming = rule.next_after(max(moment, mark))
-        if at is None and upcoming is not None:
-            next_due = upcoming if next_due is None else min(next_due, upcoming)
-    report: dict[str, Any] = {"next_due": next_due}
-    if fired:
-        report["fired"] = fired
-    if skipped:
-        report["skipped"] = skipped
-    return report
 
-
-def check_at(board_: Board, at: cron.At, now: dt.datetime) -> None:
-    """Refuse an `--at` later than now, before anything changes: replaying a future time
-    would fire early and move the schedules' marks past the real now, silencing them."""
-    zones = {"UTC": zoneinfo.ZoneInfo("UTC")}
-    for schedule in board_.read(board.schedules.list_schedules):
-        with contextlib.suppress(errors.ScheduleError):
-            zones[schedule.tz] = cron.parse(schedule.spec, schedule.tz).zone
-    for name, zone in zones.items():
-        moment = at.moment(zone, now)
-        if moment > now:
-            raise errors.UsageError(
-                f"--at {clock.iso(moment)} (in {name}) is in the future (now {clock.iso(now)}): "
-                "it replays a missed window; to fire a schedule early use `kanban cron run NAME`"
-            )
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"next_due": clock.iso(self.next_due)}
+        if self.fired:
+            data["fired"] = list(self.fired)
+        if self.skipped:
+            data["skipped"] = list(self.skipped)
+        return data
 
 
 def _fire_all(
-    config: settings.Settings,
     schedule: views.ScheduleView,
     times: list[dt.datetime],
     now: dt.datetime,
+    catalog: goals.Catalog,
 ) -> Callable[[Connection], list[views.FireView]]:
     """One transaction for the schedule's due fires, and its mark moved past them."""
 
     def apply(conn: Connection) -> list[views.FireView]:
-        made = [f for t in times if (f := fire(conn, config, schedule, t, now=now)) is not None]
+        made = [
+            f for t in times if (f := fire(conn, schedule, t, now=now, catalog=catalog)) is not None
+        ]
         board.schedules.advance(conn, schedule_id=schedule.id, to=times[-1], now=now)
         return made
 
@@ -240,54 +203,6 @@ def _fire_json(schedule: views.ScheduleView, item: views.FireView) -> dict[str, 
     }
 
 
-# --------------------------------------------------------------- library functions
-
-
-def add(
-    board_: Board,
-    spec: str,
-    *,
-    name: str,
-    kind: ScheduleKind,
-    template: Mapping[str, Any],
-    tz: str = "UTC",
-    overlap: Overlap = Overlap.SKIP,
-    catch_up: CatchUp = CatchUp.LATEST,
-) -> ScheduleState:
-    rule = cron.parse(spec, tz)
-    now = clock.now()
-    if rule.next_after(now) is None:
-        raise errors.ScheduleError(f"cron expression {spec!r} never fires; check its fields")
-    made = board_.write(
-        lambda c: board.schedules.add(
-            c,
-            name=name,
-            spec=rule.spec,
-            tz=rule.zone.key,
-            kind=kind,
-            template=template,
-            overlap=overlap,
-            catch_up=catch_up,
-            now=now,
-            actor=board_.actor,
-        )
-    )
-    return ScheduleState(made, rule.next_after(now), None)
-
-
-def ls(board_: Board, *, now: dt.datetime | None = None) -> list[ScheduleState]:
-    now = now or clock.now()
-
-    def read(conn: Connection) -> list[ScheduleState]:
-        found = []
-        for item in board.schedules.list_schedules(conn):
-            last = board.schedules.fires_of(conn, schedule_id=item.id, limit=1)
-            found.append(ScheduleState(item, _next(item, now), last[0] if last else None))
-        return found
-
-    return board_.read(read)
-
-
 def _next(schedule: views.ScheduleView, now: dt.datetime) -> dt.datetime | None:
     if schedule.paused:
         return None
@@ -298,26 +213,128 @@ def _next(schedule: views.ScheduleView, now: dt.datetime) -> dt.datetime | None:
     return rule.next_after(max(now, schedule.last_fire_at or now))
 
 
-def remove(board_: Board, name: str) -> views.ScheduleView:
-    return board_.write(lambda c: board.schedules.remove(c, name=name))
+class Schedules:
+    """A board's schedules (`board.schedules`): each method is one transaction.
 
+    board.schedules.add("0 9 * * 1-5", name="standup", kind=ScheduleKind.CARD,
+                        template=schedules.card_template("Standup", ...))
+    """
 
-def pause(board_: Board, name: str, *, paused: bool = True) -> views.ScheduleView:
-    return board_.write(
-        lambda c: board.schedules.set_paused(c, name=name, paused=paused, now=clock.now())
-    )
+    def __init__(self, tx: db.Transactions, config: settings.Settings) -> None:
+        self.tx = tx
+        self.settings = config
 
-
-def run_now(board_: Board, name: str) -> views.FireView:
-    """Fire `name` now, whatever its spec, pause or overlap policy say (`kanban cron run`)."""
-
-    def go(conn: Connection) -> views.FireView:
+    def add(
+        self,
+        spec: str,
+        *,
+        name: str,
+        kind: ScheduleKind,
+        template: Mapping[str, Any],
+        tz: str = "UTC",
+        overlap: Overlap = Overlap.SKIP,
+        catch_up: CatchUp = CatchUp.LATEST,
+    ) -> ScheduleState:
+        rule = cron.parse(spec, tz)
         now = clock.now()
-        made = fire(
-            conn, board_.settings, board.schedules.get(conn, name), now, now=now, manual=True
+        if rule.next_after(now) is None:
+            raise errors.ScheduleError(f"cron expression {spec!r} never fires; check its fields")
+        made = self.tx.write(
+            lambda c: board.schedules.add(
+                c,
+                name=name,
+                spec=rule.spec,
+                tz=rule.zone.key,
+                kind=kind,
+                template=template,
+                overlap=overlap,
+                catch_up=catch_up,
+                now=now,
+                actor=self.settings.actor,
+            )
         )
-        if made is None:  # the same microsecond twice: nothing to do
-            raise errors.ScheduleError(f"schedule {name!r} fired at this very moment already")
-        return made
+        return ScheduleState(made, rule.next_after(now), None)
 
-    return board_.write(go, wake_dispatcher=True)
+    def ls(self, *, now: dt.datetime | None = None) -> list[ScheduleState]:
+        at = now or clock.now()
+
+        def read(conn: Connection) -> list[ScheduleState]:
+            found = []
+            for item in board.schedules.list_schedules(conn):
+                last = board.schedules.fires_of(conn, schedule_id=item.id, limit=1)
+                found.append(ScheduleState(item, _next(item, at), last[0] if last else None))
+            return found
+
+        return self.tx.read(read)
+
+    def remove(self, name: str) -> views.ScheduleView:
+        return self.tx.write(lambda c: board.schedules.remove(c, name=name))
+
+    def pause(self, name: str, *, paused: bool = True) -> views.ScheduleView:
+        return self.tx.write(
+            lambda c: board.schedules.set_paused(c, name=name, paused=paused, now=clock.now())
+        )
+
+    def run_now(self, name: str) -> views.FireView:
+        """Fire `name` now, whatever its spec, pause or overlap policy say (`kanban cron run`)."""
+        known = goals.catalog(self.settings.repo)
+
+        def go(conn: Connection) -> views.FireView:
+            now = clock.now()
+            schedule = board.schedules.get(conn, name)
+            made = fire(conn, schedule, now, now=now, catalog=known, manual=True)
+            if made is None:  # the same microsecond twice: nothing to do
+                raise errors.ScheduleError(f"schedule {name!r} fired at this very moment already")
+            return made
+
+        return self.tx.write(go, wake_dispatcher=True)
+
+    # -------------------------------------------------------- the tick's schedule step
+
+    def fire_due(self, now: dt.datetime, *, at: cron.At | None = None) -> Fires:
+        """Fire every due schedule (the dispatcher's schedule step). With `at`, schedules are
+        evaluated as of that time instead of `now`."""
+        fired: list[dict[str, Any]] = []
+        skipped: list[dict[str, Any]] = []
+        next_due: dt.datetime | None = None
+        known: goals.Catalog | None = None
+        for schedule in self.tx.read(board.schedules.list_schedules):
+            if schedule.paused:
+                continue
+            try:
+                rule = cron.parse(schedule.spec, schedule.tz)
+            except errors.ScheduleError as exc:  # e.g. the zone left the system's tz database
+                logger.error("schedule %s: %s", schedule.name, exc.message)
+                continue
+            # Marks never move past the real now: a later `at` is refused up front (`check_at`).
+            moment = min(at.moment(rule.zone, now), now) if at is not None else now
+            mark = schedule.last_fire_at or schedule.created_at or now
+            # Replaying a time at or before the mark looks at that time's window alone.
+            since = mark if moment > mark else moment - cron.GRACE
+            times = cron.due(rule, catch_up=CatchUp(schedule.catch_up), since=since, now=moment)
+            if times:
+                known = known or goals.catalog(self.settings.repo)  # files before the write
+                made = self.tx.write(_fire_all(schedule, times, now, known))
+                for item in made:
+                    (skipped if item.skipped else fired).append(_fire_json(schedule, item))
+                mark = max(mark, times[-1])
+            upcoming = rule.next_after(max(moment, mark))
+            if at is None and upcoming is not None:
+                next_due = upcoming if next_due is None else min(next_due, upcoming)
+        return Fires(fired=tuple(fired), skipped=tuple(skipped), next_due=next_due)
+
+    def check_at(self, at: cron.At, now: dt.datetime) -> None:
+        """Refuse an `--at` later than now, before anything changes: replaying a future time
+        would fire early and move the schedules' marks past the real now, silencing them."""
+        zones = {"UTC": zoneinfo.ZoneInfo("UTC")}
+        for schedule in self.tx.read(board.schedules.list_schedules):
+            with contextlib.suppress(errors.ScheduleError):
+                zones[schedule.tz] = cron.parse(schedule.spec, schedule.tz).zone
+        for name, zone in zones.items():
+            moment = at.moment(zone, now)
+            if moment > now:
+                raise errors.UsageError(
+                    f"--at {clock.iso(moment)} (in {name}) is in the future "
+                    f"(now {clock.iso(now)}): it replays a missed window; to fire a schedule "
+                    "early use `kanban cron run NAME`"
+                )

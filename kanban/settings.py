@@ -46,6 +46,9 @@ class Settings:
     web_url: str | None = None  # the web board's base URL: notifications link cards there
     notify_timeout: float = 10.0  # one webhook request or command hook, at most
     notify_retry_for: float = 86400.0  # a delivery is retried with backoff this long, then dead
+    # A card with `paths` gets a sparse worktree: the top-level files and the directories its
+    # paths lie in (big repositories: less to check out and to keep on disk per card).
+    sparse_worktrees: bool = False
 
     @property
     def log_dir(self) -> Path:
@@ -75,7 +78,8 @@ _DURATIONS = (
 _INTS = ("max_workers", "max_attempts", "max_running")
 _PATHS = ("worktree_root",)
 _STRINGS = ("base_branch", "remote", "host_id", "actor", "web_url")
-KNOWN_KEYS = frozenset({"db", "repo", *_DURATIONS, *_INTS, *_PATHS, *_STRINGS})
+_BOOLS = ("sparse_worktrees",)
+KNOWN_KEYS = frozenset({"db", "repo", *_DURATIONS, *_INTS, *_PATHS, *_STRINGS, *_BOOLS})
 
 
 def find_state_dir(start: Path) -> Path | None:
@@ -118,6 +122,17 @@ def _read_config(path: Path) -> dict[str, Any]:
             f"known: {', '.join(sorted(KNOWN_KEYS))}"
         )
     return data
+
+
+def _bool(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise errors.UsageError(f"{key} must be true or false, not {value!r}")
 
 
 def _default_actor(env: Mapping[str, str]) -> str:
@@ -202,6 +217,9 @@ def load(
             values[key] = str(merged[key])
     if merged.get("web_url"):
         values["web_url"] = _web_url(str(merged["web_url"]))
+    for key in _BOOLS:
+        if key in merged:
+            values[key] = _bool(merged[key], key)
     settings = Settings(
         db_url=url,
         state_dir=state_dir,

@@ -132,6 +132,14 @@ def check_move(card_id: int, current: str, target: CardStatus) -> None:
         )
 
 
+def table_move(source: CardStatus, target: CardStatus) -> tuple[CardStatus, CardStatus]:
+    """A move made by a set-based statement (a claim, a promotion), whose WHERE clause fixes
+    its source: checked against the table once, when the statement's module is imported."""
+    if target not in TRANSITIONS[source]:
+        raise AssertionError(f"{source} -> {target} is not in the transition table")
+    return source, target
+
+
 def parse_status(value: str) -> CardStatus:
     try:
         return CardStatus(value.lower())

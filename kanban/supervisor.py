@@ -203,14 +203,14 @@ class Supervisor:
     def _write(self, fn: Callable[[Any], T], *, wake: bool = False) -> T:
         """A fenced write, retried while the database is unreachable, full or timing out."""
         return retrying.patiently(
-            lambda: self.board.write(fn, wake_dispatcher=wake),
+            lambda: self.board.tx.write(fn, wake_dispatcher=wake),
             patience=self.config.db_patience,
             say=self._waiting,
         )
 
     def _read(self, fn: Callable[[Any], T]) -> T:
         return retrying.patiently(
-            lambda: self.board.read(fn), patience=self.config.db_patience, say=self._waiting
+            lambda: self.board.tx.read(fn), patience=self.config.db_patience, say=self._waiting
         )
 
     def _waiting(self, text: str) -> None:
@@ -326,6 +326,8 @@ class Supervisor:
         self.note(
             f"profile {profile.name}: {argv[0]} in {workspace.path}"
             + (f" (model {card.model})" if card.model else "")
+            + (f" with {' '.join(card.agent_args)}" if card.agent_args else "")
+            + (f"; card sets {', '.join(sorted(card.agent_env))}" if card.agent_env else "")
         )
         self._env = env
         timeout = detail.card.timeout or profile.timeout
@@ -584,7 +586,7 @@ class Supervisor:
         if session is None:
             return
         with contextlib.suppress(errors.LeaseLost):
-            self.board.write(
+            self.board.tx.write(
                 lambda c: board.record_usage(
                     c,
                     card_id=self.card_id,
@@ -678,25 +680,24 @@ class Supervisor:
                 f"(only the last {usage.tail.max_line:,} bytes of a line are)"
             )
         self.note(f"outcome {outcome}" + (f": {error}" if error else ""))
+        result = views.RunResult(
+            outcome,
+            error=error,
+            summary=summary,
+            exit_code=exit_code,
+            retry_after=retry_after,
+            spends_attempt=spends_attempt,
+            tokens_in=report.tokens_in,
+            tokens_out=report.tokens_out,
+            cost_usd=cost,
+            log_path=str(log_path),
+        )
         self._phase("ending")
         try:
-            card = self._write(
-                lambda c: _end(
-                    c,
-                    self,
-                    outcome=outcome,
-                    error=error,
-                    summary=summary,
-                    exit_code=exit_code,
-                    retry_after=retry_after,
-                    log_path=log_path,
-                    spends_attempt=spends_attempt,
-                    tokens_in=report.tokens_in,
-                    tokens_out=report.tokens_out,
-                    cost_usd=cost,
-                ),
-                wake=True,
-            )
+            if outcome is RunOutcome.DONE:  # a planner's plan or a judge's verdict, read now
+                card = self.board.get(self.card_id)
+                result = goals.with_delivery(self.config, card, self.run_id, result)
+            card = self._write(lambda c: _end(c, self, result), wake=True)
         except errors.LeaseLost as exc:
             self._stop_beat()
             run = self._read(lambda c: board.get_run(c, self.run_id))
@@ -876,41 +877,15 @@ def _record(
     )
 
 
-def _end(
-    conn: Any,
-    sup: Supervisor,
-    *,
-    outcome: RunOutcome,
-    error: str | None,
-    summary: str | None,
-    exit_code: int | None,
-    retry_after: float | None,
-    log_path: Path,
-    spends_attempt: bool | None = None,
-    tokens_in: int | None = None,
-    tokens_out: int | None = None,
-    cost_usd: float | None = None,
-) -> views.CardView:
-    board.record_start(
-        conn, card_id=sup.card_id, token=sup.token, now=clock.now(), log_path=str(log_path)
-    )
-    goals.end_run(  # board.end_run, plus the plan or verdict of a goal's planner or judge
+def _end(conn: Any, sup: Supervisor, result: views.RunResult) -> views.CardView:
+    board.end_run(
         conn,
-        config=sup.config,
         card_id=sup.card_id,
         token=sup.token,
-        outcome=outcome,
+        result=result,
         now=clock.now(),
         backoff=sup.board.backoff,
-        summary=summary,
-        error=error,
-        exit_code=exit_code,
-        retry_after=retry_after,
         actor=f"supervisor:{sup.config.host_id}",
-        spends_attempt=spends_attempt,
-        tokens_in=tokens_in,
-        tokens_out=tokens_out,
-        cost_usd=cost_usd,
     )
     return board.get_card(conn, sup.card_id)
 

@@ -146,14 +146,14 @@ def fire_schedules(db: str, at: str, go: str | None = None) -> int:
     between racing processes. With `go`, wait for that file first. Returns the fires made."""
     import time
 
-    from kanban import api, clock, cron, schedules
+    from kanban import api, clock, cron
 
     if go is not None:
         while not os.path.exists(go):
             time.sleep(0.001)
     with api.open_board(db) as board:
-        report = schedules.tick(board, clock.now(), at=cron.parse_at(at))
-    return len(report.get("fired", []))
+        report = board.schedules.fire_due(clock.now(), at=cron.parse_at(at))
+    return len(report.fired)
 
 
 # ---------------------------------------------------------------------- dispatcher tests
@@ -421,7 +421,7 @@ class ParkedSpawner:
 
         me = processes.Identity.of(os.getpid())
         for card_id, token in self.pending:
-            self.board.write(
+            self.board.tx.write(
                 lambda c, card_id=card_id, token=token: verbs.record_start(
                     c,
                     card_id=card_id,
@@ -449,7 +449,7 @@ def dispatch_until_drained(max_workers: int) -> None:
 
     with api.connect(settings.load()) as board:
         loop = dispatcher.Dispatcher(board, max_workers=max_workers, spawner=ThreadSpawner(board))
-        loop.run(until=lambda _report: dispatcher.drained(board))
+        loop.run(until=lambda _report: loop.drained())
 
 
 # ---------------------------------------------------------------------- recorded agents

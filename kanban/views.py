@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from kanban.clock import iso
+from kanban.plans import Plan, Verdict
+from kanban.states import RunOutcome
 
 _PLAIN = (str, int, float, bool, type(None))
 _FIELDS: dict[type, tuple[str, ...]] = {}  # field names per view class, looked up once
@@ -164,6 +166,43 @@ class RunEnd(_View):
     card_status: str
     retry_at: dt.datetime | None = None
     promoted: tuple[int, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delivery:
+    """What a goal's planner or judge delivered, read and checked before the transaction
+    that ends its run (`kanban.goals.read_delivery`): a plan, a verdict, or why the file
+    was refused. `profile_lines` are what a next planner card would list (a verdict that
+    is not done starts the next turn)."""
+
+    plan: Plan | None = None
+    verdict: Verdict | None = None
+    refused: str | None = None
+    profile_lines: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunResult:
+    """How a run ended: the one value `board.end_run` applies under the run's token.
+
+    Supervisors, the dispatcher, the CLI and the API all build one of these; what the
+    agent delivered (a plan or verdict, any metadata) is read before the write transaction.
+    `spends_attempt` overrides whether the outcome spends an attempt (None: the outcome's
+    default). `metadata` is recorded with the run's `run_ended` event.
+    """
+
+    outcome: RunOutcome
+    error: str | None = None
+    summary: str | None = None
+    exit_code: int | None = None
+    retry_after: float | None = None
+    spends_attempt: bool | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    cost_usd: float | None = None
+    log_path: str | None = None
+    delivery: Delivery | None = None
+    metadata: Mapping[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

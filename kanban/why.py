@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from kanban import api, board, clock, planning, processes, views
+import sqlalchemy as sa
+
+from kanban import api, board, clock, planning, processes, snapshots, views
+from kanban.models import runs
 from kanban.states import CardStatus
 
 S = CardStatus
@@ -14,7 +18,7 @@ DISPATCHER_SLACK = 3.0  # a dispatcher is down when silent for 3 intervals (and 
 
 
 def dispatcher_liveness(b: api.Board, now: dt.datetime) -> tuple[bool, str]:
-    rows = b.read(board.list_dispatchers)
+    rows = b.tx.read(board.list_dispatchers)
     host = b.settings.host_id
     alive = [
         r
@@ -65,8 +69,6 @@ def _age(now: dt.datetime, then: Any) -> float:
 
 def explain(b: api.Board, card_id: int, *, max_workers: int | None = None) -> list[str]:
     """Reasons, most important first. An empty list never happens: a claimable card says so."""
-    from kanban.dispatcher import Dispatcher
-
     now = clock.now()
     detail = b.show(card_id)
     card = detail.card
@@ -88,13 +90,26 @@ def explain(b: api.Board, card_id: int, *, max_workers: int | None = None) -> li
     alive, liveness = dispatcher_liveness(b, now)
     if not alive:
         reasons.append(liveness)
-    dispatcher = Dispatcher(b, max_workers=max_workers or _live_max_workers(b))
-    snap = dispatcher.snapshot(now)
-    if card.id not in {c.id for c in snap.candidates}:
-        snap = planning.Snapshot(**{**_fields(snap), "candidates": [*snap.candidates, card]})
+    # The tick's own read and decision (kanban.snapshots, planning.plan), never a second one.
+    snap = snapshots.read(
+        b.tx, b.settings, max_workers=max_workers or _live_max_workers(b), now=now
+    )
+    seen = card.id in {c.id for c in snap.candidates}
+    if not seen:  # the tick does not read it: say why from the plan it would make with it
+        snap = dataclasses.replace(snap, candidates=[*snap.candidates, card])
     plan = planning.plan(snap)
     if card.id in plan.waiting:
         reasons.append(plan.waiting[card.id])
+    elif not seen and not reasons and (run := _unreleased(b, card.id, now)) is not None:
+        reasons.append(
+            f"an earlier run's agent may still be alive: run {run.id} ({run.outcome}) on "
+            f"{run.host} is not yet confirmed gone; it starts once that run is released"
+        )
+    elif not seen and not reasons:
+        reasons.append(
+            f"the tick does not reach it: it reads at most {snapshots.MAX_SCAN} ready cards of "
+            f"profile {card.profile} a tick, and those ahead of it are all held back"
+        )
     elif not reasons:
         reasons.append(
             "nothing holds it back: the next tick claims it"
@@ -103,12 +118,27 @@ def explain(b: api.Board, card_id: int, *, max_workers: int | None = None) -> li
     return reasons + clock_warnings(b, now)
 
 
-def _fields(snap: planning.Snapshot) -> dict[str, Any]:
-    return {f: getattr(snap, f) for f in snap.__dataclass_fields__}
+def _unreleased(b: api.Board, card_id: int, now: dt.datetime) -> views.RunView | None:
+    """An ended run of the card that the claim still waits for (board.releases.unreleased)."""
+    stale = now - dt.timedelta(seconds=b.settings.lease_ttl)
+
+    def read(conn: Any) -> views.RunView | None:
+        for run in reversed(board.runs_of(conn, card_id)):
+            ended = run.outcome is not None and run.supervisor_pid is not None
+            if ended and _held(conn, run, b.settings.host_id, stale):
+                return run
+        return None
+
+    return b.tx.read(read)
+
+
+def _held(conn: Any, run: views.RunView, host: str, stale: dt.datetime) -> bool:
+    released = conn.execute(sa.select(runs.c.released_at).where(runs.c.id == run.id)).scalar()
+    return released is None and (run.host == host or run.lease_expires_at > stale)
 
 
 def _live_max_workers(b: api.Board) -> int:
-    for row in b.read(board.list_dispatchers):
+    for row in b.tx.read(board.list_dispatchers):
         tick = row.get("last_tick") or {}
         if isinstance(tick, dict) and tick.get("max_workers"):
             return int(tick["max_workers"])
@@ -168,7 +198,7 @@ def clock_warnings(b: api.Board, now: dt.datetime) -> list[str]:
     from the database's. Leases use the database's clock, so this is harmless for them, but
     the host's logs, cron fires in local time and its agents' tools see the wrong time."""
     warnings = []
-    for row in b.read(board.list_dispatchers):
+    for row in b.tx.read(board.list_dispatchers):
         raw = row.get("clock_offset_s")
         offset = None if raw is None else float(str(raw))
         if row["stopped_at"] is not None or offset is None or abs(offset) <= clock.SKEW_WARN:

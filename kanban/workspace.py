@@ -59,7 +59,11 @@ class RunWorkspace:
                 f"parent branch {', '.join(missing)} is not here: set `remote` (several hosts)"
             )
         workspace = self.worktrees.prepare(
-            detail.card.id, detail.card.title, parents, branch=detail.card.branch
+            detail.card.id,
+            detail.card.title,
+            parents,
+            branch=detail.card.branch,
+            sparse=detail.card.paths if self.config.sparse_worktrees else (),
         )
         self.note(
             f"worktree {workspace.path} on {workspace.branch}"

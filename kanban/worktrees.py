@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import itertools
 import logging
 import os
 import re
@@ -96,6 +97,21 @@ class WorktreePort(Protocol):
 
 # Options on every git command kanban runs: no repository hooks, no fsmonitor program.
 NO_HOOKS = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
+
+
+def sparse_dirs(globs: Sequence[str]) -> list[str] | None:
+    """The directories a sparse worktree needs for these path globs: each glob's leading
+    directories without wildcards (`src/csv/**` -> `src/csv`, `tests/test_x.py` -> `tests`).
+    None when a glob reaches the top level (`*.py`, `README.md`): then nothing is left out.
+    Top-level files are always there in cone mode."""
+    dirs: list[str] = []
+    for glob in globs:
+        above = glob.strip("/").split("/")[:-1]  # the directories the last part lies in
+        fixed = list(itertools.takewhile(lambda part: not any(c in part for c in "*?["), above))
+        if not fixed:
+            return None
+        dirs.append("/".join(fixed))
+    return sorted(set(dirs)) or None
 
 
 def card_names(root: Path, *, card_id: int, title: str, board_id: str | None) -> tuple[Path, str]:
@@ -272,11 +288,19 @@ class Worktrees:
     # ------------------------------------------------------------------ cards
 
     def prepare(
-        self, card_id: int, title: str, parents: Sequence[str], *, branch: str | None = None
+        self,
+        card_id: int,
+        title: str,
+        parents: Sequence[str],
+        *,
+        branch: str | None = None,
+        sparse: Sequence[str] = (),
     ) -> Workspace:
         """The card's worktree; `branch` is the one the board recorded for the card (a card
         of a board from before board ids keeps its branch), else its name carries the board's
-        id, so another board's card of the same number never shares it."""
+        id, so another board's card of the same number never shares it. With `sparse` (the
+        card's path globs), a new worktree holds only the top-level files and the directories
+        those paths lie in (git's cone mode)."""
         path, own = self.names(card_id, title)
         if branch is not None and branch.startswith("kanban/"):
             path = _inside(self.root, branch.removeprefix("kanban/"))
@@ -300,7 +324,13 @@ class Worktrees:
             return Workspace(path=path, branch=branch, reused=True)
         existing = [b for b in dict.fromkeys(parents) if self.branch_exists(b)]
         base = existing[0] if existing else self.base()
-        self._git("worktree", "add", "-b", branch, str(path), base)
+        cone = sparse_dirs(sparse)
+        if cone is None:
+            self._git("worktree", "add", "-b", branch, str(path), base)
+        else:
+            self._git("worktree", "add", "--no-checkout", "-b", branch, str(path), base)
+            self._git("sparse-checkout", "set", "--cone", "--", *cone, cwd=path)
+            self._git("checkout", "-q", branch, cwd=path)
         for other in existing[1:]:
             try:
                 self._git(

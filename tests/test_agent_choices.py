@@ -158,6 +158,9 @@ def test_a_run_gets_the_cards_model_arguments_and_variables_and_records_the_mode
             "greeting": "bonjour",
         }
         assert run.model == "big-model"
+        log = Path(run.log_path or "").read_text()  # the run's log says what it ran with
+        assert "(model big-model) with --effort=high; card sets GREETING" in log
+        assert "bonjour" not in log  # a variable's value is not written down
         # 1,000 tokens in and 500 out at the model's prices, not the profile's.
         assert run.cost_usd == pytest.approx((1000 * 2.0 + 500 * 10.0) / 1e6)
 
@@ -317,16 +320,25 @@ def test_a_plan_may_give_a_card_a_model_its_profile_takes(repo: Path, repo_db: s
     write_profile(repo, "plain", 'command = ["true"]\nworkspace = "none"\n')
     plan = {
         "cards": [
-            {"key": "a", "title": "Big", "profile": "choosy", "model": "big-model"},
+            {
+                "key": "a",
+                "title": "Big",
+                "profile": "choosy",
+                "model": "big-model",
+                "args": ["--effort=high"],
+                "env": {"GREETING": "hi"},
+            },
             {"key": "b", "title": "Plain", "profile": "plain"},
         ]
     }
     path = repo.parent / "plan.json"
     path.write_text(json.dumps(plan))
     with board_in(repo) as b:
-        goal_verbs.add(b, "Two cards", plan=goal_verbs.read_plan(path, repo=repo))
+        b.goals.add("Two cards", plan=goal_verbs.read_plan(path, repo=repo))
         made = {c.title: c for c in b.cards(include_archived=True)}
         assert made["Big"].model == "big-model" and made["Plain"].model is None
+        assert made["Big"].agent_args == ("--effort=high",)
+        assert dict(made["Big"].agent_env) == {"GREETING": "hi"}
         path.write_text(json.dumps({"cards": [{**plan["cards"][1], "model": "m"}]}))
         with pytest.raises(errors.PlanError, match="card 'b': profile plain takes no per-card"):
             goal_verbs.read_plan(path, repo=repo)

@@ -182,17 +182,17 @@ def test_a_rate_limit_message_requeues_without_spending_an_attempt(
 
 
 def test_a_run_that_spends_its_goals_budget_is_stopped(repo: Path, board: kanban.Board) -> None:
-    from kanban import goals, plans
+    from kanban import plans
 
     replay_profile(repo, "claude-replay", SUCCESS, "--hold", "300")
     plan = plans.parse_plan(
         '{"cards": [{"key": "a", "title": "Fix the parser", "profile": "claude-replay"}]}',
         known_profiles=["claude-replay"],
     )
-    goal = goals.add(board, "Parse CSV", plan=plan, auto=True, max_cost_usd=0.05)
+    goal = board.goals.add("Parse CSV", plan=plan, auto=True, max_cost_usd=0.05)
     drain(repo)
-    (card,) = goals.show(board, goal.id).cards
+    (card,) = board.goals.show(goal.id).cards
     assert card.status == "blocked"
     assert card.reason is not None
     assert card.reason.startswith("cost cap reached: $0.0734 of $0.05 (goal 1's budget)")
-    assert goals.show(board, goal.id).spend.cost_usd == pytest.approx(TRANSCRIPT_COST)
+    assert board.goals.show(goal.id).spend.cost_usd == pytest.approx(TRANSCRIPT_COST)

@@ -74,7 +74,7 @@ def test_parents_are_rechecked_inside_the_claim(board: kanban.Board) -> None:
     """Even a card marked ready is not claimable while a parent is not done."""
     a = board.add("a")
     b = board.add("b")
-    board.write(
+    board.tx.write(
         lambda c: c.exec_driver_sql(
             f"INSERT INTO dependencies (parent_id, child_id) VALUES ({a.id}, {b.id})"
         )
@@ -94,7 +94,7 @@ def test_a_failed_attempt_backs_off_then_blocks_when_attempts_are_spent(
     assert after.status == "ready" and after.attempts == 1
     assert after.not_before is not None and after.not_before > dt.datetime.now(dt.UTC)
     assert board.claim() is None  # backing off
-    board.write(lambda c: c.exec_driver_sql("UPDATE cards SET not_before = NULL"))
+    board.tx.write(lambda c: c.exec_driver_sql("UPDATE cards SET not_before = NULL"))
     second = board.claim()
     assert second is not None and second.attempt == 2
     final = board.fail(card.id, token=second.token, error="boom 2")
@@ -242,7 +242,7 @@ def test_two_adds_with_one_key_at_the_same_moment_give_one_card(board: kanban.Bo
         release.wait(timeout=30)
         return card
 
-    t1 = threading.Thread(target=lambda: results.update(first=board.write(first)))
+    t1 = threading.Thread(target=lambda: results.update(first=board.tx.write(first)))
     t1.start()
     assert looked.wait(timeout=30)
     t2 = threading.Thread(

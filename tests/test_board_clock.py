@@ -45,7 +45,7 @@ with api.connect(settings.load()) as b:
     server = (
         dt.datetime.now(dt.UTC)
         if b.engine.dialect.name == "sqlite"
-        else b.read(lambda c: c.exec_driver_sql("SELECT clock_timestamp()").scalar_one())
+        else b.tx.read(lambda c: c.exec_driver_sql("SELECT clock_timestamp()").scalar_one())
     )
 print(json.dumps({"board_vs_real": (board_now - server).total_seconds(),
                   "local_vs_real": (clock.local_now() - dt.datetime.now(dt.UTC)).total_seconds(),
@@ -110,7 +110,7 @@ def test_status_and_why_warn_about_a_dispatcher_whose_clock_is_off(
         card = b.add("anything")
         now = clock.now()
         for name, offset in (("far-host:1", 42.0), ("good-host:1", 0.3)):
-            b.write(
+            b.tx.write(
                 lambda c, name=name, offset=offset: verbs.dispatchers.beat(
                     c,
                     name=name,
@@ -183,3 +183,16 @@ def test_hosts_with_clocks_shifted_both_ways_share_leases_without_a_reclaim(pods
                 assert a.ended_at <= nxt.claimed_at, "two live agents of one card"
         # Each dispatcher recorded how far its clock is from the database's.
         assert abs(offsets["ahead"] - 90) < 2 and abs(offsets["behind"] + 90) < 2, offsets
+
+
+def test_a_sqlite_board_opened_after_a_postgresql_one_runs_on_this_hosts_clock(
+    shared_postgres_url: str, repo: Path
+) -> None:
+    """One process, two boards (tests, scripts): the server's reading of the first board
+    must not become the second board's time."""
+    import kanban
+
+    with kanban.open_board(shared_postgres_url):
+        assert clock.board_clock.reading is not None
+    with kanban.open_board(repo / ".kanban" / "board.db"):
+        assert clock.board_clock.reading is None  # SQLite: the local clock

@@ -68,7 +68,7 @@ def test_branch_names_carry_the_boards_id_and_old_branches_are_kept(
 ) -> None:
     from kanban.worktrees import card_names
 
-    bid = board.read(board_mod.releases.board_id)
+    bid = board.tx.read(board_mod.releases.board_id)
     assert len(bid) == 8 and bid.isalnum()
     path, branch = card_names(tmp_path, card_id=3, title="Fix it", board_id=bid)
     assert branch == f"kanban/3-fix-it-{bid}" and path == tmp_path / f"3-fix-it-{bid}"
@@ -78,7 +78,7 @@ def test_branch_names_carry_the_boards_id_and_old_branches_are_kept(
 
 def test_two_boards_have_different_ids(tmp_path: Path) -> None:
     with kanban.open_board(tmp_path / "a.db") as a, kanban.open_board(tmp_path / "b.db") as b:
-        assert a.read(board_mod.releases.board_id) != b.read(board_mod.releases.board_id)
+        assert a.tx.read(board_mod.releases.board_id) != b.tx.read(board_mod.releases.board_id)
 
 
 @pytest.mark.parametrize("how", ["--db", "KANBAN_DB"])
@@ -141,4 +141,4 @@ def test_a_board_deleted_or_replaced_under_a_dispatcher_stops_it(repo: Path, how
 
 def _dispatcher_ticked(repo: Path) -> bool:
     with board_in(repo) as b:
-        return bool(b.read(board_mod.list_dispatchers))
+        return bool(b.tx.read(board_mod.list_dispatchers))

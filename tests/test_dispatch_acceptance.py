@@ -103,7 +103,7 @@ def test_a_30_card_graph_drains_and_work_flows_down_the_graph(
     for card_id, card in cards.items():
         runs = board.runs(card_id)
         assert [r.outcome for r in runs] == ["done"], f"card {card_id}: {runs}"
-        bid = board.read(releases.board_id)
+        bid = board.tx.read(releases.board_id)
         assert card.branch == f"kanban/{card_id}-card-number-{card_id - 1}-{bid}"
         files = set(git(repo, "ls-tree", "-r", "--name-only", card.branch).splitlines())
         for ancestor in _ancestors(parents, card_id) | {card_id}:

@@ -58,7 +58,7 @@ def test_ctrl_c_marks_the_dispatcher_stopped(
     dispatcher.send_signal(signal.SIGINT)
     out, _ = dispatcher.communicate(timeout=30)
     assert dispatcher.returncode == 0, out
-    (row,) = board.read(verbs.list_dispatchers)
+    (row,) = board.tx.read(verbs.list_dispatchers)
     assert row["stopped_at"] is not None
     alive, text = why.dispatcher_liveness(board, clock.now())
     assert not alive and "stopped" in text
@@ -69,7 +69,7 @@ def test_a_reused_pid_is_not_the_dispatcher(board: kanban.Board) -> None:
     now = clock.now()
 
     def beat(name: str, started: dt.datetime) -> None:
-        board.write(
+        board.tx.write(
             lambda c: verbs.dispatchers.beat(
                 c,
                 name=name,
@@ -100,7 +100,7 @@ def test_other_hosts_and_once_dispatchers_are_judged_by_their_heartbeat(
 ) -> None:
     now = clock.now()
     for name, host in (("elsewhere:7", "elsewhere"), (f"{board.settings.host_id}:once", None)):
-        board.write(
+        board.tx.write(
             lambda c, name=name, host=host: verbs.dispatchers.beat(
                 c,
                 name=name,
@@ -113,4 +113,4 @@ def test_other_hosts_and_once_dispatchers_are_judged_by_their_heartbeat(
             )
         )
         assert why.dispatcher_liveness(board, now)[0], name
-        board.write(lambda c, name=name: verbs.dispatchers.stopped(c, name=name, now=now))
+        board.tx.write(lambda c, name=name: verbs.dispatchers.stopped(c, name=name, now=now))

@@ -100,5 +100,6 @@ def test_next_due_points_at_the_next_backoff(board: kanban.Board) -> None:
     claim = board.claim()
     assert claim is not None
     after = board.fail(card.id, token=claim.token, error="boom")
-    report = dispatcher.Dispatcher(board, spawner=CommandSpawner(["true"])).tick()
+    # As of the moment it failed (the backoff is 0.1 s here: a slow tick would claim it).
+    report = dispatcher.Dispatcher(board, spawner=CommandSpawner(["true"])).tick(after.updated_at)
     assert report.next_due == after.not_before

@@ -25,7 +25,7 @@ def _completed_by_hand(board: kanban.Board, card_id: int, token: str) -> None:
 def _replaced(board: kanban.Board, card_id: int, token: str) -> None:
     """Reclaimed, then claimed again: a new run with a new token is current."""
     _reclaimed(board, card_id, token)
-    board.write(lambda c: c.exec_driver_sql("UPDATE cards SET not_before = NULL"))
+    board.tx.write(lambda c: c.exec_driver_sql("UPDATE cards SET not_before = NULL"))
     new = board.claim(card_id=card_id)
     assert new is not None and new.token != token
 

@@ -12,7 +12,7 @@ import pytest
 
 import kanban
 from kanban import board as verbs
-from kanban import clock, errors, goals
+from kanban import clock, errors, goals, views
 from kanban.states import RunOutcome
 from kanban.testing import board_in
 
@@ -35,19 +35,18 @@ def finish(board: kanban.Board, card_id: int, *, cost: float, file: str | None =
         path = Path(env["KANBAN_PLAN_FILE" if card.role == "planner" else "KANBAN_VERDICT_FILE"])
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(file)
-    board.write(
-        lambda c: goals.end_run(
+    result = views.RunResult(
+        RunOutcome.DONE, summary="finished", cost_usd=cost, tokens_in=100, tokens_out=10
+    )
+    result = goals.with_delivery(board.settings, card, claim.run_id, result)  # before the write
+    board.tx.write(
+        lambda c: verbs.end_run(
             c,
-            config=board.settings,
             card_id=card_id,
             token=claim.token,
-            outcome=RunOutcome.DONE,
+            result=result,
             now=clock.now(),
             backoff=board.backoff,
-            summary="finished",
-            cost_usd=cost,
-            tokens_in=100,
-            tokens_out=10,
         )
     )
 
@@ -58,16 +57,16 @@ PLAN = json.dumps({"cards": [{"key": "a", "title": "Do a", "profile": "demo"}]})
 def test_a_goal_over_its_budget_is_blocked_instead_of_planning_another_turn(
     board: kanban.Board,
 ) -> None:
-    goal = goals.add(board, "Ship it", planner="demo", judge="demo", auto=True, max_cost_usd=0.1)
+    goal = board.goals.add("Ship it", planner="demo", judge="demo", auto=True, max_cost_usd=0.1)
     assert goal.max_cost_usd == 0.1
-    finish(board, goals.show(board, goal.id).turns[0].planner_card or 0, cost=0.04, file=PLAN)
-    (work,) = goals.show(board, goal.id).turns[0].cards
+    finish(board, board.goals.show(goal.id).turns[0].planner_card or 0, cost=0.04, file=PLAN)
+    (work,) = board.goals.show(goal.id).turns[0].cards
     finish(board, work, cost=0.05)
-    goals.tick(board, clock.now())
-    judge = goals.show(board, goal.id).turns[0].judge_card or 0
+    board.goals.advance(clock.now())
+    judge = board.goals.show(goal.id).turns[0].judge_card or 0
     finish(board, judge, cost=0.02, file='{"done": false, "reason": "no tests"}')
 
-    detail = goals.show(board, goal.id)
+    detail = board.goals.show(goal.id)
     assert detail.goal.status == "blocked"
     assert detail.goal.reason == (
         "the cost budget is spent ($0.11 of $0.10) and the judge says it is not done: no tests"
@@ -77,22 +76,22 @@ def test_a_goal_over_its_budget_is_blocked_instead_of_planning_another_turn(
 
 
 def test_a_goal_under_its_budget_plans_the_next_turn(board: kanban.Board) -> None:
-    goal = goals.add(board, "Ship it", planner="demo", judge="demo", auto=True, max_cost_usd=5)
-    finish(board, goals.show(board, goal.id).turns[0].planner_card or 0, cost=0.5, file=PLAN)
-    finish(board, goals.show(board, goal.id).turns[0].cards[0], cost=0.5)
-    goals.tick(board, clock.now())
-    judge = goals.show(board, goal.id).turns[0].judge_card or 0
+    goal = board.goals.add("Ship it", planner="demo", judge="demo", auto=True, max_cost_usd=5)
+    finish(board, board.goals.show(goal.id).turns[0].planner_card or 0, cost=0.5, file=PLAN)
+    finish(board, board.goals.show(goal.id).turns[0].cards[0], cost=0.5)
+    board.goals.advance(clock.now())
+    judge = board.goals.show(goal.id).turns[0].judge_card or 0
     finish(board, judge, cost=0.5, file='{"done": false, "reason": "no tests"}')
-    detail = goals.show(board, goal.id)
+    detail = board.goals.show(goal.id)
     assert (detail.goal.status, detail.goal.turn) == ("planning", 2)
 
 
 def test_goal_spend_counts_every_card_of_the_goal_and_nothing_else(board: kanban.Board) -> None:
-    goal = goals.add(board, "Ship it", planner="demo", auto=True)
-    finish(board, goals.show(board, goal.id).turns[0].planner_card or 0, cost=0.25, file=PLAN)
+    goal = board.goals.add("Ship it", planner="demo", auto=True)
+    finish(board, board.goals.show(goal.id).turns[0].planner_card or 0, cost=0.25, file=PLAN)
     other = board.add("not in the goal")
     finish(board, other.id, cost=9.0)
-    spent = board.read(lambda c: verbs.goal_spend(c, goal.id))
+    spent = board.tx.read(lambda c: verbs.goal_spend(c, goal.id))
     assert (spent.runs, spent.cost_usd, spent.tokens_in) == (1, 0.25, 100)
 
 
@@ -113,5 +112,5 @@ def test_goal_add_and_show_with_a_budget(cli: Any, tmp_path: Path) -> None:
 
 def test_a_bad_goal_budget_is_refused(board: kanban.Board) -> None:
     with pytest.raises(errors.UsageError, match="goal budget 0 is out of range"):
-        goals.add(board, "x", planner="demo", max_cost_usd=0)
-    assert goals.ls(board) == []
+        board.goals.add("x", planner="demo", max_cost_usd=0)
+    assert board.goals.ls() == []

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import kanban
+from kanban import board as verbs
 from kanban import clock, errors, goals, views, why
 from kanban.states import RunOutcome
 from kanban.testing import board_in, snapshot
@@ -43,16 +44,16 @@ def run_role(board: kanban.Board, card_id: int, content: str | None) -> views.Ru
     if content is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
-    return board.write(
-        lambda c: goals.end_run(
+    result = views.RunResult(RunOutcome.DONE, summary="agent finished")
+    result = goals.with_delivery(board.settings, card, claim.run_id, result)  # before the write
+    return board.tx.write(
+        lambda c: verbs.end_run(
             c,
-            config=board.settings,
             card_id=card_id,
             token=claim.token,
-            outcome=RunOutcome.DONE,
+            result=result,
             now=clock.now(),
             backoff=board.backoff,
-            summary="agent finished",
         )
     )
 
@@ -64,7 +65,7 @@ def work(board: kanban.Board, card_id: int) -> None:
 
 
 def planner_of(board: kanban.Board, goal_id: int) -> int:
-    turn = goals.show(board, goal_id).turns[-1]
+    turn = board.goals.show(goal_id).turns[-1]
     assert turn.planner_card is not None
     return turn.planner_card
 
@@ -72,7 +73,7 @@ def planner_of(board: kanban.Board, goal_id: int) -> int:
 def test_a_plan_is_proposed_in_triage_and_approval_releases_it_in_order(
     board: kanban.Board,
 ) -> None:
-    goal = goals.add(board, "Ship the parser", planner="demo")
+    goal = board.goals.add("Ship the parser", planner="demo")
     assert goal.status == "planning"
     planner = board.get(planner_of(board, goal.id))
     assert (planner.status, planner.role, planner.goal_id) == ("ready", "planner", goal.id)
@@ -80,7 +81,7 @@ def test_a_plan_is_proposed_in_triage_and_approval_releases_it_in_order(
 
     ended = run_role(board, planner.id, _plan(("tests", ["parser"]), ("parser", [])))
     assert ended.card_status == "done"
-    detail = goals.show(board, goal.id)
+    detail = board.goals.show(goal.id)
     assert detail.goal.status == "proposed"
     parser, tests = (board.get(i) for i in detail.turns[0].cards)
     assert (parser.title, tests.title) == ("Do parser", "Do tests")
@@ -89,17 +90,17 @@ def test_a_plan_is_proposed_in_triage_and_approval_releases_it_in_order(
     assert "kanban goal approve" in why.explain(board, parser.id)[0]
     assert board.claim() is None  # a proposal never runs
 
-    goals.approve(board, goal.id)
+    board.goals.approve(goal.id)
     assert (board.get(parser.id).status, board.get(tests.id).status) == ("ready", "todo")
     with pytest.raises(errors.InvalidTransition, match="only a proposed plan can be approved"):
-        goals.approve(board, goal.id)
+        board.goals.approve(goal.id)
     work(board, parser.id)
     assert board.get(tests.id).status == "ready"
-    goals.tick(board, clock.now())
-    assert goals.show(board, goal.id).goal.status == "working"
+    board.goals.advance(clock.now())
+    assert board.goals.show(goal.id).goal.status == "working"
     work(board, tests.id)
-    assert goals.tick(board, clock.now()) == {"done": [goal.id]}
-    done = goals.show(board, goal.id)
+    assert board.goals.advance(clock.now()).to_json() == {"done": [goal.id]}
+    done = board.goals.show(goal.id)
     assert (done.goal.status, done.goal.reason) == ("done", "all 2 cards are done")
     assert done.progress == {"done": 2, "total": 2}
 
@@ -120,7 +121,7 @@ def test_a_plan_is_proposed_in_triage_and_approval_releases_it_in_order(
 def test_a_bad_plan_fails_the_planner_run_with_the_reason_and_creates_nothing(
     board: kanban.Board, content: str | None, reason: str
 ) -> None:
-    goal = goals.add(board, "Ship the parser", planner="demo")
+    goal = board.goals.add("Ship the parser", planner="demo")
     planner = planner_of(board, goal.id)
     before = snapshot(board.engine)
 
@@ -132,7 +133,7 @@ def test_a_bad_plan_fails_the_planner_run_with_the_reason_and_creates_nothing(
     card = board.get(planner)
     assert card.status == "ready" and card.attempts == 1  # retried like any failure
     assert reason in (card.reason or "")
-    detail = goals.show(board, goal.id)
+    detail = board.goals.show(goal.id)
     assert [c.id for c in detail.cards] == [planner]  # no card of the plan exists
     assert detail.goal.status == "planning" and detail.turns[0].plan is None
     after = snapshot(board.engine)
@@ -144,7 +145,7 @@ def test_a_bad_plan_fails_the_planner_run_with_the_reason_and_creates_nothing(
 def test_an_agent_reporting_a_bad_plan_itself_keeps_its_lease_to_fix_it(
     board: kanban.Board,
 ) -> None:
-    goal = goals.add(board, "Ship the parser", planner="demo")
+    goal = board.goals.add("Ship the parser", planner="demo")
     planner = planner_of(board, goal.id)
     claim = board.claim(card_id=planner)
     assert claim is not None
@@ -156,38 +157,38 @@ def test_an_agent_reporting_a_bad_plan_itself_keeps_its_lease_to_fix_it(
     assert board.runs(planner)[0].live  # nothing changed: the agent still holds its lease
     path.write_text(_plan(("a", [])))
     assert board.complete(planner, token=claim.token).status == "done"
-    assert goals.show(board, goal.id).goal.status == "proposed"
+    assert board.goals.show(goal.id).goal.status == "proposed"
 
 
 def test_judged_not_done_then_done_over_two_turns(board: kanban.Board) -> None:
-    goal = goals.add(board, "Ship the parser", planner="demo", judge="demo", auto=True)
+    goal = board.goals.add("Ship the parser", planner="demo", judge="demo", auto=True)
     run_role(board, planner_of(board, goal.id), _plan(("a", [])))
-    first = goals.show(board, goal.id)
+    first = board.goals.show(goal.id)
     assert first.goal.status == "working"  # --auto: no approval needed
     (card_a,) = first.turns[0].cards
     work(board, card_a)
-    assert goals.tick(board, clock.now()) == {"judging": [goal.id]}
-    judge = board.get(goals.show(board, goal.id).turns[0].judge_card or 0)
+    assert board.goals.advance(clock.now()).to_json() == {"judging": [goal.id]}
+    judge = board.get(board.goals.show(goal.id).turns[0].judge_card or 0)
     assert (judge.role, judge.status, judge.parents) == ("judge", "ready", (card_a,))
     assert f"card {card_a} worked" in judge.body and "$KANBAN_VERDICT_FILE" in judge.body
-    assert goals.tick(board, clock.now()) == {}  # judged once per turn
+    assert board.goals.advance(clock.now()).to_json() == {}  # judged once per turn
 
     run_role(board, judge.id, '{"done": false, "reason": "no tests for the parser"}')
-    second = goals.show(board, goal.id)
+    second = board.goals.show(goal.id)
     assert (second.goal.status, second.goal.turn) == ("planning", 2)
     planner2 = board.get(second.turns[1].planner_card or 0)
     assert "no tests for the parser" in planner2.body and planner2.parents == (judge.id,)
     assert second.turns[1].feedback == "no tests for the parser"
 
     run_role(board, planner2.id, _plan(("tests", [])))
-    (tests,) = goals.show(board, goal.id).turns[1].cards
+    (tests,) = board.goals.show(goal.id).turns[1].cards
     assert board.get(tests).parents == (judge.id,)  # starts from everything judged so far
     work(board, tests)
-    goals.tick(board, clock.now())
-    judge2 = goals.show(board, goal.id).turns[1].judge_card or 0
+    board.goals.advance(clock.now())
+    judge2 = board.goals.show(goal.id).turns[1].judge_card or 0
     run_role(board, judge2, '{"done": true, "reason": "parser and tests are in"}')
 
-    final = goals.show(board, goal.id).to_json()
+    final = board.goals.show(goal.id).to_json()
     assert final["goal"]["status"] == "done"
     assert [t["verdict"] for t in final["turns"]] == [
         {"done": False, "reason": "no tests for the parser"},
@@ -197,13 +198,13 @@ def test_judged_not_done_then_done_over_two_turns(board: kanban.Board) -> None:
 
 
 def test_a_goal_whose_turn_budget_is_spent_ends_blocked(board: kanban.Board) -> None:
-    goal = goals.add(board, "Ship it", planner="demo", judge="demo", max_turns=1, auto=True)
+    goal = board.goals.add("Ship it", planner="demo", judge="demo", max_turns=1, auto=True)
     run_role(board, planner_of(board, goal.id), _plan(("a", [])))
-    work(board, goals.show(board, goal.id).turns[0].cards[0])
-    goals.tick(board, clock.now())
-    judge = goals.show(board, goal.id).turns[0].judge_card or 0
+    work(board, board.goals.show(goal.id).turns[0].cards[0])
+    board.goals.advance(clock.now())
+    judge = board.goals.show(goal.id).turns[0].judge_card or 0
     run_role(board, judge, '{"done": false, "reason": "still broken"}')
-    ended = goals.show(board, goal.id).goal
+    ended = board.goals.show(goal.id).goal
     assert ended.status == "blocked"
     assert ended.reason == (
         "the turn budget is spent (1 of 1 turns) and the judge says it is not done: still broken"
@@ -214,39 +215,39 @@ def test_a_goal_whose_turn_budget_is_spent_ends_blocked(board: kanban.Board) -> 
 def test_a_bad_verdict_fails_the_judge_run_and_keeps_the_goal_judging(
     board: kanban.Board,
 ) -> None:
-    goal = goals.add(board, "Ship it", planner="demo", judge="demo", auto=True)
+    goal = board.goals.add("Ship it", planner="demo", judge="demo", auto=True)
     run_role(board, planner_of(board, goal.id), _plan(("a", [])))
-    work(board, goals.show(board, goal.id).turns[0].cards[0])
-    goals.tick(board, clock.now())
-    judge = goals.show(board, goal.id).turns[0].judge_card or 0
+    work(board, board.goals.show(goal.id).turns[0].cards[0])
+    board.goals.advance(clock.now())
+    judge = board.goals.show(goal.id).turns[0].judge_card or 0
     ended = run_role(board, judge, '{"done": "maybe"}')
     assert ended.run.outcome == "failed"
     assert (
         ended.run.error
         == 'verdict refused: the verdict must be {"done": true or false, "reason": "..."}'
     )
-    detail = goals.show(board, goal.id)
+    detail = board.goals.show(goal.id)
     assert detail.goal.status == "judging" and detail.turns[0].verdict is None
 
 
 def test_without_a_judge_a_card_given_up_blocks_the_goal(board: kanban.Board) -> None:
-    goal = goals.add(board, "Ship it", planner="demo", auto=True)
+    goal = board.goals.add("Ship it", planner="demo", auto=True)
     run_role(board, planner_of(board, goal.id), _plan(("a", []), ("b", [])))
-    a, b = goals.show(board, goal.id).turns[0].cards
+    a, b = board.goals.show(goal.id).turns[0].cards
     work(board, a)
     board.cancel(b, reason="not needed")
-    goals.tick(board, clock.now())
-    ended = goals.show(board, goal.id).goal
+    board.goals.advance(clock.now())
+    ended = board.goals.show(goal.id).goal
     assert ended.status == "blocked"
     assert ended.reason == f"cards {b} ended without being done, and the goal has no judge"
 
 
 def test_a_planner_card_that_ends_without_a_plan_blocks_the_goal(board: kanban.Board) -> None:
-    goal = goals.add(board, "Ship it", planner="demo")
+    goal = board.goals.add("Ship it", planner="demo")
     planner = planner_of(board, goal.id)
     board.cancel(planner)
-    assert goals.tick(board, clock.now()) == {"blocked": [goal.id]}
-    ended = goals.show(board, goal.id).goal
+    assert board.goals.advance(clock.now()).to_json() == {"blocked": [goal.id]}
+    ended = board.goals.show(goal.id).goal
     assert (ended.status, ended.reason) == (
         "blocked",
         f"its planner card {planner} is cancelled and left no plan",
@@ -254,31 +255,31 @@ def test_a_planner_card_that_ends_without_a_plan_blocks_the_goal(board: kanban.B
 
 
 def test_cancelling_a_goal_cancels_its_open_cards(board: kanban.Board) -> None:
-    goal = goals.add(board, "Ship it", planner="demo")
+    goal = board.goals.add("Ship it", planner="demo")
     run_role(board, planner_of(board, goal.id), _plan(("a", []), ("b", ["a"])))
-    a, b = goals.show(board, goal.id).turns[0].cards
-    cancelled = goals.cancel(board, goal.id, reason="changed my mind")
+    a, b = board.goals.show(goal.id).turns[0].cards
+    cancelled = board.goals.cancel(goal.id, reason="changed my mind")
     assert (cancelled.status, cancelled.reason) == ("cancelled", "changed my mind")
     assert {board.get(a).status, board.get(b).status} == {"cancelled"}
     assert board.get(planner_of(board, goal.id)).status == "done"
     with pytest.raises(errors.InvalidTransition):
-        goals.approve(board, goal.id)
+        board.goals.approve(goal.id)
 
 
 def test_unknown_goals_and_profiles_are_refused(board: kanban.Board) -> None:
     before = snapshot(board.engine)
     with pytest.raises(errors.GoalNotFound, match="no goal 42"):
-        goals.show(board, 42)
+        board.goals.show(42)
     with pytest.raises(errors.ProfileError, match="unknown profile 'gpt-9'"):
-        goals.add(board, "x", planner="gpt-9")
+        board.goals.add("x", planner="gpt-9")
     with pytest.raises(errors.ProfileError, match="unknown profile 'nope'"):
-        goals.add(board, "x", planner="demo", judge="nope")
+        board.goals.add("x", planner="demo", judge="nope")
     with pytest.raises(errors.UsageError, match="needs a planner"):
-        goals.add(board, "x")
+        board.goals.add("x")
     with pytest.raises(errors.UsageError, match="needs an objective"):
-        goals.add(board, "  ", planner="demo")
+        board.goals.add("  ", planner="demo")
     with pytest.raises(errors.UsageError, match="max turns 0"):
-        goals.add(board, "x", planner="demo", max_turns=0)
+        board.goals.add("x", planner="demo", max_turns=0)
     assert snapshot(board.engine) == before
 
 

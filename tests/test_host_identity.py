@@ -84,7 +84,7 @@ def _run_elsewhere(
         )
         return won.run_id
 
-    return b.write(claim_there)
+    return b.tx.write(claim_there)
 
 
 def test_another_hosts_dead_looking_supervisor_is_not_ours_to_judge(

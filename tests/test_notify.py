@@ -45,11 +45,11 @@ def nboard(board_url: str) -> Iterator[kanban.Board]:
 
 def subscribe(b: kanban.Board, **kw: object) -> subscriptions.SubscriptionView:
     values: dict[str, object] = {"name": "hook", "now": clock.now(), "format": "json", **kw}
-    return b.write(lambda c: subscriptions.add_subscription(c, **values))  # type: ignore[arg-type]
+    return b.tx.write(lambda c: subscriptions.add_subscription(c, **values))  # type: ignore[arg-type]
 
 
 def rows(b: kanban.Board) -> list[outbox.DeliveryView]:
-    return list(reversed(b.read(lambda c: outbox.list_deliveries(c, limit=1000))))
+    return list(reversed(b.tx.read(lambda c: outbox.list_deliveries(c, limit=1000))))
 
 
 def later(seconds: float = 3600.0) -> dt.datetime:
@@ -100,7 +100,7 @@ def test_the_delivery_is_written_in_the_same_transaction_as_the_change(
         raise RuntimeError("crash before commit")
 
     with pytest.raises(RuntimeError):
-        nboard.write(change_then_fail)
+        nboard.tx.write(change_then_fail)
     assert nboard.get(card.id).status == "ready" and rows(nboard) == []
 
 
@@ -186,11 +186,11 @@ def test_goal_plan_waiting_and_goal_done_are_notified(nboard: kanban.Board) -> N
         goal_verbs.propose(conn, goal_id=goal.id, plan=plan, now=now)
         return goal.id
 
-    goal_id = nboard.write(make)
+    goal_id = nboard.tx.write(make)
     [waiting] = rows(nboard)
     assert (waiting.kind, waiting.goal_id, waiting.title) == ("approval", goal_id, "Ship it")
-    nboard.write(lambda c: goal_verbs.approve(c, goal_id=goal_id, now=now))
-    nboard.write(
+    nboard.tx.write(lambda c: goal_verbs.approve(c, goal_id=goal_id, now=now))
+    nboard.tx.write(
         lambda c: goal_verbs.finish(
             c, goal_id=goal_id, status=GoalStatus.DONE, now=now, reason="all done"
         )
@@ -201,7 +201,7 @@ def test_goal_plan_waiting_and_goal_done_are_notified(nboard: kanban.Board) -> N
 def test_a_silent_dispatcher_is_notified_once(nboard: kanban.Board) -> None:
     subscribe(nboard, url="http://127.0.0.1:9/x", kinds=["silent"])
     old = clock.now() - dt.timedelta(hours=1)
-    nboard.write(
+    nboard.tx.write(
         lambda c: verbs.dispatchers.beat(
             c,
             name="pod-a:12",
@@ -457,7 +457,7 @@ def test_the_secret_is_read_at_delivery_time_and_never_stored(
     assert receiver.requests == []
     fast_courier(nboard).deliver_due(now=later())
     dumped = json.dumps(
-        nboard.read(
+        nboard.tx.read(
             lambda c: [
                 list(r)
                 for t in ("subscriptions", "deliveries")
@@ -484,11 +484,11 @@ def test_a_goal_scoped_subscription_hears_its_goal_and_its_cards_only(
         other, _ = verbs.add_card(conn, title="Elsewhere", now=now)
         return goal.id, mine.id, other.id
 
-    goal_id, mine, other = nboard.write(make)
+    goal_id, mine, other = nboard.tx.write(make)
     subscribe(nboard, url="http://127.0.0.1:9/x", goal_id=goal_id)
     nboard.block(mine, reason="?")
     nboard.block(other, reason="?")
-    nboard.write(
+    nboard.tx.write(
         lambda c: goal_verbs.finish(
             c, goal_id=goal_id, status=GoalStatus.BLOCKED, now=now, reason="turns spent"
         )
@@ -512,8 +512,8 @@ def test_sent_deliveries_are_pruned_after_a_month_and_unsent_ones_kept(
     assert [d.state for d in rows(nboard)] == ["sent", "pending"]
     c.step()  # the courier's own pruning leaves what is recent alone
     assert len(rows(nboard)) == 2
-    assert nboard.write(lambda conn: outbox.prune(conn, before=later(-60))) == 0
-    assert nboard.write(lambda conn: outbox.prune(conn, before=later(60))) == 1
+    assert nboard.tx.write(lambda conn: outbox.prune(conn, before=later(-60))) == 0
+    assert nboard.tx.write(lambda conn: outbox.prune(conn, before=later(60))) == 1
     assert [d.state for d in rows(nboard)] == ["pending"]
 
 

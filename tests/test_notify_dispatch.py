@@ -33,7 +33,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 def subscribe(b: kanban.Board, url: str) -> None:
-    b.write(
+    b.tx.write(
         lambda c: subscriptions.add_subscription(
             c, name="hook", url=url, format="json", now=clock.now()
         )
@@ -41,7 +41,7 @@ def subscribe(b: kanban.Board, url: str) -> None:
 
 
 def deliveries(b: kanban.Board) -> list[outbox.DeliveryView]:
-    return b.read(lambda c: outbox.list_deliveries(c, limit=1000))
+    return b.tx.read(lambda c: outbox.list_deliveries(c, limit=1000))
 
 
 def test_a_hanging_receiver_never_delays_claims_or_ticks(
@@ -121,7 +121,7 @@ def test_two_dispatchers_on_one_board_send_each_delivery_once(
 
         def work(b: kanban.Board, name: str) -> None:
             c = courier.Courier(b, name=name, batch=3)
-            while b.read(outbox.next_due) is not None:
+            while b.tx.read(outbox.next_due) is not None:
                 sent[name] += c.deliver_due()["sent"]
 
         threads = [
@@ -150,7 +150,7 @@ def test_real_agents_blocking_failing_and_finishing_are_all_told_before_drain_ex
         breaks = board.add("Flaky", profile="demo", body="demo: fail disk full", max_attempts=1)
         works = board.add("Write the parser", profile="demo")
         drain(repo)
-        assert board.read(outbox.next_due) is None
+        assert board.tx.read(outbox.next_due) is None
     finally:
         kill_run_processes(board)
         board.close()

@@ -31,7 +31,7 @@ def test_the_documented_snippet_verifies_a_real_signed_delivery(tmp_path: Path) 
     receiver = Receiver()
     try:
         with kanban.open_board(tmp_path / "board.db") as b:
-            b.write(
+            b.tx.write(
                 lambda c: subscriptions.add_subscription(
                     c, name="r", url=receiver.url, secret_env="S", format="json", now=clock.now()
                 )
@@ -60,7 +60,7 @@ def test_the_link_in_a_message_opens_the_card_and_its_answer_unblocks_it(
     receiver = Receiver()
     try:
         with kanban.open_board(tmp_path / "board.db", web_url="https://127.0.0.1") as b:
-            b.write(
+            b.tx.write(
                 lambda c: subscriptions.add_subscription(
                     c, name="slack", url=receiver.url, format="slack", now=clock.now()
                 )

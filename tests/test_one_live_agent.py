@@ -27,11 +27,11 @@ from kanban.testing import (
 
 
 def _claim(b: kanban.Board, *, host: str, now: dt.datetime) -> kanban.views.Claim | None:  # type: ignore[name-defined]
-    return b.write(lambda c: board.claim(c, now=now, host=host, ttl=5.0))
+    return b.tx.write(lambda c: board.claim(c, now=now, host=host, ttl=5.0))
 
 
 def _check_in(b: kanban.Board, claim: kanban.views.Claim) -> None:  # type: ignore[name-defined]
-    b.write(
+    b.tx.write(
         lambda c: board.record_start(
             c,
             card_id=claim.card_id,
@@ -56,7 +56,9 @@ def test_an_ended_run_with_a_supervisor_holds_back_the_next_claim_until_released
     assert _claim(board, host="h1", now=now) is None, "claimed while run 1 may be alive"
     # Another host cannot confirm h1's processes: it waits one TTL past the lease's expiry.
     assert _claim(board, host="h2", now=first.lease_expires_at) is None
-    assert board.write(lambda c: releases.release_run(c, run_id=first.run_id, now=now, how="test"))
+    assert board.tx.write(
+        lambda c: releases.release_run(c, run_id=first.run_id, now=now, how="test")
+    )
     second = _claim(board, host="h1", now=now)
     assert second is not None and second.attempt == 2
 
@@ -196,7 +198,7 @@ def test_a_supervisor_killed_at_each_phase_leaves_no_agent_and_says_what_happene
     wait_for(settled, timeout=60, what="every run to end and be released")
     for card_id, phase in cards.items():
         (run,) = b.runs(card_id)
-        token = b.read(lambda c, r=run.id: board.token_of(c, r))
+        token = b.tx.read(lambda c, r=run.id: board.token_of(c, r))
         assert liveness.marked(token) == [], f"{phase}: an agent of run {run.id} is alive"
         if phase == "ended":
             assert run.outcome == "done", run

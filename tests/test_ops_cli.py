@@ -42,7 +42,7 @@ def _board_id(repo: Path) -> str:
     from kanban import board
 
     with board_in(repo) as b:
-        return str(b.read(board.releases.board_id))
+        return str(b.tx.read(board.releases.board_id))
 
 
 def _kanban(repo: Path, *args: str) -> tuple[int, str]:

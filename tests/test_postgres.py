@@ -123,7 +123,7 @@ def test_a_write_wakes_a_listening_dispatcher_and_a_lost_listener_reconnects(
             assert listener.wait(0.05) is False
             b.add("wake up")  # NOTIFY inside the write, delivered on commit
             assert listener.wait(5) is True
-            b.write(lambda c: verbs.comment(c, card_id=1, body="no wake", now=clock.now()))
+            b.tx.write(lambda c: verbs.comment(c, card_id=1, body="no wake", now=clock.now()))
             assert listener.wait(0.05) is False  # only writes that change what can run wake
             backend = listener.conn.info.backend_pid
             with b.engine.begin() as conn:
@@ -187,7 +187,7 @@ def test_the_candidate_query_walks_the_queue_index_without_sorting(
             }
             for i in range(5000)
         ]
-        b.write(lambda c: c.execute(sa.insert(cards), rows))
+        b.tx.write(lambda c: c.execute(sa.insert(cards), rows))
         with b.engine.connect() as conn:
             conn.exec_driver_sql("ANALYZE cards")
             seen: list[tuple[str, object]] = []

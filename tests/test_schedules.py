@@ -1,6 +1,6 @@
 """Schedules: exactly one fire per (schedule, time) across processes, overlap and catch-up
 policies, refusals. Schedules are evaluated with `dispatch --once --at TIME`, so nothing
-waits for the clock; `time_machine` only pins when a schedule was added."""
+waits for the clock; `add` pins when a schedule was added (its `created_at`)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import time_machine
 
 import kanban
-from kanban import clock, cron, dispatcher, goals, schedules
+from kanban import clock, cron, dispatcher, schedules
 from kanban.states import ScheduleKind
 from kanban.testing import fire_schedules, snapshot
 
@@ -30,8 +29,15 @@ LATER = f"{dt.date.today() + dt.timedelta(days=2)}T09:00"
 
 
 def add(cli: Cli, *args: str, when: str = ADDED) -> None:
-    with time_machine.travel(dt.datetime.fromisoformat(when), tick=False):
-        cli.ok("cron", "add", *args)
+    """`kanban cron add`, as if run at `when`: the new schedule's `created_at` is set to it
+    (a PostgreSQL board's clock is the server's, which no time travel here moves)."""
+    cli.ok("cron", "add", *args)
+    with kanban.open_board(cli.db) as board, board.engine.begin() as conn:
+        newest = conn.execute(sa.text("SELECT max(id) FROM schedules")).scalar_one()
+        conn.execute(
+            sa.text("UPDATE schedules SET created_at = :at WHERE id = :id"),
+            {"at": dt.datetime.fromisoformat(when.replace("Z", "+00:00")), "id": newest},
+        )
 
 
 def dispatch_at(cli: Cli, when: str) -> dict[str, Any]:
@@ -274,9 +280,11 @@ def test_marks_never_move_past_the_real_now(cli: Cli, board_url: str) -> None:
     cli.ok("cron", "add", "* * * * *", "--name", "minutely", "--card", "Tick")
     now = clock.now()
     with kanban.open_board(board_url) as board:
-        report = schedules.tick(board, now, at=cron.parse_at("9999-12-31T00:00:00Z"))
-        (schedule,) = board.read(kanban.board.schedules.list_schedules)
-    assert all(f["fire_at"] <= clock.iso(now) for f in report.get("fired", []))
+        report = board.schedules.fire_due(now, at=cron.parse_at("9999-12-31T00:00:00Z"))
+        (schedule,) = board.tx.read(kanban.board.schedules.list_schedules)
+    # As times, not strings: "…:00Z" sorts after "…:00.5Z" though it is earlier.
+    fired = [dt.datetime.fromisoformat(f["fire_at"].replace("Z", "+00:00")) for f in report.fired]
+    assert all(at <= now for at in fired)
     assert schedule.last_fire_at is None or schedule.last_fire_at <= now
 
 
@@ -325,28 +333,27 @@ def test_a_goal_schedule_puts_a_goal_with_its_planner_on_the_board(
         "2",
     )
     with kanban.open_board(board_url) as board:
-        # The schedules hook alone (a dispatch would also start the planner's agent).
-        fired = schedules.tick(board, clock.now(), at=cron.parse_at("2026-03-03T00:00:30Z"))
-        assert fired["fired"][0]["goal"] == 1
-        detail = goals.show(board, 1)
+        # The schedule step alone (a dispatch would also start the planner's agent).
+        fired = board.schedules.fire_due(clock.now(), at=cron.parse_at("2026-03-03T00:00:30Z"))
+        assert fired.fired[0]["goal"] == 1
+        detail = board.goals.show(1)
         assert detail.goal.objective == "Triage the issues of 2026-03-03"
         assert (detail.goal.judge, detail.goal.max_turns) == ("demo", 2)
         assert [c.role for c in detail.cards] == ["planner"]
         # The goal is still open the next night: overlap skip makes nothing.
-        again = schedules.tick(board, clock.now(), at=cron.parse_at("2026-03-04T00:00:30Z"))
-    assert again["skipped"][0]["skipped"] == "overlap: goal 1 from an earlier fire is still open"
+        again = board.schedules.fire_due(clock.now(), at=cron.parse_at("2026-03-04T00:00:30Z"))
+    assert again.skipped[0]["skipped"] == "overlap: goal 1 from an earlier fire is still open"
 
 
 def test_the_tick_reports_the_next_fire_as_next_due(board: kanban.Board) -> None:
     now = clock.now()
-    schedules.add(
-        board,
+    board.schedules.add(
         "*/5 * * * *",
         name="soon",
         kind=ScheduleKind.CARD,
         template=schedules.card_template("Soon", profile=None, body="", repo=None),
     )
-    loop = dispatcher.Dispatcher(board, hooks={"schedules": schedules.tick})
+    loop = dispatcher.Dispatcher(board)  # schedules are a standard step of every tick
     report = loop.tick(now)
     expected = now.replace(second=0, microsecond=0) + dt.timedelta(minutes=5 - now.minute % 5)
     assert report.next_due == expected

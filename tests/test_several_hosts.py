@@ -156,7 +156,8 @@ def test_a_vanished_host_is_reclaimed_after_the_ttl_and_its_late_reports_refused
         )
         lost = {r.card_id: r for r in b.status().running}
         tokens = {
-            card_id: b.read(lambda c, r=r: verbs.token_of(c, r.id)) for card_id, r in lost.items()
+            card_id: b.tx.read(lambda c, r=r: verbs.token_of(c, r.id))
+            for card_id, r in lost.items()
         }
         # Host A vanishes: its dispatcher dies, its supervisors stop renewing their leases.
         host_a.kill()

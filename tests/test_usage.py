@@ -10,7 +10,7 @@ import pytest
 
 import kanban
 from kanban import board as verbs
-from kanban import clock, errors
+from kanban import clock, errors, views
 from kanban.models import cards
 from kanban.states import RunOutcome
 from kanban.testing import snapshot
@@ -22,17 +22,14 @@ def _run_with_usage(
     card = b.add(title)
     won = b.claim(card_id=card.id)
     assert won is not None
-    b.write(
+    b.tx.write(
         lambda c: verbs.end_run(
             c,
             card_id=card.id,
             token=won.token,
-            outcome=outcome,
+            result=views.RunResult(outcome, tokens_in=1000, tokens_out=50, cost_usd=cost),
             now=clock.now(),
             backoff=b.backoff,
-            tokens_in=1000,
-            tokens_out=50,
-            cost_usd=cost,
         )
     )
     return won
@@ -52,7 +49,7 @@ def test_usage_after_the_agent_reported_is_still_recorded_with_its_token(
     won = board.claim(card_id=card.id)
     assert won is not None
     board.complete(card.id, token=won.token, summary="done")
-    board.write(
+    board.tx.write(
         lambda c: verbs.record_usage(
             c, card_id=card.id, token=won.token, tokens_in=7, tokens_out=3, cost_usd=0.01
         )
@@ -60,7 +57,7 @@ def test_usage_after_the_agent_reported_is_still_recorded_with_its_token(
     run = board.runs(card.id)[0]
     assert (run.outcome, run.tokens_in, run.cost_usd) == ("done", 7, 0.01)
     with pytest.raises(errors.LeaseLost):
-        board.write(
+        board.tx.write(
             lambda c: verbs.record_usage(
                 c, card_id=card.id, token="not-the-token", tokens_in=1, tokens_out=1, cost_usd=9.0
             )
@@ -75,11 +72,11 @@ def test_spend_adds_up_runs_by_card_by_condition_and_since(board: kanban.Board) 
     assert (total.runs, total.reported, total.cost_usd) == (2, 1, 0.25)
     assert (total.tokens_in, total.tokens_out) == (2000, 100)
     assert board.spend(card_ids=[second.card_id]).cost_usd == 0.0
-    only_b = board.read(lambda c: verbs.spend(c, where=cards.c.title == "b"))
+    only_b = board.tx.read(lambda c: verbs.spend(c, where=cards.c.title == "b"))
     assert only_b.runs == 1
     later = board.spend(since=clock.now() + dt.timedelta(minutes=1))
     assert later.runs == 0
-    assert board.read(lambda c: verbs.spend(c, exclude_run=first.run_id)).runs == 1
+    assert board.tx.read(lambda c: verbs.spend(c, exclude_run=first.run_id)).runs == 1
 
 
 def test_a_blocked_run_that_failed_spends_an_attempt_and_one_that_asked_does_not(
@@ -89,16 +86,16 @@ def test_a_blocked_run_that_failed_spends_an_attempt_and_one_that_asked_does_not
         card = board.add(f"blocked, spends={spends}")
         won = board.claim(card_id=card.id)
         assert won is not None
-        board.write(
+        board.tx.write(
             lambda c, won=won, card=card, spends=spends: verbs.end_run(
                 c,
                 card_id=card.id,
                 token=won.token,
-                outcome=RunOutcome.BLOCKED,
+                result=views.RunResult(
+                    RunOutcome.BLOCKED, error="cannot log in", spends_attempt=spends
+                ),
                 now=clock.now(),
                 backoff=board.backoff,
-                error="cannot log in",
-                spends_attempt=spends,
             )
         )
         final = board.get(card.id)

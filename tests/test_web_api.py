@@ -121,17 +121,17 @@ def test_review_cards_are_approved_or_sent_back(client: TestClient, board: kanba
 
 
 def test_a_goal_plan_is_approved_from_the_api(client: TestClient, board: kanban.Board) -> None:
-    from kanban import goals, plans
+    from kanban import plans
 
     plan = plans.check_plan(
         {"cards": [{"key": "a", "title": "step one", "profile": "demo"}]}, known_profiles=["demo"]
     )
-    goal = goals.add(board, "ship it", plan=plan)
+    goal = board.goals.add("ship it", plan=plan)
     assert client.get(f"/api/goals/{goal.id}").json()["goal"]["status"] == "proposed"
     assert [g["id"] for g in client.get("/api/goals").json()] == [goal.id]
     approved = client.post(f"/api/goals/{goal.id}/approve", json={})
     assert approved.status_code == 200
-    assert goals.show(board, goal.id).goal.status == "working"
+    assert board.goals.show(goal.id).goal.status == "working"
     again = client.post(f"/api/goals/{goal.id}/approve", json={})
     assert again.status_code == 409 and "goal" in again.json()["error"]
 
@@ -141,7 +141,7 @@ def test_schedules_are_listed_paused_and_resumed(client: TestClient, board: kanb
     from kanban.states import ScheduleKind
 
     template = schedules.card_template("standup", profile=None, body="", repo=None)
-    schedules.add(board, "0 9 * * *", name="standup", kind=ScheduleKind.CARD, template=template)
+    board.schedules.add("0 9 * * *", name="standup", kind=ScheduleKind.CARD, template=template)
     assert [s["name"] for s in client.get("/api/schedules").json()] == ["standup"]
     assert client.post("/api/schedules/standup/pause", json={}).json()["paused"] is True
     assert client.post("/api/schedules/standup/resume", json={}).json()["paused"] is False

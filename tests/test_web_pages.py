@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 import kanban
 from kanban import board as verbs
-from kanban import clock, goals, plans, views, web
+from kanban import clock, plans, views, web
 from kanban.states import RunOutcome
 from kanban.web import feed
 
@@ -45,7 +45,7 @@ def finished_run(
 ) -> None:
     won = board.claim(card_id=card_id, worker="tester")
     assert won is not None
-    board.write(
+    board.tx.write(
         lambda c: verbs.record_start(
             c,
             card_id=card_id,
@@ -56,7 +56,7 @@ def finished_run(
             log_path=str(log) if log else None,
         )
     )
-    board.write(
+    board.tx.write(
         lambda c: verbs.record_usage(
             c, card_id=card_id, token=won.token, tokens_in=1200, tokens_out=340, cost_usd=0.42
         )
@@ -119,7 +119,7 @@ def test_filters_live_in_the_url(client: TestClient, board: kanban.Board) -> Non
     plan = plans.check_plan(
         {"cards": [{"key": "g", "title": "goal step", "profile": "demo"}]}, known_profiles=["demo"]
     )
-    goal = goals.add(board, "a goal", plan=plan)
+    goal = board.goals.add("a goal", plan=plan)
     tiles = lambda url: re.findall(r'<div class="title">([^<]+)</div>', client.get(url).text)  # noqa: E731
     assert sorted(tiles("/?q=parser")) == ["alpha parser", "beta parser"]
     assert sorted(tiles("/?profile=demo")) == ["alpha parser", "gamma", "goal step"]
@@ -149,7 +149,7 @@ def test_dispatchers_and_goals_with_their_turns(client: TestClient, board: kanba
     now = clock.now()
 
     def beat(name: str, at: dt.datetime) -> None:
-        board.write(
+        board.tx.write(
             lambda c: verbs.dispatchers.beat(
                 c,
                 name=name,
@@ -167,7 +167,7 @@ def test_dispatchers_and_goals_with_their_turns(client: TestClient, board: kanba
     plan = plans.check_plan(
         {"cards": [{"key": "g", "title": "step", "profile": "demo"}]}, known_profiles=["demo"]
     )
-    goal = goals.add(board, "ship the release", plan=plan, max_turns=5)
+    goal = board.goals.add("ship the release", plan=plan, max_turns=5)
     html = client.get("/").text
     side = html.split('id="dispatchers"')[1]
     assert "dispatcher alive: hostA:1" in side and 'h-alive"></span>hostA:1' in side
@@ -216,7 +216,7 @@ def test_the_log_is_read_from_an_offset_while_the_run_lives(
     assert won is not None
     log = tmp_path / "live.log"
     log.write_text("first line\n")
-    board.write(
+    board.tx.write(
         lambda c: verbs.record_start(
             c, card_id=card.id, token=won.token, now=clock.now(), log_path=str(log)
         )
@@ -280,14 +280,14 @@ def test_the_feed_cursor_delivers_late_commits_and_never_twice() -> None:
 
 
 def test_the_feed_reads_every_card_in_order(board: kanban.Board) -> None:
-    start = board.read(verbs.history.last_event_id)
+    start = board.tx.read(verbs.history.last_event_id)
     a = board.add("a")
     board.add("b")
     board.comment(a.id, "hello")
-    found = board.read(lambda c: verbs.history.events_after(c, after_id=start))
+    found = board.tx.read(lambda c: verbs.history.events_after(c, after_id=start))
     assert [e.kind for e in found][:2] == ["created", "created"]
     assert [e.id for e in found] == sorted(e.id for e in found)
-    assert board.read(lambda c: verbs.history.events_after(c, after_id=found[-1].id)) == []
+    assert board.tx.read(lambda c: verbs.history.events_after(c, after_id=found[-1].id)) == []
 
 
 def test_the_edit_form_is_kanban_edit(client: TestClient, board: kanban.Board) -> None:

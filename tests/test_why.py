@@ -28,7 +28,7 @@ def _dispatcher_alive(b: kanban.Board, *, ago: float = 0.0, name: str = "vm:1") 
     """A dispatcher row for this test's own process (alive: its pid and start time match)."""
     now = clock.now() - dt.timedelta(seconds=ago)
     me = processes.Identity.of(os.getpid())
-    b.write(
+    b.tx.write(
         lambda c: verbs.dispatchers.beat(
             c,
             name=name,
@@ -82,7 +82,7 @@ def test_in_review(board: kanban.Board) -> None:
 
 
 def test_backing_off(repo: Path) -> None:
-    with board_in(repo, backoff_base="10m") as b:  # long enough to still be backing off
+    with board_in(repo, backoff_base="10m", backoff_cap="1h") as b:  # still backing off
         _dispatcher_alive(b)
         card = b.add("flaky", profile="demo")
         claim = b.claim()

@@ -5,7 +5,17 @@ arguments, and returns frozen views. Import the package, not its names:
 `from kanban import board; board.claim(conn, ...)`.
 """
 
-from kanban.board import agent, dispatchers, edits, goals, history, outbox, releases, schedules
+from kanban.board import (
+    agent,
+    dispatchers,
+    edits,
+    goals,
+    history,
+    outbox,
+    releases,
+    schedules,
+    turns,
+)
 from kanban.board.cards import (
     add_card,
     check_profile_name,
@@ -24,6 +34,7 @@ from kanban.board.queries import (
     get_card,
     get_run,
     list_cards,
+    live_run_of,
     live_runs,
     next_due,
     ready_candidates,
@@ -74,6 +85,7 @@ __all__ = [
     "link",
     "list_cards",
     "list_dispatchers",
+    "live_run_of",
     "live_runs",
     "move",
     "next_due",
@@ -94,5 +106,6 @@ __all__ = [
     "spend",
     "status_summary",
     "token_of",
+    "turns",
     "unlink",
 ]

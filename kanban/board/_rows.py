@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection, Row
 from kanban import errors, views
 from kanban.board import outbox
 from kanban.models import cards, comments, dependencies, events, runs
-from kanban.states import CardStatus
+from kanban.states import CardStatus, check_move
 
 # A parent is satisfied when it is done (an archived card was done or had no open children).
 SATISFIED = (CardStatus.DONE.value, CardStatus.ARCHIVED.value)
@@ -225,12 +225,23 @@ def set_status(
     status: CardStatus,
     *,
     now: dt.datetime,
+    current: str,
     **values: Any,
 ) -> None:
+    """Write a card's status: the one place a single card's status changes. The move
+    `current -> status` must be in the transition table (`states.TRANSITIONS`); the UPDATE
+    is conditional on `current`, so a card that moved meanwhile is not overwritten."""
+    check_move(card_id, current, status)
     extra: dict[str, Any] = {"updated_at": now, **values}
     if status is CardStatus.READY:
         extra.setdefault("ready_at", now)
-    conn.execute(sa.update(cards).where(cards.c.id == card_id).values(status=status.value, **extra))
+    done = conn.execute(
+        sa.update(cards)
+        .where(cards.c.id == card_id, cards.c.status == str(current))
+        .values(status=status.value, **extra)
+    ).rowcount
+    if done != 1:
+        raise errors.InvalidTransition(f"card {card_id} is no longer {current}; nothing changed")
 
 
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")

@@ -16,9 +16,10 @@ from sqlalchemy.engine import Connection
 from kanban import errors, views
 from kanban.board import _rows, usage
 from kanban.models import cards, comments, dependencies, runs
-from kanban.states import FINISHED, CardRole, CardStatus, RunOutcome, check_move
+from kanban.states import FINISHED, CardRole, CardStatus, RunOutcome, check_move, table_move
 
 S = CardStatus
+PROMOTE = table_move(S.TODO, S.READY)  # the one move `promote` makes
 
 
 def add_card(
@@ -268,7 +269,7 @@ def link(
     conn.execute(sa.insert(dependencies).values(parent_id=parent, child_id=child))
     _rows.record(conn, kind="linked", card_id=child, actor=actor, now=now, parent=parent)
     if rows[child] == S.READY and rows[parent] not in _rows.SATISFIED:
-        _rows.set_status(conn, child, S.TODO, now=now, ready_at=None)
+        _rows.set_status(conn, child, S.TODO, now=now, current=rows[child], ready_at=None)
         _rows.record(
             conn,
             kind="status",
@@ -341,8 +342,8 @@ def promote(
         _rows.lock_children(conn, parent_ids)
     stmt = (
         sa.update(cards)
-        .where(cards.c.status == S.TODO.value, ~_rows.unfinished_parent(cards.c.id))
-        .values(status=S.READY.value, ready_at=now, updated_at=now)
+        .where(cards.c.status == PROMOTE[0].value, ~_rows.unfinished_parent(cards.c.id))
+        .values(status=PROMOTE[1].value, ready_at=now, updated_at=now)
         .returning(cards.c.id)
     )
     if card_ids is not None:
@@ -441,7 +442,7 @@ def move(
                 error=f"card moved to {target} by {actor or 'a person'}",
             )
         )
-    _rows.set_status(conn, card_id, target, now=now, **values)
+    _rows.set_status(conn, card_id, target, now=now, current=row.status, **values)
     _rows.record(
         conn,
         kind=to.value if to is not S.READY else "requeued",

@@ -117,7 +117,12 @@ def unarchive(
         target = S.TODO if waiting else S.READY
     check_move(card_id, row.status, target)
     _rows.set_status(
-        conn, card_id, target, now=now, **({} if target is S.READY else {"ready_at": None})
+        conn,
+        card_id,
+        target,
+        now=now,
+        current=row.status,
+        **({} if target is S.READY else {"ready_at": None}),
     )
     _rows.record(
         conn,

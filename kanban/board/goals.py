@@ -303,9 +303,15 @@ def propose(
             actor=actor,
             goal_id=goal_id,
         )
-        if item.model is not None:
+        if item.model is not None or item.args or item.env:
             choices.set_agent_choices(
-                conn, card_id=card.id, model=item.model, args=(), env={}, now=now, actor=actor
+                conn,
+                card_id=card.id,
+                model=item.model,
+                args=item.args,
+                env=dict(item.env),
+                now=now,
+                actor=actor,
             )
         made[item.key] = card.id
     stored = {"cards": [{**c.to_json(), "card": made[c.key]} for c in plan.cards]}

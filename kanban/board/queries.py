@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from kanban import views
-from kanban.board import _rows, usage
+from kanban.board import _rows, releases, usage
 from kanban.models import cards, dependencies, events, runs
 from kanban.models import dispatchers as models_dispatchers
 from kanban.states import CardStatus
@@ -71,6 +71,16 @@ def runs_of(conn: Connection, card_id: int) -> list[views.RunView]:
 
 def get_run(conn: Connection, run_id: int) -> views.RunView | None:
     row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
+    return _rows.run_view(row) if row else None
+
+
+def live_run_of(conn: Connection, card_id: int, *, token: str) -> views.RunView | None:
+    """The live run of `card_id` that holds `token`, if any."""
+    row = conn.execute(
+        sa.select(runs).where(
+            runs.c.card_id == card_id, runs.c.token == token, runs.c.outcome.is_(None)
+        )
+    ).first()
     return _rows.run_view(row) if row else None
 
 
@@ -143,9 +153,15 @@ def ready_candidates(
     now: dt.datetime,
     profile: str | None,
     limit: int,
+    offset: int = 0,
     any_profile: bool = False,
+    host: str | None = None,
+    stale_before: dt.datetime | None = None,
 ) -> list[views.CardView]:
-    """Cards a claim would accept right now, best first: ready, not backing off, parents done."""
+    """Cards a claim would accept right now, best first: ready, not backing off, parents done.
+    `offset` skips that many of them (the next page). With `host` (and `stale_before`, the
+    claim's now - ttl), also as the claim sees them there: no earlier run's agent may still
+    be alive (board.releases)."""
     query = (
         sa.select(cards)
         .where(cards.c.status == CardStatus.READY.value)
@@ -153,7 +169,11 @@ def ready_candidates(
         .where(~_rows.unfinished_parent(cards.c.id))
         .order_by(cards.c.priority.desc(), cards.c.ready_at, cards.c.id)
         .limit(limit)
+        .offset(offset)
     )
+    if host is not None:
+        stale = stale_before if stale_before is not None else now
+        query = query.where(~releases.unreleased(cards.c.id, host=host, stale=stale))
     if not any_profile:
         query = query.where(
             cards.c.profile.is_(None) if profile is None else cards.c.profile == profile

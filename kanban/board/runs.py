@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import logging
 import random
 import secrets
 from typing import Any
@@ -22,14 +23,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from kanban import errors, views
-from kanban.board import _rows, releases
+from kanban.board import _rows, releases, turns
 from kanban.board._rows import Stored, digest
 from kanban.board.cards import promote
 from kanban.models import cards, runs
-from kanban.states import SPENDS_ATTEMPT, CardStatus, RunOutcome
+from kanban.states import SPENDS_ATTEMPT, CardStatus, RunOutcome, table_move
 
+logger = logging.getLogger(__name__)
 S = CardStatus
 Outcome = RunOutcome
+CLAIM = table_move(S.READY, S.RUNNING)  # the one move a claim makes
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -62,7 +65,7 @@ def _claim_statement(postgres: bool, by_profile: bool, by_card: bool) -> sa.Upda
     now = sa.bindparam("p_now", type_=cards.c.updated_at.type)
     pick = (
         sa.select(cards.c.id)
-        .where(cards.c.status == S.READY.value)
+        .where(cards.c.status == CLAIM[0].value)
         .where(sa.or_(cards.c.not_before.is_(None), cards.c.not_before <= now))
         .where(~_rows.unfinished_parent(cards.c.id))
         # One live agent per card: not while an earlier run's processes may be alive.
@@ -88,8 +91,8 @@ def _claim_statement(postgres: bool, by_profile: bool, by_card: bool) -> sa.Upda
         # `id = (SELECT ...)`, not `id IN (...)`: SQLite then looks the one card up by its key
         # instead of walking the whole ready queue (0.02 ms against 6.6 ms at 25k ready).
         .where(cards.c.id == sa.select(picked.c.id).scalar_subquery())
-        .where(cards.c.status == S.READY.value)
-        .values(status=S.RUNNING.value, updated_at=now, reason=None)
+        .where(cards.c.status == CLAIM[0].value)
+        .values(status=CLAIM[1].value, updated_at=now, reason=None)
         # What the rest of the claim needs comes back with the card, so the write lock is held
         # for three statements (this, the run, the event) and no more round trips.
         # (`cards.id` spelled out: SQLAlchemy writes RETURNING columns unqualified, and a bare
@@ -268,32 +271,111 @@ def end_run(
     *,
     card_id: int,
     token: str,
-    outcome: RunOutcome,
+    result: views.RunResult,
     now: dt.datetime,
     backoff: Backoff,
-    summary: str | None = None,
-    error: str | None = None,
-    exit_code: int | None = None,
-    retry_after: float | None = None,
-    expired_before: dt.datetime | None = None,
     actor: str | None = None,
-    spends_attempt: bool | None = None,
-    tokens_in: int | None = None,
-    tokens_out: int | None = None,
-    cost_usd: float | None = None,
+    expired_before: dt.datetime | None = None,
+    refuse_bad_delivery: bool = False,
 ) -> views.RunEnd:
-    """Close the live run holding `token` with `outcome` and move its card accordingly.
+    """End the live run holding `token` with `result`, and move its card accordingly: the one
+    verb that ends a run, whoever reports (supervisor, dispatcher, CLI, API).
 
     done -> card done (or review); blocked -> card blocked; rate_limited -> ready after a
     cooldown, no attempt spent; anything else spends an attempt: ready after backoff, or
     blocked with the last error once the run's budget is spent.
+    A goal's planner or judge that ends `done` delivers its plan or verdict (read before the
+    transaction, `result.delivery`) in the same transaction. One that is refused ends the run
+    `failed` with the reason, or, with `refuse_bad_delivery`, raises PlanError and changes
+    nothing (an agent reporting by itself can fix its file while it still holds the lease).
     `expired_before` makes the close conditional on the lease having expired (reclaims).
-    `spends_attempt` overrides whether the outcome spends an attempt (a run blocked because
-    its agent failed, e.g. it cannot log in, spends one; an agent asking a person does not).
-    Usage (tokens, cost) is stored with the outcome when given.
     """
-    if outcome is Outcome.CANCELLED:
+    if result.outcome is Outcome.CANCELLED:
         raise ValueError("runs are cancelled by moving their card (board.cards.move)")
+    if result.outcome is Outcome.DONE:
+        card = _rows.get_card(conn, card_id)
+        if card.role is not None and card.goal_id is not None:
+            return _end_delivering(
+                conn,
+                card=card,
+                token=token,
+                result=result,
+                now=now,
+                backoff=backoff,
+                actor=actor,
+                refuse=refuse_bad_delivery,
+            )
+    return _close(
+        conn,
+        card_id=card_id,
+        token=token,
+        result=result,
+        now=now,
+        backoff=backoff,
+        actor=actor,
+        expired_before=expired_before,
+    )
+
+
+def _end_delivering(
+    conn: Connection,
+    *,
+    card: views.CardView,
+    token: str,
+    result: views.RunResult,
+    now: dt.datetime,
+    backoff: Backoff,
+    actor: str | None,
+    refuse: bool,
+) -> views.RunEnd:
+    try:
+        with conn.begin_nested():
+            ended = _close(
+                conn,
+                card_id=card.id,
+                token=token,
+                result=result,
+                now=now,
+                backoff=backoff,
+                actor=actor,
+            )
+            turns.deliver(conn, card=card, delivery=result.delivery, now=now)
+            return ended
+    except errors.LeaseLost:
+        raise
+    except errors.KanbanError as exc:
+        if refuse:
+            raise errors.PlanError(
+                f"{exc.message}; fix the file and report again (`kanban complete`)"
+            ) from exc
+        logger.warning("card %s: %s", card.id, exc.message)
+        failed = dataclasses.replace(
+            result, outcome=Outcome.FAILED, summary=None, error=exc.message, delivery=None
+        )
+        return _close(
+            conn,
+            card_id=card.id,
+            token=token,
+            result=failed,
+            now=now,
+            backoff=backoff,
+            actor=actor,
+        )
+
+
+def _close(
+    conn: Connection,
+    *,
+    card_id: int,
+    token: str,
+    result: views.RunResult,
+    now: dt.datetime,
+    backoff: Backoff,
+    actor: str | None = None,
+    expired_before: dt.datetime | None = None,
+) -> views.RunEnd:
+    outcome = result.outcome
+    summary, error = result.summary, result.error
     if summary is not None:
         summary = _rows.check_text(summary, what="summary", limit=_rows.MAX_BODY)
     if error is not None:
@@ -301,9 +383,14 @@ def end_run(
     conditions = _fenced(card_id, token)
     if expired_before is not None:
         conditions.append(runs.c.lease_expires_at < expired_before)
-    usage = {
+    extra = {
         k: v
-        for k, v in (("tokens_in", tokens_in), ("tokens_out", tokens_out), ("cost_usd", cost_usd))
+        for k, v in (
+            ("tokens_in", result.tokens_in),
+            ("tokens_out", result.tokens_out),
+            ("cost_usd", result.cost_usd),
+            ("log_path", result.log_path),
+        )
         if v is not None
     }
     row = conn.execute(
@@ -314,8 +401,8 @@ def end_run(
             ended_at=now,
             summary=summary,
             error=error,
-            exit_code=exit_code,
-            **usage,
+            exit_code=result.exit_code,
+            **extra,
         )
         .returning(*runs.c)
     ).first()
@@ -325,11 +412,18 @@ def end_run(
     card = _rows.card_row(conn, card_id)
     retry_at: dt.datetime | None = None
     promoted: list[int] = []
-    spends = outcome in SPENDS_ATTEMPT if spends_attempt is None else spends_attempt
+    spends = outcome in SPENDS_ATTEMPT if result.spends_attempt is None else result.spends_attempt
     if outcome is Outcome.DONE:
         target = S.REVIEW if card.review else S.DONE
         _rows.set_status(
-            conn, card_id, target, now=now, summary=summary, reason=None, not_before=None
+            conn,
+            card_id,
+            target,
+            now=now,
+            summary=summary,
+            reason=None,
+            not_before=None,
+            current=card.status,
         )
         if target is S.DONE:
             promoted = promote(conn, now=now, parent_ids=[card_id])
@@ -340,6 +434,7 @@ def end_run(
             card_id,
             target,
             now=now,
+            current=card.status,
             reason=error or summary or "blocked",
             attempts=card.attempts + (1 if spends else 0),
         )
@@ -351,16 +446,34 @@ def end_run(
             if error:
                 reason += f": {error}"
             _rows.set_status(
-                conn, card_id, target, now=now, attempts=attempts, reason=reason, not_before=None
+                conn,
+                card_id,
+                target,
+                now=now,
+                current=card.status,
+                attempts=attempts,
+                reason=reason,
+                not_before=None,
             )
         else:
-            delay = retry_after if retry_after is not None else backoff.delay(max(1, attempts))
+            delay = (
+                result.retry_after
+                if result.retry_after is not None
+                else backoff.delay(max(1, attempts))
+            )
             retry_at = now + dt.timedelta(seconds=delay)
             _rows.lock_parents(conn, card_id)
             parent_waiting = conn.execute(sa.select(_rows.unfinished_parent(card_id))).scalar()
             target = S.TODO if parent_waiting else S.READY
             _rows.set_status(
-                conn, card_id, target, now=now, attempts=attempts, not_before=retry_at, reason=error
+                conn,
+                card_id,
+                target,
+                now=now,
+                current=card.status,
+                attempts=attempts,
+                not_before=retry_at,
+                reason=error,
             )
     _rows.record(
         conn,
@@ -371,10 +484,11 @@ def end_run(
         now=now,
         outcome=outcome.value,
         attempt=run.attempt,
-        exit_code=exit_code,
+        exit_code=result.exit_code,
         error=error,
         card_status=target.value,
         retry_at=retry_at.isoformat() if retry_at else None,
+        **({"metadata": dict(result.metadata)} if result.metadata else {}),
     )
     return views.RunEnd(
         run=run, card_status=target.value, retry_at=retry_at, promoted=tuple(promoted)
@@ -416,13 +530,15 @@ def reclaim_expired(
                     conn,
                     card_id=run.card_id,
                     token=token,
-                    outcome=Outcome.RECLAIMED,
+                    result=views.RunResult(
+                        Outcome.RECLAIMED,
+                        error=f"lease expired: no heartbeat since {since.isoformat()} "
+                        f"(host {run.host})",
+                    ),
                     now=now,
                     backoff=backoff,
                     expired_before=now,
                     actor=actor,
-                    error=f"lease expired: no heartbeat since {since.isoformat()} "
-                    f"(host {run.host})",
                 )
             )
         except errors.LeaseLost:

@@ -121,8 +121,7 @@ def add(
             auto=auto,
             repo=repo,
         )
-    state = schedules.add(
-        board,
+    state = board.schedules.add(
         spec,
         name=name,
         kind=kind,
@@ -147,9 +146,8 @@ def ls(board: Any, as_json: bool) -> None:
     Example:
       kanban cron ls
     """
-    from kanban import schedules
 
-    found = schedules.ls(board)
+    found = board.schedules.ls()
     if as_json:
         emit_json(found)
         return
@@ -190,9 +188,8 @@ def rm(board: Any, name: str, as_json: bool) -> None:
     Example:
       kanban cron rm standup
     """
-    from kanban import schedules
 
-    schedules.remove(board, name)
+    board.schedules.remove(name)
     if as_json:
         emit_json({"name": name, "removed": True})
     else:
@@ -210,9 +207,8 @@ def pause(board: Any, name: str, as_json: bool) -> None:
     Example:
       kanban cron pause standup
     """
-    from kanban import schedules
 
-    state = schedules.pause(board, name)
+    state = board.schedules.pause(name)
     if as_json:
         emit_json(state)
     else:
@@ -230,9 +226,8 @@ def resume(board: Any, name: str, as_json: bool) -> None:
     Example:
       kanban cron resume standup
     """
-    from kanban import schedules
 
-    state = schedules.pause(board, name, paused=False)
+    state = board.schedules.pause(name, paused=False)
     if as_json:
         emit_json(state)
     else:
@@ -250,9 +245,8 @@ def run(board: Any, name: str, as_json: bool) -> None:
     Example:
       kanban cron run standup
     """
-    from kanban import schedules
 
-    made = schedules.run_now(board, name)
+    made = board.schedules.run_now(name)
     if as_json:
         emit_json(made)
     elif made.skipped:

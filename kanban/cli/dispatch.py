@@ -122,7 +122,7 @@ def dispatch(
       kanban dispatch --once --at 09:00:30     # replay this morning's 09:00 fires
       kanban dispatch --handoff --grace 20s    # a pod: hand runs back on SIGTERM
     """
-    from kanban import confine, cron, dispatcher, errors, eventlog, goals, pods, schedules
+    from kanban import confine, cron, dispatcher, errors, eventlog, pods
     from kanban import drain as drain_mod
 
     confine.harden(subreaper=False)  # its environment holds what agents must not read
@@ -133,7 +133,7 @@ def dispatch(
         raise errors.UsageError("--at needs --once: it evaluates one tick as of that time")
     at = cron.parse_at(at_text) if at_text is not None else None
     if at is not None:
-        schedules.check_at(board, at, clock.now())
+        board.schedules.check_at(at, clock.now())
     seconds = clock.parse_duration(interval, what="--interval") if interval else None
     if seconds is not None and seconds < 0.05:
         raise errors.UsageError("--interval must be at least 50ms")
@@ -143,7 +143,7 @@ def dispatch(
         max_workers=max_workers,
         interval=seconds,
         name=f"{board.settings.host_id}:once" if once else None,
-        hooks={"schedules": lambda b, now: schedules.tick(b, now, at=at), "goals": goals.tick},
+        at=at,
     )
     if once:
         report = loop.tick()
@@ -151,7 +151,7 @@ def dispatch(
         if as_json:
             emit_json(report.to_json())
         elif not quiet:
-            fired = report.hooks.get("schedules", {}).get("fired", [])
+            fired = report.schedules.fired
             click.echo(
                 f"tick: claimed {len(report.claimed)}, reclaimed {len(report.reclaimed)}, "
                 f"crashed {len(report.crashed)}, waiting {report.waiting}, "

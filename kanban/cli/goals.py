@@ -87,11 +87,9 @@ def add(
       kanban goal add "Greet; Say goodbye" --planner demo --judge demo --auto    # no LLM
       kanban goal add "Port the CLI to click" --planner claude-code --max-cost 20
     """
-    from kanban import goals
 
-    plan = goals.read_plan(plan_file, repo=board.settings.repo) if plan_file else None
-    goal = goals.add(
-        board,
+    plan = board.goals.read_plan(plan_file) if plan_file else None
+    goal = board.goals.add(
         read_text_arg(objective) or "",
         planner=planner,
         plan=plan,
@@ -123,7 +121,7 @@ def ls(board: Any, statuses: tuple[str, ...], as_json: bool) -> None:
     """
     from kanban import goals
 
-    found = goals.ls(board, [goals.parse_status(s) for s in statuses] or None)
+    found = board.goals.ls([goals.parse_status(s) for s in statuses] or None)
     if as_json:
         emit_json(found)
         return
@@ -147,9 +145,8 @@ def show(board: Any, goal: int, as_json: bool) -> None:
     Example:
       kanban goal show 3 --json | jq '.turns[].verdict'
     """
-    from kanban import goals
 
-    detail = goals.show(board, goal)
+    detail = board.goals.show(goal)
     if as_json:
         emit_json(detail)
         return
@@ -200,9 +197,8 @@ def approve(board: Any, goal: int, as_json: bool) -> None:
     Example:
       kanban goal show 3 && kanban goal approve 3
     """
-    from kanban import goals
 
-    moved = goals.approve(board, goal)
+    moved = board.goals.approve(goal)
     if as_json:
         emit_json(moved)
     else:
@@ -222,9 +218,8 @@ def cancel(board: Any, goal: int, reason: str | None, as_json: bool) -> None:
     Example:
       kanban goal cancel 3 --reason "superseded by goal 4"
     """
-    from kanban import goals
 
-    done = goals.cancel(board, goal, reason=reason)
+    done = board.goals.cancel(goal, reason=reason)
     if as_json:
         emit_json(done)
     else:

@@ -112,7 +112,7 @@ def ls(board: Any, as_json: bool) -> None:
     """
     from kanban.board import subscriptions
 
-    subs = board.read(subscriptions.list_subscriptions)
+    subs = board.tx.read(subscriptions.list_subscriptions)
     if as_json:
         emit_json([_json(s) for s in subs])
         return
@@ -142,7 +142,7 @@ def rm(board: Any, name: str, as_json: bool) -> None:
     """
     from kanban.board import subscriptions
 
-    gone = board.write(lambda c: subscriptions.remove_subscription(c, name=name))
+    gone = board.tx.write(lambda c: subscriptions.remove_subscription(c, name=name))
     if as_json:
         emit_json({"name": gone.name, "removed": True})
     else:
@@ -190,7 +190,7 @@ def log(board: Any, name: str | None, dead: bool, limit: int, as_json: bool) -> 
     """
     from kanban.board import outbox
 
-    found = board.read(
+    found = board.tx.read(
         lambda c: outbox.list_deliveries(
             c, name=name, state=outbox.DEAD if dead else None, limit=limit
         )
@@ -221,7 +221,7 @@ def redeliver(board: Any, delivery_id: int, as_json: bool) -> None:
     """
     from kanban.board import outbox
 
-    d = board.write(
+    d = board.tx.write(
         lambda c: outbox.redeliver(c, delivery_id=delivery_id, now=clock.now()),
         wake_dispatcher=True,
     )

@@ -37,10 +37,10 @@ def status(board: Any, as_json: bool) -> None:
         data["broken_profiles"] = broken
         data["dispatchers"] = [
             {k: clock.iso(v) if hasattr(v, "isoformat") else v for k, v in row.items()}
-            for row in board.read(verbs.list_dispatchers)
+            for row in board.tx.read(verbs.list_dispatchers)
         ]
         data["clock_warnings"] = why.clock_warnings(board, summary.now)
-        data["notifications"] = board.read(verbs.outbox.outbox_counts)
+        data["notifications"] = board.tx.read(verbs.outbox.outbox_counts)
         emit_json(data)
         return
     click.echo(liveness if alive else click.style(liveness, fg="red"))
@@ -70,7 +70,7 @@ def status(board: Any, as_json: bool) -> None:
 def _notifications_line(board: Any) -> None:
     from kanban.board import outbox
 
-    counts = board.read(outbox.outbox_counts)
+    counts = board.tx.read(outbox.outbox_counts)
     if counts["dead"]:
         click.echo(
             click.style(
@@ -212,7 +212,7 @@ def logs(board: Any, card: int, run_id: int | None, follow: bool, as_json: bool)
                 sys.stdout.flush()
         if not follow:
             break
-        current = board.read(lambda c: verbs.get_run(c, run.id))
+        current = board.tx.read(lambda c: verbs.get_run(c, run.id))
         ended = current is None or current.outcome is not None
         if ended and path.exists() and path.stat().st_size == offset:
             break
@@ -249,7 +249,7 @@ def context(board: Any, card: int, as_json: bool) -> None:
         board.settings.worktrees,
         card_id=card,
         title=detail.card.title,
-        board_id=board.read(board_mod.releases.board_id),
+        board_id=board.tx.read(board_mod.releases.board_id),
     )
     if detail.card.branch:
         branch = detail.card.branch

@@ -84,7 +84,7 @@ class Courier:
         """Send what is due now; returns how many were sent, will retry, or died."""
         now = now or clock.now()
         timeout = self.board.settings.notify_timeout
-        jobs = self.board.write(
+        jobs = self.board.tx.write(
             lambda c: outbox.claim_due(
                 c,
                 now=now,
@@ -121,7 +121,7 @@ class Courier:
         )
         now = clock.now()
         retry_at = None if answer.ok else self.retry_at(delivery, now)
-        kept = self.board.write(
+        kept = self.board.tx.write(
             lambda c: outbox.finish_attempt(
                 c,
                 delivery_id=delivery.id,
@@ -153,7 +153,7 @@ class Courier:
     def watch_silence(self, now: dt.datetime | None = None) -> int:
         """Notify about dispatchers that stopped heartbeating (each silence once)."""
         now = now or clock.now()
-        quiet = self.board.read(
+        quiet = self.board.tx.read(
             lambda c: outbox.silent_dispatchers(c, now=now, me=self.dispatcher_name)
         )
         if quiet:
@@ -163,7 +163,7 @@ class Courier:
                     outbox.capture_silent(conn, dispatcher=row, now=now)
 
             try:
-                self.board.write(capture)
+                self.board.tx.write(capture)
             except errors.DatabaseError as exc:  # another dispatcher recorded it first
                 logger.info("silent dispatcher already noted elsewhere: %s", exc.message)
         return len(quiet)
@@ -179,11 +179,11 @@ class Courier:
             self.watch_silence(now)
         if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
             self._last_prune = now
-            self.board.write(lambda c: outbox.prune(c, before=now - KEEP_SENT))
-        due = self.board.read(board.outbox.next_due)
+            self.board.tx.write(lambda c: outbox.prune(c, before=now - KEEP_SENT))
+        due = self.board.tx.read(board.outbox.next_due)
         if due is not None and due <= now:
             self.deliver_due(now)
-            due = self.board.read(board.outbox.next_due)
+            due = self.board.tx.read(board.outbox.next_due)
         if due is None:
             return IDLE_POLL
         return max(0.0, min(IDLE_POLL, (due - clock.now()).total_seconds()))
@@ -213,7 +213,7 @@ class Courier:
 
 def send_test(board_: api.Board, *, name: str) -> send.Answer:
     """`kanban notify test`: a sample event to one subscription, now, not through the outbox."""
-    target = board_.read(lambda c: subscriptions_.get_subscription(c, name=name))
+    target = board_.tx.read(lambda c: subscriptions_.get_subscription(c, name=name))
     delivery = outbox.DeliveryView(
         id=0,
         event_id=outbox.new_event_id(),

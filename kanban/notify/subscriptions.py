@@ -95,7 +95,7 @@ def add(
     target_url = check_url(url, reach=reach) if url is not None else None
     argv = check_command(command) if command else None
     chosen = name or _default_name(board_, url=target_url, argv=argv)
-    return board_.write(
+    return board_.tx.write(
         lambda c: subscriptions_.add_subscription(
             c,
             name=chosen,
@@ -116,7 +116,7 @@ def add(
 def _default_name(board_: api.Board, *, url: str | None, argv: list[str] | None) -> str:
     base = (urlsplit(url).hostname or "webhook") if url else os.path.basename((argv or ["hook"])[0])
     base = re.sub(r"[^A-Za-z0-9_.-]", "-", base).strip("-.") or "hook"
-    taken = {s.name for s in board_.read(subscriptions_.list_subscriptions)}
+    taken = {s.name for s in board_.tx.read(subscriptions_.list_subscriptions)}
     number = 1
     while f"{base}-{number}" in taken:
         number += 1

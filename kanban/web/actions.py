@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kanban import api, bulk, editing, errors, goals, schedules
+from kanban import api, bulk, editing, errors
 from kanban.states import CardStatus
 
 S = CardStatus
@@ -192,19 +192,19 @@ GOAL_ACTIONS: dict[str, Action] = {
         "approve",
         "Approve the goal's proposed plan: its cards leave triage",
         (),
-        lambda b, g, f: goals.approve(b, g),
+        lambda b, g, f: b.goals.approve(g),
     ),
     "cancel": Action(
         "cancel",
         "Cancel the goal and its open cards",
         (Field("reason", "str", "Why (kept on the goal and its cards)."),),
-        lambda b, g, f: goals.cancel(b, g, reason=f.get("reason")),
+        lambda b, g, f: b.goals.cancel(g, reason=f.get("reason")),
     ),
 }
 
 SCHEDULE_ACTIONS: dict[str, Callable[[api.Board, str], Any]] = {
-    "pause": lambda b, name: schedules.pause(b, name),
-    "resume": lambda b, name: schedules.pause(b, name, paused=False),
+    "pause": lambda b, name: b.schedules.pause(name),
+    "resume": lambda b, name: b.schedules.pause(name, paused=False),
 }
 
 

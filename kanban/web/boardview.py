@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kanban import api, board, clock, errors, goals, views, why
+from kanban import api, board, clock, errors, views, why
 from kanban.states import GOAL_FINISHED, CardStatus, parse_status
 
 S = CardStatus
@@ -141,7 +141,7 @@ def read(board_: api.Board, filters: Filters, *, selected: int | None = None) ->
         return [c for c in found if filters.keep(c)]
 
     def peek(s: CardStatus) -> list[views.CardView]:
-        return board_.read(lambda c: board.recent_cards(c, status=s, limit=PEEK))
+        return board_.tx.read(lambda c: board.recent_cards(c, status=s, limit=PEEK))
 
     listed = find([filters.status] if filters.status else list(LISTED))
     folded: dict[CardStatus, list[views.CardView]] = {}
@@ -149,7 +149,7 @@ def read(board_: api.Board, filters: Filters, *, selected: int | None = None) ->
         for s in FOLDED:
             folded[s] = find([s]) if filters.active else peek(s)
     every = listed + [c for cs in folded.values() for c in cs]
-    costs = board_.read(lambda c: board.cost_by_card(c, [x.id for x in every]))
+    costs = board_.tx.read(lambda c: board.cost_by_card(c, [x.id for x in every]))
     hosts = {r.card_id: r.host for r in status.running}
     columns = []
     for s in [filters.status] if filters.status else [*LISTED, *FOLDED]:
@@ -169,14 +169,14 @@ def read(board_: api.Board, filters: Filters, *, selected: int | None = None) ->
         dispatchers=_dispatchers(board_, status.now or clock.now()),
         liveness=liveness,
         alive=alive,
-        goals=tuple(g for g in goals.ls(board_) if g.status not in GOAL_FINISHED),
+        goals=tuple(g for g in board_.goals.ls() if g.status not in GOAL_FINISHED),
         status=status,
     )
 
 
 def _dispatchers(board_: api.Board, now: dt.datetime) -> tuple[Dispatcher, ...]:
     out = []
-    for row in board_.read(board.list_dispatchers)[:10]:
+    for row in board_.tx.read(board.list_dispatchers)[:10]:
         beat = why._utc(row["heartbeat_at"])
         age = (now - beat).total_seconds()
         if row["stopped_at"] is not None:

@@ -53,7 +53,7 @@ class Cursor:
 def start_id(request: Request, board_: api.Board) -> int:
     raw = request.headers.get("last-event-id") or request.query_params.get("after")
     if raw is None:
-        return board_.read(board.history.last_event_id)
+        return board_.tx.read(board.history.last_event_id)
     if not raw.strip().isdigit():
         raise errors.UsageError(f"Last-Event-ID is an event id like 120, not {raw!r}")
     return int(raw)
@@ -65,7 +65,7 @@ def encode(event: views.EventView) -> str:
 
 
 def _read_after(board_: api.Board, after_id: int) -> list[views.EventView]:
-    return board_.read(lambda c: board.history.events_after(c, after_id=after_id))
+    return board_.tx.read(lambda c: board.history.events_after(c, after_id=after_id))
 
 
 async def stream(

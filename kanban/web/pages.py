@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from kanban import clock, errors, goals, views
+from kanban import clock, errors, views
 from kanban.web import actions, boardview, security
 from kanban.web.app import HTTPRefusal, json_response, read_form, web_of
 from kanban.web.routes import read_log
@@ -151,7 +151,7 @@ async def goal_page(request: Request) -> Response:
     if not raw.isdigit():
         raise errors.UsageError(f"a goal id is a positive number like 3, not {raw!r}")
     b = web_of(request).board
-    detail = await run_in_threadpool(lambda: goals.show(b, int(raw)))
+    detail = await run_in_threadpool(lambda: b.goals.show(int(raw)))
     if wants_json(request):
         return json_response(detail)
     return render(request, "goal.html", g=detail)

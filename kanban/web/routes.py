@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from kanban import api, board, clock, errors, goals, profiles, schedules, views, why
+from kanban import api, board, clock, errors, profiles, views, why
 from kanban.web import actions, feed, openapi
 from kanban.web.app import HTTPRefusal, json_response, read_json, web_of
 
@@ -87,7 +87,7 @@ async def card_runs(request: Request) -> Response:
 
 def read_log(b: api.Board, run_id: int, *, offset: int) -> dict[str, Any]:
     """A slice of a run's log from `offset`; `live` while the run still goes on."""
-    run = b.read(lambda c: board.get_run(c, run_id))
+    run = b.tx.read(lambda c: board.get_run(c, run_id))
     if run is None:
         raise HTTPRefusal(f"no run {run_id} on this board (see `kanban runs CARD`)", status=404)
     path = (
@@ -132,8 +132,8 @@ def status_json(b: api.Board) -> dict[str, Any]:
     data: dict[str, Any] = summary.to_json()
     data["dispatcher_alive"] = alive
     data["broken_profiles"] = profiles.load_all(repo=b.settings.repo)[1]
-    data["dispatchers"] = [views.jsonable(row) for row in b.read(board.list_dispatchers)]
-    data["notifications"] = b.read(board.outbox.outbox_counts)
+    data["dispatchers"] = [views.jsonable(row) for row in b.tx.read(board.list_dispatchers)]
+    data["notifications"] = b.tx.read(board.outbox.outbox_counts)
     return data
 
 
@@ -144,7 +144,7 @@ async def status(request: Request) -> Response:
 
 async def list_goals(request: Request) -> Response:
     b = _board(request)
-    return json_response(await run_in_threadpool(lambda: goals.ls(b)))
+    return json_response(await run_in_threadpool(lambda: b.goals.ls()))
 
 
 def _goal_id(text: str) -> int:
@@ -156,7 +156,7 @@ def _goal_id(text: str) -> int:
 async def show_goal(request: Request) -> Response:
     goal = _goal_id(request.path_params["goal"])
     b = _board(request)
-    return json_response(await run_in_threadpool(lambda: goals.show(b, goal)))
+    return json_response(await run_in_threadpool(lambda: b.goals.show(goal)))
 
 
 async def goal_action(request: Request) -> Response:
@@ -172,7 +172,7 @@ async def goal_action(request: Request) -> Response:
 
 async def list_schedules(request: Request) -> Response:
     b = _board(request)
-    return json_response(await run_in_threadpool(lambda: schedules.ls(b)))
+    return json_response(await run_in_threadpool(lambda: b.schedules.ls()))
 
 
 async def schedule_action(request: Request) -> Response:

@@ -197,7 +197,7 @@ def kanban_cli(repo: Path, *args: str) -> str:
     return result.stdout
 
 
-@pytest.mark.parametrize("planner", ["claude-code-planner", "codex-planner"])
+@pytest.mark.parametrize("planner", ["claude-code-planner", "codex-planner", "hermes-planner"])
 def test_a_real_planner_writes_the_plan_file_and_its_cards_are_proposed(
     planner: str, repo: Path, board: kanban.Board, real_agents: RealAgents, home: Path
 ) -> None:
@@ -216,9 +216,11 @@ def test_a_real_planner_writes_the_plan_file_and_its_cards_are_proposed(
     assert proposed[:2] == ["Write a.txt", "Write b.txt"], proposed
 
 
+@pytest.mark.parametrize("judge", ["claude-code-judge", "codex-judge", "hermes-judge"])
 def test_a_real_judge_writes_the_verdict_file_and_the_goal_ends_done(
-    repo: Path, board: kanban.Board, real_agents: RealAgents, home: Path
+    judge: str, repo: Path, board: kanban.Board, real_agents: RealAgents, home: Path
 ) -> None:
+    agent = AGENTS[judge.removesuffix("-judge")]
     write_profile(repo, "shell", 'command = ["true"]\nworkspace = "none"\n')
     plan = repo.parent / "plan.json"
     plan.write_text(json.dumps(PLAN))
@@ -230,7 +232,7 @@ def test_a_real_judge_writes_the_verdict_file_and_the_goal_ends_done(
         "--plan",
         str(plan),
         "--judge",
-        "claude-code-judge",
+        judge,
         "--auto",
     )
     verdict = {"done": True, "reason": "both files are there"}
@@ -239,7 +241,7 @@ def test_a_real_judge_writes_the_verdict_file_and_the_goal_ends_done(
         sm.Say("Judged."),
     ]
     with sm.ScriptedModel(script) as model:
-        drain(repo, env=agent_env(real_agents, home, "claude", model), timeout=300)
+        drain(repo, env=agent_env(real_agents, home, agent, model), timeout=300)
         assert model.scripted(), "the judge never called the model"
     detail = json.loads(kanban_cli(repo, "goal", "show", "1", "--json"))
     assert detail["goal"]["status"] == "done", detail
