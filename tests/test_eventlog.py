@@ -146,3 +146,9 @@ def test_describe_reclaimed_spawn_failed_and_given_up() -> None:
     assert eventlog.describe(spawn, now=now) == (
         "card 7 spawn failed (attempt 3): x; blocked: no attempts left"
     )
+
+
+def test_events_refuses_a_since_without_a_unit(cli: Any) -> None:
+    result = cli("events", "--since", "5")
+    assert result.exit_code != 0
+    assert "--since '5' has no unit: write 5s, 5m or 5h ago" in result.output

@@ -16,6 +16,11 @@ from kanban.cli._common import CARD, json_option, pass_board
 def _since(text: str | None) -> dt.datetime | None:
     if text is None:
         return None
+    if text.strip().replace(".", "", 1).isdigit():
+        raise errors.UsageError(
+            f"--since {text!r} has no unit: write {text.strip()}s, {text.strip()}m or "
+            f"{text.strip()}h ago, or an ISO-8601 time"
+        )
     try:
         return clock.now() - dt.timedelta(seconds=clock.parse_duration(text, what="--since"))
     except errors.UsageError:
