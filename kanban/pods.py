@@ -147,7 +147,7 @@ class Health:
             "repo": str(self.repo) if self.repo else None,
         }
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
+        fsutil.write_private(tmp, json.dumps(data))  # owner-only, like everything in .kanban/
         tmp.replace(self.path)  # atomic: a probe never reads half a file
 
 
