@@ -41,6 +41,7 @@ __all__ = [
     "Tool",
     "Usage",
     "point_agent",
+    "tool_names_in",
 ]
 
 
@@ -269,6 +270,11 @@ def _handler(model: ScriptedModel) -> type[BaseHTTPRequestHandler]:
 
 
 # ---------------------------------------------------------------------- tool choice
+
+
+def tool_names_in(body: dict[str, Any]) -> list[str]:
+    """The names of the tools a recorded request offered the model."""
+    return sorted(_tool_names(body.get("tools")))
 
 
 def _tool_names(tools: list[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:

@@ -367,3 +367,26 @@ def test_the_real_agent_bench_runs_and_reports_what_kanban_adds(real_agents: Rea
     assert set(found) >= {"bare", "cards", "empty", "kanban_per_card"}
     assert found["bare"]["cpu_s"] > 0 and found["cards"]["cpu_s"] > 0
     json.dumps(found)
+
+
+@pytest.mark.parametrize("profile", ["claude-code"])
+def test_a_real_agent_reports_through_the_kanban_mcp_server_its_profile_registers(
+    profile: str, repo: Path, board: kanban.Board, real_agents: RealAgents, home: Path
+) -> None:
+    """The shipped profile registers `kanban mcp` for the run; the agent calls its
+    kanban_complete tool, which acts through the run's socket on the run's card only."""
+    agent = AGENTS[profile]
+    card = board.add("Write hello.txt", profile=profile)
+    script: list[sm.Step] = [
+        sm.Shell(COMMIT.format(who=agent)),
+        sm.Tool("kanban_complete", {"summary": "reported through MCP"}),
+        sm.Say("Done."),
+    ]
+    with sm.ScriptedModel(script) as model:
+        drain(repo, env=agent_env(real_agents, home, agent, model), timeout=300)
+        offered = {name for r in model.scripted() for name in sm.tool_names_in(r.body or {})}
+        said = model.tool_results()
+    final = board.get(card.id)
+    assert any(n.endswith("kanban_complete") for n in offered), sorted(offered)
+    assert final.status == "done", (final.reason, said)
+    assert final.summary == "reported through MCP", said
