@@ -78,7 +78,9 @@ def live_run_of(conn: Connection, card_id: int, *, token: str) -> views.RunView 
     """The live run of `card_id` that holds `token`, if any."""
     row = conn.execute(
         sa.select(runs).where(
-            runs.c.card_id == card_id, runs.c.token == token, runs.c.outcome.is_(None)
+            runs.c.card_id == card_id,
+            runs.c.token == _rows.digest(token),  # the board keeps digests, not tokens
+            runs.c.outcome.is_(None),
         )
     ).first()
     return _rows.run_view(row) if row else None

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from kanban import errors, views
+from kanban.board import _rows
 from kanban.board._rows import run_view
 from kanban.models import board_identity, runs
 
@@ -55,7 +56,7 @@ def release_run(
         # A supervisor releases its own run; not one reclaimed for an expired lease: that one
         # counts as released by time (another host) or by its host's dispatcher, and a late
         # supervisor changes nothing of it.
-        query = query.where(runs.c.token == token, runs.c.outcome != "reclaimed")
+        query = query.where(runs.c.token == _rows.digest(token), runs.c.outcome != "reclaimed")
     released = conn.execute(query).first() is not None
     if released:
         logger.info("run %s released (%s)", run_id, how)
