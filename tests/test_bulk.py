@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kanban.testing import git
+from kanban.testing import board_in, git
 from kanban.worktrees import Worktrees
 from tests.conftest import Cli
 
@@ -103,6 +103,7 @@ def test_retry_now_skips_a_backoff_and_keeps_the_attempt_spent(cli: Cli) -> None
 
 @pytest.fixture
 def rcli(repo: Path, repo_db: str) -> Cli:
+    board_in(repo, db=repo_db).close()  # only `init` (or the library) creates a board
     return Cli(repo_db, repo)
 
 

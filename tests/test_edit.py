@@ -18,6 +18,7 @@ from tests.conftest import Cli
 @pytest.fixture
 def rcli(repo: Path, repo_db: str) -> Cli:
     """`kanban` run inside a git repository whose profiles/ the test may write."""
+    board_in(repo, db=repo_db).close()  # only `init` (or the library) creates a board
     return Cli(repo_db, repo)
 
 
