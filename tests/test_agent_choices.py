@@ -95,7 +95,14 @@ def test_the_shipped_agent_profiles_can_resume_and_take_a_model() -> None:
     assert {n for n, p in shipped.items() if p.resume} == {"claude-code", "codex", "hermes"}
     assert all(p.model_args for p in shipped.values())
     codex = shipped["codex"].argv(
-        {"prompt": "go", "git_dir": "/r/.git/worktrees/w", "git_common_dir": "/r/.git"},
+        {
+            "prompt": "go",
+            "git_dir": "/r/.git/worktrees/w",
+            "git_common_dir": "/r/.git",
+            "kanban": "/venv/bin/kanban",
+            "socket": "/run/s",
+            "card_id": "1",
+        },
         session="abc",
     )
     assert codex[-3:] == ["resume", "abc", "go"]
