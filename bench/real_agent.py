@@ -59,7 +59,13 @@ def _script(agent: str) -> list[scripted_model.Step]:
 
 
 def _values(checkout: Path) -> dict[str, str]:
+    """The profile's placeholders for a run outside kanban: no socket, no MCP server."""
+    mcp_config = checkout.parent / "mcp.json"
+    mcp_config.write_text('{"mcpServers": {}}')
     return {
+        "mcp_config": str(mcp_config),
+        "kanban": "kanban",
+        "socket": str(checkout.parent / "no-socket"),
         "prompt": "Write hello.txt and commit it.",
         "prompt_file": str(checkout.parent / "prompt.md"),
         "worktree": str(checkout),
