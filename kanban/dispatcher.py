@@ -161,6 +161,9 @@ def settings_env(board_: api.Board) -> dict[str, str]:
         "KANBAN_BACKOFF_CAP": str(s.backoff_cap),
         "KANBAN_MAX_ATTEMPTS": str(s.max_attempts),
         "KANBAN_WORKTREE_ROOT": str(s.worktrees),
+        "KANBAN_DB_PATIENCE": str(s.db_patience),
+        "KANBAN_PREP_TIMEOUT": str(s.prep_timeout),
+        "KANBAN_SPARSE_WORKTREES": "true" if s.sparse_worktrees else "false",
     }
     if s.repo is not None:
         env["KANBAN_REPO"] = str(s.repo)

@@ -195,7 +195,12 @@ def test_a_supervisor_killed_at_each_phase_leaves_no_agent_and_says_what_happene
             (runs := b.runs(cid)) and runs[0].outcome and runs[0].released_at for cid in cards
         )
 
-    wait_for(settled, timeout=60, what="every run to end and be released")
+    try:
+        wait_for(settled, timeout=60, what="every run to end and be released")
+    except TimeoutError:
+        raise AssertionError(
+            [(cards[c], [(r.outcome, r.released_at, r.error) for r in b.runs(c)]) for c in cards]
+        ) from None
     for card_id, phase in cards.items():
         (run,) = b.runs(card_id)
         token = b.tx.read(lambda c, r=run.id: board.token_of(c, r))
