@@ -225,10 +225,18 @@ max_attempts = 1
 
 
 def _hanging_hook(repo: Path) -> Path:
+    """A checkout that hangs: kanban's git runs no hooks (docs/security.md), so the hang is
+    a smudge filter of the repository's own (what a slow LFS or crypt filter does)."""
     marker = repo.parent / "hook-pids"
-    hook = repo / ".git" / "hooks" / "post-checkout"
-    hook.write_text(f"#!/bin/sh\necho $$ >> {marker}\nexec sleep 600\n")
-    hook.chmod(0o755)
+    filter_script = repo.parent / "slow-filter"
+    filter_script.write_text(f"#!/bin/sh\necho $$ >> {marker}\nexec sleep 600\n")
+    filter_script.chmod(0o755)
+    git(repo, "config", "filter.slow.smudge", str(filter_script))
+    git(repo, "config", "filter.slow.clean", "cat")
+    (repo / ".gitattributes").write_text("*.slow filter=slow\n")
+    (repo / "data.slow").write_text("checked out through the filter\n")
+    git(repo, "add", ".gitattributes", "data.slow")
+    git(repo, "commit", "-q", "-m", "a file behind a smudge filter")
     return marker
 
 
