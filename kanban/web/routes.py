@@ -133,6 +133,7 @@ def status_json(b: api.Board) -> dict[str, Any]:
     data["dispatcher_alive"] = alive
     data["broken_profiles"] = profiles.load_all(repo=b.settings.repo)[1]
     data["dispatchers"] = [views.jsonable(row) for row in b.tx.read(board.list_dispatchers)]
+    data["clock_warnings"] = why.clock_warnings(b, summary.now or clock.now())
     data["notifications"] = b.tx.read(board.outbox.outbox_counts)
     return data
 
