@@ -335,19 +335,30 @@ class Dispatcher:
         for run in self.board.tx.read(lambda c: board.live_runs(c, host=self.settings.host_id)):
             if run.supervisor_pid is None or run.supervisor_started is None:
                 child = self.children.get(run.id)
-                if child is not None and child.poll() is None and run.id in self.tokens:
-                    with contextlib.suppress(errors.LeaseLost):
-                        self.board.heartbeat(run.card_id, token=self.tokens[run.id])
-                elif child is not None and child.poll() is not None:
-                    self._end(
-                        run,
-                        RunOutcome.SPAWN_FAILED,
-                        report.spawn_failed,
-                        now,
-                        f"the supervisor exited ({processes.exit_description(child.returncode)}) "
-                        f"before starting; see {self.settings.log_dir / 'supervisors.log'}",
-                    )
-                continue
+                if child is None:
+                    continue
+                if child.poll() is None:
+                    if run.id in self.tokens:
+                        with contextlib.suppress(errors.LeaseLost):
+                            self.board.heartbeat(run.card_id, token=self.tokens[run.id])
+                    continue
+                # It exited; it may have checked in (and gone on) after the read above.
+                fresh = self.board.tx.read(lambda c, r=run.id: board.get_run(c, r))
+                if fresh is None or fresh.outcome is not None:
+                    continue
+                run = fresh
+                if run.supervisor_pid is None or run.supervisor_started is None:
+                    if self._settle(run).gone:
+                        self._end(
+                            run,
+                            RunOutcome.SPAWN_FAILED,
+                            report.spawn_failed,
+                            now,
+                            f"the supervisor exited "
+                            f"({processes.exit_description(child.returncode)}) before "
+                            f"starting; see {self.settings.log_dir / 'supervisors.log'}",
+                        )
+                    continue
             supervisor = processes.Identity(run.supervisor_pid, run.supervisor_started)
             state = processes.state(supervisor)
             if state == "alive":

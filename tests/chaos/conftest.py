@@ -96,8 +96,25 @@ class Chaos:
         counts = self.board.status().counts
         return counts["running"] == 0 and counts["ready"] == 0 and counts["todo"] == 0
 
-    def wait_drained(self, timeout: float = 240) -> None:
-        wait_for(self.drained, timeout=timeout, interval=0.25, what="the board to drain")
+    def wait_drained(self, timeout: float = 180) -> None:
+        try:
+            wait_for(self.drained, timeout=timeout, interval=0.25, what="the board to drain")
+        except TimeoutError:
+            # Say what was stuck: the dispatchers' fate and every unfinished card's last runs.
+            stuck = [
+                (
+                    c.id,
+                    c.status,
+                    c.reason,
+                    [(r.id, r.outcome, r.released_at, r.error) for r in self.board.runs(c.id)[-2:]],
+                )
+                for c in self.board.cards()
+                if c.status in ("running", "ready", "todo")
+            ]
+            dispatchers = [p.returncode for p in self.procs]
+            raise AssertionError(
+                f"not drained after {timeout}s; dispatchers {dispatchers}, stuck {stuck}"
+            ) from None
 
     def stop(self) -> None:
         for proc in self.live():
