@@ -343,7 +343,7 @@ class Dispatcher:
                             self.board.heartbeat(run.card_id, token=self.tokens[run.id])
                     continue
                 # It exited; it may have checked in (and gone on) after the read above.
-                fresh = self.board.tx.read(lambda c, r=run.id: board.get_run(c, r))
+                fresh = self.board.tx.read(functools.partial(board.get_run, run_id=run.id))
                 if fresh is None or fresh.outcome is not None:
                     continue
                 run = fresh
