@@ -50,6 +50,7 @@ def test_scratch_settles_its_agents_before_removing_the_directory() -> None:
         agents.append(_writer(Path(tmp)))
         done = subprocess.Popen([sys.executable, "-c", "pass"])
         agents.append(done)
+        done.wait()  # one that has finished (no timing: the writer never ends by itself)
     assert not Path(tmp).exists()
     assert agents[0].returncode is not None and agents[1].returncode == 0
 
