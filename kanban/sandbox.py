@@ -12,7 +12,9 @@ What the agent sees inside (later mounts cover earlier ones):
 - the network unless the profile says `network = false`.
 
 A profile that asks for it on a machine without bubblewrap is refused by `kanban profiles
-check` and when its run starts, with the install hint.
+check`, and its cards are not claimed on that host (they stay ready; `kanban why` says what is
+missing, with the install hint). A run that starts anyway (bwrap removed since the claim) ends
+`spawn_failed` with the same hint.
 """
 
 from __future__ import annotations
@@ -36,6 +38,16 @@ def missing(kind: str) -> str | None:
     """Why a sandbox of `kind` cannot run here (None when it can)."""
     if kind == "bwrap" and shutil.which("bwrap") is None:
         return f'sandbox = "bwrap" but bubblewrap (bwrap) is not on PATH: {INSTALL_HINT}'
+    return None
+
+
+def unavailable(profile: str, kind: str) -> str | None:
+    """Why a card of `profile` (sandbox `kind`) is not claimed on this host (None: it is)."""
+    if kind == "bwrap" and shutil.which("bwrap") is None:
+        return (
+            f"profile {profile} needs bubblewrap (bwrap), not found on this host (PATH "
+            f"searched): {INSTALL_HINT}"
+        )
     return None
 
 

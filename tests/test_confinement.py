@@ -259,8 +259,10 @@ def test_a_sandboxed_profile_can_turn_the_network_off(repo: Path) -> None:
 def test_a_sandbox_without_bubblewrap_is_refused_with_the_install_hint(
     repo: Path, tmp_path: Path
 ) -> None:
+    """Refused by `profiles check` and at claim: the card is not claimed on a host without
+    bwrap (it stays ready, no run), and `kanban why` says what is missing."""
     hostile(repo, "sandboxed", Path("-"), "x", sandbox='"bwrap"')
-    bare = tmp_path / "bin"  # a PATH with python and git, but no bwrap
+    bare = tmp_path / "bin"  # a PATH with git, but no bwrap (python is sys.executable)
     bare.mkdir()
     for tool in ("git",):
         found = shutil.which(tool)
@@ -273,10 +275,17 @@ def test_a_sandbox_without_bubblewrap_is_refused_with_the_install_hint(
     assert "bubblewrap (bwrap) is not on PATH" in out and "apt-get install bubblewrap" in out
     with board_in(repo) as b:
         card = b.add("no box here", profile="hostile-sandboxed")
-    drain(repo, env=env)
+        other = b.add("a card this host can run", profile="demo")
+    ticked = kanban_process(repo, "dispatch", "--once", env=env)
+    out, _ = ticked.communicate(timeout=120)
+    assert ticked.returncode == 0, out
+    why, _ = kanban_process(repo, "why", str(card.id), env=env).communicate(timeout=60)
+    assert "profile hostile-sandboxed needs bubblewrap (bwrap), not found on this host" in why
+    assert "apt-get install bubblewrap" in why
     with board_in(repo) as b:
-        run = b.runs(card.id)[-1]
-        assert run.outcome == "spawn_failed" and "apt-get install bubblewrap" in (run.error or "")
+        assert b.get(card.id).status == "ready" and b.runs(card.id) == []
+        wait_for(lambda: b.get(other.id).status == "done", timeout=60, what="the demo card")
+        assert b.get(card.id).status == "ready" and b.runs(card.id) == []
 
 
 def test_a_killed_supervisors_escaped_children_are_stopped_by_the_dispatcher(
