@@ -3,7 +3,8 @@
 What the agent sees inside (later mounts cover earlier ones):
 
 - the whole filesystem read-only, its own /dev, /proc (a new pid namespace) and /tmp;
-- its HOME writable;
+- its HOME writable, but the user's global git config (~/.gitconfig, ~/.config/git/config)
+  read-only: kanban's own git trusts it (kanban.gitsafe);
 - the board's state directory (the board file, its logs, other runs' directories) hidden by an
   empty tmpfs, with only this run's directory (its socket, prompt, plan or verdict) bound back;
 - the worktrees root hidden the same way, with only this card's worktree bound back, writable;
@@ -25,7 +26,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from kanban import errors
+from kanban import errors, gitsafe
 
 SANDBOXES = ("none", "bwrap")
 INSTALL_HINT = (
@@ -74,6 +75,11 @@ def wrap(argv: Sequence[str], mounts: Mounts) -> list[str]:
     args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", tmp]
     if mounts.home is not None and mounts.home.is_dir():
         args += ["--bind", str(mounts.home), str(mounts.home)]
+    # Kanban's own git trusts the user's global git config (kanban.gitsafe): read-only here,
+    # also when HOME above is writable.
+    for trusted in gitsafe.trusted_files(os.environ):
+        if trusted.is_file():
+            args += ["--ro-bind", str(trusted), str(trusted)]
     root, own = mounts.worktrees_root, ["--bind", str(mounts.worktree), str(mounts.worktree)]
     if root is not None and _inside(mounts.worktree, root):
         args += ["--tmpfs", str(root), *own]  # hide the others, then show this one

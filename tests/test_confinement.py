@@ -165,6 +165,58 @@ def test_hooks_an_agent_plants_are_not_run_by_kanbans_git(repo: Path, tmp_path: 
     assert sorted(p.name for p in markers.iterdir()) == []
 
 
+EDIT_SHARED = (
+    "import os, pathlib\n"
+    "p = pathlib.Path('shared.txt')\n"
+    "lines = p.read_text().splitlines()\n"
+    "at = 0 if int(os.environ['KANBAN_CARD_ID']) % 2 == 0 else -1\n"
+    "lines[at] += ' (edited by card ' + os.environ['KANBAN_CARD_ID'] + ')'\n"
+    "p.write_text('\\n'.join(lines) + '\\n')\n"
+)
+
+
+def test_git_config_an_agent_writes_runs_nothing_in_kanbans_git(repo: Path, tmp_path: Path) -> None:
+    """The agent writes the shared .git/config: filters (one through an include), merge and
+    diff drivers (one redefining git's own `text`), fsmonitor, hooksPath, sshCommand, a
+    credential helper, signing. Kanban then commits its leftovers (clean filters), checks out
+    two children (smudge, fsmonitor, hooks), commits their edits of one file, merges both into
+    a grandchild (merge drivers) and `kanban merge`s everything (dry run and real): nothing the
+    agent configured runs, and the merges are git's own text merges."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    report = tmp_path / "git-config.json"
+    hostile(repo, "git-config", report, str(markers))
+    write_profile(
+        repo,
+        "edit-shared",
+        f'command = {json.dumps(["{python}", "-c", EDIT_SHARED])}\nworkspace = "worktree"\n',
+    )
+    with board_in(repo) as b:
+        card = b.add("write the git config", profile="hostile-git-config")
+        one = b.add("edit the first line", profile="edit-shared", parents=[card.id])
+        two = b.add("edit the last line", profile="edit-shared", parents=[card.id])
+        both = b.add("merges both", profile="edit-shared", parents=[one.id, two.id])
+    drain(repo)
+    assert _report(report)["config"]
+    ran = sorted(p.name for p in markers.iterdir())
+    assert ran == [], f"kanban's git ran what the agent configured: {ran}"
+    with board_in(repo) as b:
+        assert [b.get(c.id).status for c in (card, one, two, both)] == ["done"] * 4, [
+            (c.id, c.status, c.reason) for c in b.cards()
+        ]
+        branch = b.get(both.id).branch or ""
+        planted = b.get(card.id).branch or ""
+    for args in (("merge", "--dry-run"), ("merge",)):
+        out, _ = kanban_process(repo, *args).communicate(timeout=120)
+        assert "stopped" not in out, out
+    assert sorted(p.name for p in markers.iterdir()) == []
+    # What was committed is the files as they are (no filter ran), merged by git's text merge.
+    shown = git(repo, "show", f"{branch}:shared.txt").splitlines()
+    assert shown[0].startswith("first (edited by card") and "edited by card" in shown[-1]
+    assert "left-over.txt" in git(repo, "ls-tree", "--name-only", planted)
+    assert git(repo, "show", f"{planted}:data.y") == "through the included filter"
+
+
 def test_nothing_an_agent_starts_outlives_its_run(repo: Path, tmp_path: Path) -> None:
     report = tmp_path / "escape.json"
     hostile(repo, "escape", report)
@@ -214,7 +266,9 @@ needs_bwrap = pytest.mark.skipif(
 )
 
 
-def _sandboxed_run(repo: Path, *, network: bool) -> tuple[Any, Any]:
+def _sandboxed_run(
+    repo: Path, *, network: bool, env: dict[str, str] | None = None
+) -> tuple[Any, Any]:
     board_file = repo / ".kanban" / "board.db"
     hostile(
         repo,
@@ -229,7 +283,7 @@ def _sandboxed_run(repo: Path, *, network: bool) -> tuple[Any, Any]:
     (fake / "secret.txt").write_text("another card's work\n")
     with board_in(repo) as b:
         card = b.add("work in a box", profile="hostile-sandboxed")
-    drain(repo)
+    drain(repo, env=env)
     with board_in(repo) as b:
         done = b.get(card.id)
         run = b.runs(card.id)[-1]
@@ -238,8 +292,16 @@ def _sandboxed_run(repo: Path, *, network: bool) -> tuple[Any, Any]:
 
 
 @needs_bwrap
-def test_a_sandboxed_agent_sees_its_worktree_and_socket_not_the_board(repo: Path) -> None:
-    done, found = _sandboxed_run(repo, network=True)
+def test_a_sandboxed_agent_sees_its_worktree_and_socket_not_the_board(
+    repo: Path, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"  # the dispatcher's HOME, the agent's too: writable inside
+    home.mkdir()
+    (home / ".gitconfig").write_text("[user]\n\tname = the user\n")
+    done, found = _sandboxed_run(repo, network=True, env={"HOME": str(home)})
+    assert found["home_writable"], "its HOME is writable"
+    assert found["gitconfig_written"] is False, "the global git config kanban trusts is not"
+    assert (home / ".gitconfig").read_text() == "[user]\n\tname = the user\n"
     assert not found["board_visible"] and not found["logs_visible"]
     assert found["other_worktrees"] == [], "other cards' worktrees are hidden"
     assert not found["hook_written"], "the hooks directory is read-only"
