@@ -249,8 +249,8 @@ def test_escape_sequences_from_an_agent_never_reach_the_terminal(
     shown, _ = kanban_process(repo, "show", str(card.id), "--json").communicate(timeout=60)
     assert "\x1b" not in shown and "\x9b" not in shown, "no raw escape in JSON either"
     reason = json.loads(shown)["card"]["reason"]
-    # A question for a person is kept as the agent asked it (only other kinds get a prefix).
-    assert reason.startswith("cleared") and "C1" in reason
+    # JSON keeps the text, escaped; a question for a person is kept as the agent asked it.
+    assert reason == "\x1b[2Jcleared \x1b]0;title\x07 and \x9b31m C1", reason
     with board_in(repo) as b:  # the board keeps the text as the agent gave it
         assert "\x1b[2J" in (b.get(card.id).reason or "")
 

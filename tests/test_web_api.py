@@ -36,6 +36,24 @@ def test_cards_have_the_cli_json_shapes(client: TestClient, board: kanban.Board,
     assert status["counts"]["ready"] == 1 and status["counts"]["todo"] == 1
 
 
+def test_agent_text_is_kept_as_it_is_and_escaped_in_the_api(
+    client: TestClient, board: kanban.Board
+) -> None:
+    """The API's JSON carries an agent's text exactly (what --json does); no raw control
+    character is in the body, so a person reading it with curl sees no escape sequence."""
+    text = "\x1b]0;owned\x07\x1b[2Jcleared \x9b31m C1"
+    card = board.add("agent card", profile="demo")
+    claimed = board.claim(worker="w")
+    assert claimed is not None and claimed.card.id == card.id
+    board.block(card.id, reason=text, token=claimed.token)
+    body = client.get(f"/api/cards/{card.id}")
+    assert not any(ch in body.text for ch in "\x1b\x07\x9b"), body.text
+    assert "\\u001b]0;owned\\u0007" in body.text and "\\u009b31m" in body.text
+    assert body.json()["card"]["reason"] == text
+    runs = client.get(f"/api/cards/{card.id}/runs").json()
+    assert runs[-1]["error"] == text
+
+
 def test_list_filters_as_the_cli_does(client: TestClient, board: kanban.Board) -> None:
     a = board.add("alpha", profile="demo")
     board.add("beta", profile="shell")

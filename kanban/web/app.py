@@ -18,12 +18,12 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kanban import api, errors
+from kanban import api, errors, termtext
 from kanban.web import security
 
 HERE = Path(__file__).parent
@@ -73,12 +73,14 @@ def status_of(error: errors.KanbanError) -> int:
     return 400 if isinstance(error, errors.UsageError | errors.ProfileError) else 422
 
 
-def error_json(error: errors.KanbanError) -> JSONResponse:
+def error_json(error: errors.KanbanError) -> Response:
     status = status_of(error)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     # The shape of the CLI's refusals under --json.
     body = {"error": error.message, "exit_code": error.exit_code, "kind": type(error).__name__}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return Response(
+        termtext.dumps(body), status_code=status, headers=headers, media_type="application/json"
+    )
 
 
 def to_json(value: Any) -> Any:
@@ -90,7 +92,7 @@ def to_json(value: Any) -> Any:
 
 
 def json_response(value: Any, *, status: int = 200) -> Response:
-    text = json.dumps(to_json(value), ensure_ascii=False, default=str)
+    text = termtext.dumps(to_json(value))  # agents' text as it is, control characters escaped
     return Response(text, status_code=status, media_type="application/json")
 
 
