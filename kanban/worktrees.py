@@ -40,7 +40,8 @@ class Workspace:
     path: Path
     branch: str | None
     base: str | None = None
-    reused: bool = False
+    reused: bool = False  # the card's own worktree or branch from an earlier attempt
+    pooled: bool = False  # a finished card's tree, reset for this card (kanban.worktree_pool)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -93,6 +94,15 @@ class WorktreePort(Protocol):
     def commit_all(self, path: Path, message: str) -> str | None: ...
     def is_clean(self, path: Path) -> bool: ...
     def remove(self, path: Path) -> bool: ...
+
+
+class TreeSource(Protocol):
+    """Where a new card's worktree can come from instead of `git worktree add`: the pool of
+    finished trees (kanban.worktree_pool). False: it had none to give."""
+
+    def take(
+        self, path: Path, *, branch: str, start: str | None, cone: Sequence[str] | None
+    ) -> bool: ...
 
 
 # Options on every git command kanban runs: no repository hooks, no fsmonitor program, no
@@ -155,8 +165,13 @@ class Worktrees:
         self.board_id = board_id  # carried by every card's branch and worktree name
         self.time_limit = time_limit  # one git command (and its hooks), at most
         self.stop: Callable[[], bool] = lambda: False  # True: the caller gave up (cancelled)
+        self.pool: TreeSource | None = None  # reuse finished trees (setting reuse_worktrees)
 
     # ------------------------------------------------------------------ plumbing
+
+    def command(self, *args: str, cwd: Path | None = None) -> str:
+        """One git command as kanban runs them all (no hooks, retried, `worktree` ones locked)."""
+        return self._git(*args, cwd=cwd)
 
     def _git(self, *args: str, cwd: Path | None = None) -> str:
         """Run git (through GitPython), retrying while another git process holds a lock.
@@ -332,12 +347,16 @@ class Worktrees:
                 self.clear_stale_lock(path)
                 return Workspace(path=path, branch=branch, reused=True)
             self._git("worktree", "prune")
-            self._git("worktree", "add", str(path), branch)
+            if not self._from_pool(path, branch=branch, start=None, cone=None):
+                self._git("worktree", "add", str(path), branch)
             return Workspace(path=path, branch=branch, reused=True)
         existing = [b for b in dict.fromkeys(parents) if self.branch_exists(b)]
         base = existing[0] if existing else self.base()
         cone = sparse_dirs(sparse)
-        if cone is None:
+        pooled = self._from_pool(path, branch=branch, start=base, cone=cone)
+        if pooled:
+            logger.info("worktree %s reset from the pool", path)
+        elif cone is None:
             self._git("worktree", "add", "-b", branch, str(path), base)
         else:
             self._git("worktree", "add", "--no-checkout", "-b", branch, str(path), base)
@@ -370,7 +389,14 @@ class Worktrees:
                         list(files),
                     ) from exc
                 raise
-        return Workspace(path=path, branch=branch, base=",".join(existing) or base)
+        return Workspace(path=path, branch=branch, base=",".join(existing) or base, pooled=pooled)
+
+    def _from_pool(
+        self, path: Path, *, branch: str, start: str | None, cone: Sequence[str] | None
+    ) -> bool:
+        if self.pool is None or path.exists():
+            return False
+        return self.pool.take(path, branch=branch, start=start, cone=cone)
 
     def own_commits(self, branch: str, parents: Sequence[str]) -> int:
         """Commits on `branch` that its starting point (its parents' branches, else the base

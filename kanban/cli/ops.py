@@ -283,6 +283,7 @@ def gc(board: Any, dry_run: bool, branches: bool, as_json: bool) -> None:
     """Remove the worktrees of finished cards that are clean (their branches stay).
 
     A worktree with uncommitted changes is never removed; it is listed so you can look.
+    The pool of finished worktrees kept for reuse (setting reuse_worktrees) is emptied too.
     With --branches, also delete the `kanban/*` branches of finished cards whose commits are
     all in the base branch (after `kanban merge`); an unmerged one is kept and listed.
 
@@ -300,13 +301,16 @@ def gc(board: Any, dry_run: bool, branches: bool, as_json: bool) -> None:
     verb = "would remove" if dry_run else "removed"
     for path in report["removed"]:
         click.echo(f"{verb} {path}")
+    for path in report.get("pool_removed", []):
+        click.echo(f"{verb} pooled worktree {path}")
     for path, why in report["kept"].items():
         click.echo(f"kept {path}: {why}")
     for branch in report.get("branches_removed", []):
         click.echo(f"{verb} branch {branch} (merged into {report['base']})")
     for branch, why in report.get("branches_kept", {}).items():
         click.echo(f"kept branch {branch}: {why}")
-    if not any(report.get(k) for k in ("removed", "kept", "branches_removed", "branches_kept")):
+    shown = ("removed", "pool_removed", "kept", "branches_removed", "branches_kept")
+    if not any(report.get(k) for k in shown):
         click.echo("nothing to clean up")
 
 
