@@ -34,6 +34,17 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _C1 = re.compile("[\x7f-\x9f]")
 
 
+_C1_UTF8 = re.compile(rb"\x7f|\xc2[\x80-\x9f]")  # 0xc2 only ever leads a character
+
+
+def escape_c1(text: bytes) -> bytes:
+    """UTF-8 JSON `text` (C0 already escaped, as every encoder does) with DEL and the C1
+    characters written as \\u escapes too."""
+    if _C1_UTF8.search(text) is None:
+        return text
+    return _C1_UTF8.sub(lambda m: b"\\u%04x" % ord(m.group().decode()), text)
+
+
 def dumps(value: Any, *, indent: int | None = None) -> str:
     """`value` as JSON text with no raw control character in it (the text kept, escaped)."""
     text = json.dumps(value, indent=indent, ensure_ascii=False, default=str)

@@ -3,7 +3,9 @@ the CLI's --json, every action through the board's verbs, and bad input that cha
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +13,8 @@ import pytest
 from starlette.testclient import TestClient
 
 import kanban
-from kanban import web
+from kanban import board as verbs
+from kanban import clock, processes, web
 from kanban.testing import snapshot
 from kanban.web import app as webapp
 
@@ -52,6 +55,34 @@ def test_agent_text_is_kept_as_it_is_and_escaped_in_the_api(
     assert body.json()["card"]["reason"] == text
     runs = client.get(f"/api/cards/{card.id}/runs").json()
     assert runs[-1]["error"] == text
+    listed = client.get("/api/cards")  # the list is encoded by orjson: escaped the same
+    assert not any(ch in listed.text for ch in "\x1b\x07\x9b"), listed.text
+    assert [c["reason"] for c in listed.json()] == [text]
+
+
+def test_status_is_the_cli_status_report(client: TestClient, board: kanban.Board, cli: Any) -> None:
+    """One library function (`health.report`) answers both: equal but for the clock."""
+    board.add("waits", profile="demo")
+    board.add("runs", profile="demo")
+    board.claim(worker="test")
+    me = processes.Identity.of(os.getpid())
+    board.tx.write(
+        lambda c: verbs.dispatchers.beat(
+            c,
+            name="vm:1",
+            host=board.settings.host_id,
+            pid=me.pid,
+            started_at=dt.datetime.fromtimestamp(me.started, dt.UTC),
+            now=clock.now(),
+            interval=60.0,
+            version="test",
+        )
+    )
+    web_status = client.get("/api/status").json()
+    cli_status = json.loads(cli.ok("status", "--json").output)
+    assert web_status.pop("now") and cli_status.pop("now")
+    assert web_status == cli_status
+    assert web_status["dispatcher_alive"] is True and len(web_status["running"]) == 1
 
 
 def test_list_filters_as_the_cli_does(client: TestClient, board: kanban.Board) -> None:
