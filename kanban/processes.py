@@ -196,7 +196,14 @@ def kill_group(identity: Identity, *, grace: float = 5.0) -> bool:
     return not group_members(pgid)
 
 
+# A supervisor that was not our child (forked by kanban.forkserver) whose exit code nobody
+# could tell us: its fork server had gone (the supervisors' log has it).
+UNKNOWN_EXIT = -1000
+
+
 def exit_description(returncode: int) -> str:
+    if returncode == UNKNOWN_EXIT:
+        return "exit code not known: see the supervisors' log"
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
