@@ -8,14 +8,18 @@ workloads are built on both sides by the functions here, so the shapes cannot dr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +164,50 @@ def cli_startup(
                 times.append(time.perf_counter() - t0)
         result[f"{name}_ms"] = ms(median(times))
     return result
+
+
+def settle(agents: Iterable[subprocess.Popen[Any]], *, grace: float = 10.0) -> int:
+    """Wait up to `grace` seconds in all for agents still running at the end of a measure,
+    then kill the rest, and reap every one: an agent must not outlive the directory it
+    writes into. Returns how many had to be killed."""
+    deadline = time.monotonic() + grace
+    killed = 0
+    for proc in agents:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            killed += 1
+    return killed
+
+
+def remove_tree(path: Path, *, attempts: int = 5) -> None:
+    """rmtree that survives a late writer: a file created while the tree is being removed
+    makes `rmdir` fail with ENOTEMPTY; try again a few times, then leave what is left."""
+    for attempt in range(attempts):
+        try:
+            shutil.rmtree(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.1 * (attempt + 1))
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def scratch(agents: Sequence[subprocess.Popen[Any]] = (), *, grace: float = 10.0) -> Iterator[str]:
+    """A temporary directory for one measure, removed after its `agents` (a list the
+    measure fills as it starts them) are settled: the Hermes drain once crashed in
+    TemporaryDirectory's cleanup while an agent still wrote into it."""
+    path = tempfile.mkdtemp(prefix="kanban-bench-")
+    try:
+        yield path
+    finally:
+        settle(agents, grace=grace)
+        remove_tree(Path(path))
 
 
 def agent_log(path: Path) -> dict[str, dict[str, float]]:

@@ -196,6 +196,7 @@ def _dispatch_loop(
     log: Path,
     stop: threading.Event,
     tick_errors: list[str],
+    agents: list[subprocess.Popen[bytes]],
     nocheck: bool = False,
 ) -> threading.Thread:
     """Hermes' daemon loop (`run_daemon`): connect, one `dispatch_once`, wait `interval`."""
@@ -214,9 +215,11 @@ def _dispatch_loop(
             str(db),
         ]
         argv += ["--hermes-nocheck"] if nocheck else []
-        return subprocess.Popen(
+        agent = subprocess.Popen(
             argv, cwd=workspace, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        ).pid
+        )
+        agents.append(agent)  # settled before the measure's directory is removed
+        return agent.pid
 
     def loop() -> None:
         while not stop.is_set():
@@ -250,7 +253,8 @@ def handoff(p: dict[str, Any]) -> dict[str, Any]:
     (60 s, `kanban.dispatch_interval_seconds`): from a parent's completion to its child's
     agent starting."""
     interval = p.get("interval", 60.0)
-    with tempfile.TemporaryDirectory() as tmp:
+    agents: list[subprocess.Popen[bytes]] = []
+    with common.scratch(agents) as tmp:
         db = _home(tmp)
         conn = _connect(db)
         chain = _graph(conn, [[i - 1] if i else [] for i in range(p["samples"] + 1)])
@@ -258,7 +262,13 @@ def handoff(p: dict[str, Any]) -> dict[str, Any]:
         log = Path(tmp) / "agents.jsonl"
         stop, tick_errors = threading.Event(), []
         thread = _dispatch_loop(
-            db, interval=interval, max_spawn=8, log=log, stop=stop, tick_errors=tick_errors
+            db,
+            interval=interval,
+            max_spawn=8,
+            log=log,
+            stop=stop,
+            tick_errors=tick_errors,
+            agents=agents,
         )
         deadline = time.time() + (interval + 10) * (len(chain) + 1)
         while time.time() < deadline and "done" not in common.agent_log(log).get(chain[-1], {}):
@@ -286,7 +296,8 @@ def drain(p: dict[str, Any]) -> dict[str, Any]:
     """p["cards"] tasks in p["chains"] chains, eight workers, the daemon loop at
     p["interval"]; measured until all are done or p["window"] seconds have passed."""
     interval, window = p.get("interval", 60.0), p.get("window", 3600.0)
-    with tempfile.TemporaryDirectory() as tmp:
+    agents: list[subprocess.Popen[bytes]] = []
+    with common.scratch(agents) as tmp:
         db = _home(tmp)
         conn = _connect(db)
         ids = _graph(conn, common.drain_graph(p["cards"], p["chains"]))
@@ -301,6 +312,7 @@ def drain(p: dict[str, Any]) -> dict[str, Any]:
             log=log,
             stop=stop,
             tick_errors=tick_errors,
+            agents=agents,
             nocheck=_nocheck(p),
         )
         # A board that stops moving (Hermes refuses a corrupt database) ends the run early.

@@ -3,7 +3,8 @@
     python bench/trivial_agent.py --log FILE CARD                  # ours: exit 0 means done
     python bench/trivial_agent.py --log FILE --hermes-db DB CARD   # Hermes: completes it itself
 
-Times go to FILE as JSON lines ({"card", "start"} then {"card", "done"}), appended whole.
+Times go to FILE as JSON lines ({"card", "start"} then {"card", "done", "cpu"}: its own CPU
+seconds), appended whole.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def main() -> int:
         except Exception as exc:  # counted by the harness: Hermes' own failures are a figure
             note(args.log, card=args.card, error=f"{type(exc).__name__}: {exc}"[:200])
             return 1
-    note(args.log, card=args.card, done=time.time())
+    own = os.times()
+    note(args.log, card=args.card, done=time.time(), cpu=own.user + own.system)
     return 0
 
 

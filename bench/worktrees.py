@@ -1,13 +1,15 @@
-"""What one card's worktree costs on a big repository: full checkout against a sparse one.
+"""What one card's worktree costs on a big repository: a fresh checkout, a reused one, a sparse one.
 
     python -m bench.worktrees                 # 5,000 files in 50 directories
     python -m bench.worktrees --dirs 100 --files-per-dir 100
 
 Generates a repository (`--dirs` directories of `--files-per-dir` Python files of ~1.2 KB),
-then makes `--cards` worktrees each way with kanban's own `Worktrees.prepare`: full, and
-sparse for a card whose paths are one directory (`pkg07/**`, the setting
-`sparse_worktrees = true`). Prints the medians as JSON: wall time, git's CPU (the reaped
-children's user + system), and the worktree's size on disk.
+then makes `--cards` worktrees each way, interleaved, with kanban's own `Worktrees.prepare`:
+full (`git worktree add`), reuse (a finished card's tree from the pool reset for the card,
+setting `reuse_worktrees = true`), and sparse for a card whose paths are one directory
+(`pkg07/**`, setting `sparse_worktrees = true`). Prints the medians as JSON: wall time, git's
+CPU (the reaped children's user + system), the worktree's size on disk, and the disk the card
+added (worktree root and `.git` before and after).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kanban import testing, worktrees
+from kanban import testing, worktree_pool, worktrees
 
 
 def _children_cpu() -> float:
@@ -34,6 +36,9 @@ def _children_cpu() -> float:
 
 def _disk_kib(path: Path) -> int:
     return int(subprocess.check_output(["du", "-sk", str(path)]).split()[0])
+
+
+MODES = ("full", "reuse", "sparse")
 
 
 def measure(*, dirs: int, files_per_dir: int, cards: int) -> dict[str, Any]:
@@ -48,24 +53,43 @@ def measure(*, dirs: int, files_per_dir: int, cards: int) -> dict[str, Any]:
         testing.git(repo, "add", "-A")
         testing.git(repo, "commit", "-q", "-m", "a big tree")
         found: dict[str, Any] = {"files": dirs * files_per_dir, "card_paths": ["pkg07/**"]}
-        for n, mode in enumerate(("full", "sparse")):
-            walls, cpus, disks = [], [], []
-            port = worktrees.Worktrees(repo, root=root / f"worktrees-{mode}")
-            for i in range(cards):
+        ports = {mode: worktrees.Worktrees(repo, root=root / f"worktrees-{mode}") for mode in MODES}
+        for port in ports.values():
+            port.root.mkdir(parents=True)
+        pool = worktree_pool.Pool(ports["reuse"], limit=1)
+        ports["reuse"].pool = pool
+        # The pool starts with one finished card's tree (it fills as cards finish).
+        warm = ports["reuse"].prepare(1, "finished card", [])
+        pool.put(warm.path)
+        samples: dict[str, dict[str, list[float]]] = {
+            m: {"wall_s": [], "git_cpu_s": [], "disk_kib": [], "new_disk_kib": []} for m in MODES
+        }
+        for i in range(cards):
+            for n, mode in enumerate(MODES):  # interleaved: each card made every way in turn
+                port = ports[mode]
+                before = _disk_kib(port.root) + _disk_kib(repo / ".git")
                 cpu, start = _children_cpu(), time.perf_counter()
                 space = port.prepare(
-                    1000 * n + i + 1,
+                    1000 * (n + 1) + i,
                     f"card {i}",
                     [],
                     sparse=["pkg07/**"] if mode == "sparse" else (),
                 )
-                walls.append(time.perf_counter() - start)
-                cpus.append(_children_cpu() - cpu)
-                disks.append(_disk_kib(space.path))
-            found[mode] = {
-                "wall_s": round(statistics.median(walls), 3),
-                "git_cpu_s": round(statistics.median(cpus), 3),
-                "disk_kib": statistics.median(disks),
+                samples[mode]["wall_s"].append(time.perf_counter() - start)
+                samples[mode]["git_cpu_s"].append(_children_cpu() - cpu)
+                after = _disk_kib(port.root) + _disk_kib(repo / ".git")
+                samples[mode]["disk_kib"].append(_disk_kib(space.path))
+                samples[mode]["new_disk_kib"].append(after - before)
+                if mode == "reuse":
+                    assert space.pooled, "the reused card did not get the pooled tree"
+                    pool.put(space.path)  # the card is done: back to the pool (not timed)
+        for mode in MODES:
+            found[mode] = {k: round(statistics.median(v), 3) for k, v in samples[mode].items()}
+        for mode in ("reuse", "sparse"):
+            found[f"{mode}_vs_full"] = {
+                k: round(found[mode][k] / found["full"][k], 2)
+                for k in ("wall_s", "git_cpu_s")
+                if found["full"][k]
             }
         return found
     finally:

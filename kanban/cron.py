@@ -17,9 +17,6 @@ import re
 import zoneinfo
 from typing import Any
 
-from apscheduler.triggers.combining import OrTrigger
-from apscheduler.triggers.cron import CronTrigger
-
 from kanban import errors
 from kanban.states import CatchUp
 
@@ -82,6 +79,11 @@ def parse(spec: str, tz: str = "UTC") -> Cron:
             f"malformed cron expression {spec!r}: it has {len(fields)} field(s); {_HELP}"
         )
     minute, hour, day, month, weekday = fields
+    # Imported here: every board verb module imports this one, and most commands never
+    # parse a cron expression (APScheduler costs `kanban status` ~15 ms to import).
+    from apscheduler.triggers.combining import OrTrigger
+    from apscheduler.triggers.cron import CronTrigger
+
     try:
         days = _weekdays(weekday)
         parts = {"minute": minute, "hour": hour, "month": month, "timezone": where}

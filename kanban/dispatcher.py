@@ -46,6 +46,7 @@ from kanban import (
     confine,
     cron,
     errors,
+    forkserver,
     fsutil,
     goals,
     liveness,
@@ -164,6 +165,7 @@ def settings_env(board_: api.Board) -> dict[str, str]:
         "KANBAN_DB_PATIENCE": str(s.db_patience),
         "KANBAN_PREP_TIMEOUT": str(s.prep_timeout),
         "KANBAN_SPARSE_WORKTREES": "true" if s.sparse_worktrees else "false",
+        "KANBAN_REUSE_WORKTREES": "true" if s.reuse_worktrees else "false",
     }
     if s.repo is not None:
         env["KANBAN_REPO"] = str(s.repo)
@@ -246,7 +248,9 @@ class Dispatcher:
         self.settings = board_.settings
         self.max_workers = max_workers or self.settings.max_workers
         self.interval = interval or self.settings.tick_interval
-        self.spawner = spawner or processes.RealSpawner()
+        self.spawner = spawner or (
+            forkserver.ForkSpawner() if self.settings.fork_server else processes.RealSpawner()
+        )
         self.name = name or f"{self.settings.host_id}:{os.getpid()}"
         self.hooks: dict[str, TickHook] = dict(hooks or {})
         self.children: dict[int, subprocess.Popen[bytes]] = {}
@@ -642,6 +646,11 @@ class Dispatcher:
         courier_ = courier.Courier(self.board, name=self.name)
         loop.courier = courier_
         delivering = courier_.start(stop)
+        if isinstance(self.spawner, forkserver.ForkSpawner):  # ready by the first claim
+            self.spawner.warm(
+                cwd=self.settings.repo or self.settings.state_dir,
+                log=self.settings.log_dir / "supervisors.log",
+            )
         scheduler.start()
         logger.info(
             "dispatching %s on %s: up to %d workers, tick every %s and on every change",
@@ -662,6 +671,8 @@ class Dispatcher:
             if until is not None:  # --drain: the last ticks' messages go out before we exit
                 courier_.last_pass()
             listener.close()
+            if isinstance(self.spawner, forkserver.ForkSpawner):
+                self.spawner.close()  # the fork server goes; the supervisors it forked stay
             self.stopped()
             logger.info(
                 "dispatcher stopped; %d agent(s) keep running under their supervisors",

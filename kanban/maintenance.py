@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kanban import api, errors, merging
+from kanban import api, errors, merging, worktree_pool
 from kanban.states import FINISHED
 from kanban.worktrees import Worktrees
 
@@ -42,7 +42,8 @@ def gc(board: api.Board, *, dry_run: bool = False, branches: bool = False) -> di
 def _gc_worktrees(board: api.Board, trees: Worktrees, *, dry_run: bool) -> dict[str, Any]:
     removed: list[str] = []
     kept: dict[str, str] = {}
-    registered = trees.worktrees()  # one `git worktree list` for all of them
+    known = trees.worktrees_all()  # one `git worktree list` for all of them
+    registered = {p: b for p, b in known.items() if p.parent == trees.root}
     for path, branch in sorted(registered.items()):
         head = path.name.split("-", 1)[0]
         if not head.isdigit():
@@ -66,7 +67,10 @@ def _gc_worktrees(board: api.Board, trees: Worktrees, *, dry_run: bool) -> dict[
             kept[str(path)] = "git would not remove it"
             continue
         removed.append(str(path))
-    return {"removed": removed, "kept": kept, "dry_run": dry_run}
+    # Pooled trees (reuse_worktrees) are finished cards' trees waiting for the next card.
+    pooled, kept_pooled = worktree_pool.Pool(trees).drain(dry_run=dry_run, registered=known)
+    kept.update(kept_pooled)
+    return {"removed": removed, "kept": kept, "dry_run": dry_run, "pool_removed": pooled}
 
 
 def merge(

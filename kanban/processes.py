@@ -16,11 +16,12 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Literal, Protocol
-
-import psutil
+from typing import IO, TYPE_CHECKING, Literal, Protocol
 
 from kanban import errors
+
+if TYPE_CHECKING:
+    import psutil  # imported where used: `kanban status` checks a pid without it (~40 ms)
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,11 @@ class Identity:
 
     @classmethod
     def of(cls, pid: int) -> Identity:
+        found = _proc_stat(pid)
+        if found is not None:
+            return cls(pid=pid, started=found[0])
+        import psutil
+
         return cls(pid=pid, started=psutil.Process(pid).create_time())
 
 
@@ -41,18 +47,59 @@ def state(identity: Identity) -> State:
     """What became of the process we started: still running, exited but not reaped, gone,
     or its pid now belongs to another process."""
     try:
-        proc = psutil.Process(identity.pid)
-        started = proc.create_time()
-        status = proc.status()
-    except psutil.NoSuchProcess:
+        found = _proc_stat(identity.pid)
+    except ProcessLookupError:
         return "gone"
-    except psutil.AccessDenied:
-        return "alive"  # it exists; we cannot look closer
+    if found is not None:
+        started, zombie = found
+    else:
+        import psutil
+
+        try:
+            proc = psutil.Process(identity.pid)
+            started = proc.create_time()
+            zombie = proc.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+        except psutil.NoSuchProcess:
+            return "gone"
+        except psutil.AccessDenied:
+            return "alive"  # it exists; we cannot look closer
     if abs(started - identity.started) > 0.05:
         return "replaced"
-    if status in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+    if zombie:
         return "zombie"
     return "alive"
+
+
+_BOOT_TIME: list[float] = []
+
+
+def _proc_stat(pid: int) -> tuple[float, bool] | None:
+    """(start time in seconds since the epoch, zombie or dead) of `pid` from Linux's /proc,
+    computed as psutil computes `create_time()` (boot time + start ticks / CLK_TCK), so the
+    two agree; None where there is no /proc (psutil answers then). ProcessLookupError: no
+    such process."""
+    if pid <= 0:
+        raise ProcessLookupError(pid)
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        if not os.path.isdir("/proc/self"):
+            return None
+        raise ProcessLookupError(pid) from None
+    except OSError:
+        return None
+    fields = text[text.rindex(b")") + 2 :].split()  # after "pid (comm) "; comm may hold ")"
+    if not _BOOT_TIME:
+        with open("/proc/stat", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"btime"):
+                    _BOOT_TIME.append(float(line.split()[1]))
+                    break
+        if not _BOOT_TIME:
+            return None
+    started = float(fields[19]) / os.sysconf("SC_CLK_TCK") + _BOOT_TIME[0]
+    return started, fields[0] in (b"Z", b"X", b"x")
 
 
 def is_running(identity: Identity) -> bool:
@@ -96,6 +143,8 @@ def spawn(
 
 
 def group_members(pgid: int) -> list[psutil.Process]:
+    import psutil
+
     members = []
     for proc in psutil.process_iter(["pid"]):
         with contextlib.suppress(psutil.Error, ProcessLookupError, OSError):
@@ -147,7 +196,14 @@ def kill_group(identity: Identity, *, grace: float = 5.0) -> bool:
     return not group_members(pgid)
 
 
+# A supervisor that was not our child (forked by kanban.forkserver) whose exit code nobody
+# could tell us: its fork server had gone (the supervisors' log has it).
+UNKNOWN_EXIT = -1000
+
+
 def exit_description(returncode: int) -> str:
+    if returncode == UNKNOWN_EXIT:
+        return "exit code not known: see the supervisors' log"
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name

@@ -49,6 +49,14 @@ class Settings:
     # A card with `paths` gets a sparse worktree: the top-level files and the directories its
     # paths lie in (big repositories: less to check out and to keep on disk per card).
     sparse_worktrees: bool = False
+    # Supervisors are forked by a fork server that has kanban imported (kanban.forkserver),
+    # not started as a fresh Python each; false: always a fresh Python (the fallback anyway).
+    fork_server: bool = True
+    # A done card's clean worktree is kept in a pool (up to max_workers trees) and reset for
+    # the next card instead of `git worktree add` (big repositories: no new checkout, no new
+    # disk). Off by default: on a small repository it saves milliseconds, and pooled trees
+    # hold disk between cards that `kanban gc` would otherwise have freed.
+    reuse_worktrees: bool = False
 
     @property
     def log_dir(self) -> Path:
@@ -78,7 +86,7 @@ _DURATIONS = (
 _INTS = ("max_workers", "max_attempts", "max_running")
 _PATHS = ("worktree_root",)
 _STRINGS = ("base_branch", "remote", "host_id", "actor", "web_url")
-_BOOLS = ("sparse_worktrees",)
+_BOOLS = ("sparse_worktrees", "reuse_worktrees", "fork_server")
 KNOWN_KEYS = frozenset({"db", "repo", *_DURATIONS, *_INTS, *_PATHS, *_STRINGS, *_BOOLS})
 
 

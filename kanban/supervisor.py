@@ -906,13 +906,16 @@ def read_secrets(stream: IO[str]) -> dict[str, str]:
     return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, secrets: dict[str, str] | None = None) -> int:
+    """A supervisor process: `secrets` (KANBAN_TOKEN, KANBAN_DB) from a fork server's
+    request (kanban.forkserver), else from standard input."""
     confine.harden()  # first: nothing of this process is readable by the agent from now on
     parser = argparse.ArgumentParser(prog="kanban-supervisor", description=__doc__)
     parser.add_argument("--card", type=int, required=True)
     parser.add_argument("--run", type=int, required=True)
     args = parser.parse_args(argv)
-    secrets = read_secrets(sys.stdin)
+    if secrets is None:
+        secrets = read_secrets(sys.stdin)
     token = secrets.get("KANBAN_TOKEN", "")
     if not token:
         parser.error("no token on standard input (the dispatcher starts supervisors)")

@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from kanban import errors, fsutil, profiles, settings, views
+from kanban import errors, fsutil, profiles, settings, views, worktree_pool
 from kanban.worktrees import Workspace, Worktrees
 
 
@@ -27,6 +27,7 @@ class RunWorkspace:
     worktrees: Worktrees | None = None
     board_id: str | None = None  # the board's identity, carried by branch names
     scratch: tuple[str, ...] = ()  # the profile's globs of files that are not work
+    pool: worktree_pool.Pool | None = None  # finished trees to reuse (reuse_worktrees)
 
     def prepare(
         self, detail: views.CardDetail, profile: profiles.Profile, *, stop: Callable[[], bool]
@@ -52,6 +53,9 @@ class RunWorkspace:
             time_limit=self.config.prep_timeout,
         )
         self.worktrees.stop = stop
+        if self.config.reuse_worktrees:
+            self.pool = worktree_pool.Pool(self.worktrees, limit=self.config.max_workers)
+            self.worktrees.pool = self.pool
         parents = [p.branch for p in detail.parents if p.branch]
         own = detail.card.branch or self.worktrees.names(detail.card.id, detail.card.title)[1]
         if missing := self.worktrees.fetch_parents(parents, own=own, stop=stop):
@@ -68,6 +72,7 @@ class RunWorkspace:
         self.note(
             f"worktree {workspace.path} on {workspace.branch}"
             + (" (reused)" if workspace.reused else f" from {workspace.base}")
+            + (" (a pooled tree, reset)" if workspace.pooled else "")
         )
         return workspace
 
@@ -113,10 +118,14 @@ class RunWorkspace:
         return None
 
     def remove(self, workspace: Workspace) -> None:
-        """Remove the worktree of a done card if it is clean (the branch stays)."""
+        """Remove the worktree of a done card if it is clean (the branch stays); with
+        `reuse_worktrees`, a clean one goes to the pool for the next card instead."""
         if self.worktrees is None or workspace.branch is None:
             return
         try:
+            if self.pool is not None and self.pool.put(workspace.path):
+                self.note("worktree pooled for the next card (branch kept)")
+                return
             removed = self.worktrees.remove(workspace.path)
         except errors.WorktreeError as exc:
             self.note(f"could not remove worktree: {exc.message}")

@@ -27,7 +27,7 @@ from typing import Protocol
 
 import git
 
-from kanban import errors, retrying
+from kanban import errors, gitsafe, retrying
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ class Workspace:
     path: Path
     branch: str | None
     base: str | None = None
-    reused: bool = False
+    reused: bool = False  # the card's own worktree or branch from an earlier attempt
+    pooled: bool = False  # a finished card's tree, reset for this card (kanban.worktree_pool)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -95,8 +96,20 @@ class WorktreePort(Protocol):
     def remove(self, path: Path) -> bool: ...
 
 
-# Options on every git command kanban runs: no repository hooks, no fsmonitor program.
-NO_HOOKS = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
+class TreeSource(Protocol):
+    """Where a new card's worktree can come from instead of `git worktree add`: the pool of
+    finished trees (kanban.worktree_pool). False: it had none to give."""
+
+    def take(
+        self, path: Path, *, branch: str, start: str | None, cone: Sequence[str] | None
+    ) -> bool: ...
+
+
+# Options on every git command kanban runs: no repository hooks, no fsmonitor program, no
+# pager. The rest of what the repository's configuration could make git run (filters, merge
+# drivers, ssh commands, credential helpers...) is overridden through the environment that
+# kanban.gitsafe makes for each command.
+NO_HOOKS = ("--no-pager", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
 
 
 def sparse_dirs(globs: Sequence[str]) -> list[str] | None:
@@ -152,14 +165,20 @@ class Worktrees:
         self.board_id = board_id  # carried by every card's branch and worktree name
         self.time_limit = time_limit  # one git command (and its hooks), at most
         self.stop: Callable[[], bool] = lambda: False  # True: the caller gave up (cancelled)
+        self.pool: TreeSource | None = None  # reuse finished trees (setting reuse_worktrees)
 
     # ------------------------------------------------------------------ plumbing
+
+    def command(self, *args: str, cwd: Path | None = None) -> str:
+        """One git command as kanban runs them all (no hooks, retried, `worktree` ones locked)."""
+        return self._git(*args, cwd=cwd)
 
     def _git(self, *args: str, cwd: Path | None = None) -> str:
         """Run git (through GitPython), retrying while another git process holds a lock.
 
-        Never with the repository's hooks or fsmonitor: an agent can write those into the
-        shared git directory, and kanban's git runs outside any sandbox (docs/security.md)."""
+        Never with the repository's hooks, fsmonitor, filters, drivers or any other program its
+        configuration names (kanban.gitsafe): an agent can write those into the shared git
+        directory, and kanban's git runs outside any sandbox (docs/security.md)."""
         runner = git.Git(str(cwd)) if cwd is not None else self.repo.git
         env = self._identity_env()
 
@@ -183,7 +202,10 @@ class Worktrees:
         proc = subprocess.Popen(
             argv,
             cwd=cwd,
-            env={**os.environ, "LANGUAGE": "C", "LC_ALL": "C", **env},
+            env=gitsafe.environment(
+                Path(self.repo.common_dir),
+                env={**os.environ, "LANGUAGE": "C", "LC_ALL": "C", **env},
+            ),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -239,6 +261,11 @@ class Worktrees:
 
     def identity_env(self) -> dict[str, str]:
         return self._identity_env()
+
+    def safe_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The whole environment for a git command of kanban's own outside `_git` (with
+        NO_HOOKS): what the repository's configuration could make git run is overridden."""
+        return gitsafe.environment(Path(self.repo.common_dir), env={**os.environ, **(extra or {})})
 
     def worktrees_all(self) -> dict[Path, str | None]:
         """Every worktree git knows about (the main checkout too): path -> branch."""
@@ -320,12 +347,16 @@ class Worktrees:
                 self.clear_stale_lock(path)
                 return Workspace(path=path, branch=branch, reused=True)
             self._git("worktree", "prune")
-            self._git("worktree", "add", str(path), branch)
+            if not self._from_pool(path, branch=branch, start=None, cone=None):
+                self._git("worktree", "add", str(path), branch)
             return Workspace(path=path, branch=branch, reused=True)
         existing = [b for b in dict.fromkeys(parents) if self.branch_exists(b)]
         base = existing[0] if existing else self.base()
         cone = sparse_dirs(sparse)
-        if cone is None:
+        pooled = self._from_pool(path, branch=branch, start=base, cone=cone)
+        if pooled:
+            logger.info("worktree %s reset from the pool", path)
+        elif cone is None:
             self._git("worktree", "add", "-b", branch, str(path), base)
         else:
             self._git("worktree", "add", "--no-checkout", "-b", branch, str(path), base)
@@ -358,7 +389,14 @@ class Worktrees:
                         list(files),
                     ) from exc
                 raise
-        return Workspace(path=path, branch=branch, base=",".join(existing) or base)
+        return Workspace(path=path, branch=branch, base=",".join(existing) or base, pooled=pooled)
+
+    def _from_pool(
+        self, path: Path, *, branch: str, start: str | None, cone: Sequence[str] | None
+    ) -> bool:
+        if self.pool is None or path.exists():
+            return False
+        return self.pool.take(path, branch=branch, start=start, cone=cone)
 
     def own_commits(self, branch: str, parents: Sequence[str]) -> int:
         """Commits on `branch` that its starting point (its parents' branches, else the base
@@ -538,7 +576,13 @@ class Worktrees:
         """Publish `branch` on the remote (a fast-forward; a rejected push raises)."""
         if self.remote is None:
             return
-        self._git("push", "--quiet", self.remote, f"refs/heads/{branch}:refs/heads/{branch}")
+        self._git(
+            "push",
+            "--quiet",
+            *gitsafe.RECEIVE_PACK,
+            self.remote,
+            f"refs/heads/{branch}:refs/heads/{branch}",
+        )
 
     def fetch(self, branches: Sequence[str]) -> tuple[str, ...]:
         """Bring `branches` from the remote where this clone lacks them or is behind them.
@@ -550,7 +594,11 @@ class Worktrees:
         wanted = list(dict.fromkeys(branches))
         if self.remote is not None and wanted:
             listed = self._git(
-                "ls-remote", "--heads", self.remote, *(f"refs/heads/{b}" for b in wanted)
+                "ls-remote",
+                "--heads",
+                *gitsafe.UPLOAD_PACK,
+                self.remote,
+                *(f"refs/heads/{b}" for b in wanted),
             )
             heads = {line.split("\t", 1)[1] for line in listed.splitlines() if "\t" in line}
             found = [b for b in wanted if f"refs/heads/{b}" in heads]
@@ -559,6 +607,7 @@ class Worktrees:
                     "fetch",
                     "--quiet",
                     "--no-tags",
+                    *gitsafe.UPLOAD_PACK,
                     self.remote,
                     *(f"+refs/heads/{b}:{self._tracking(b)}" for b in found),
                 )

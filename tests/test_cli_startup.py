@@ -45,3 +45,75 @@ def test_a_fast_exit_keeps_every_byte_of_output_and_the_exit_code(repo: Path) ->
     assert missing.returncode == 3 and "no card 999" in missing.stderr
     usage = subprocess.run([*kanban, "nosuch"], cwd=repo, capture_output=True, text=True)
     assert usage.returncode == 2 and "No such command" in usage.stderr
+
+
+def test_the_lazy_command_table_names_every_command_of_every_cli_module() -> None:
+    """`kanban.cli.COMMANDS` (what the top-level group imports on demand) is exactly what
+    the command modules define: a new command cannot be left out of the CLI."""
+    import importlib
+
+    from kanban import cli as cli_package
+
+    modules = {module for module, _ in cli_package.COMMANDS.values()}
+    defined: set[int] = set()
+    for module in modules:
+        loaded = importlib.import_module(f"kanban.cli.{module}")
+        defined |= {id(c) for c in getattr(loaded, "COMMANDS", [])}
+        defined |= {id(v) for k, v in vars(loaded).items() if k.endswith("_group")}
+    listed = {
+        id(getattr(importlib.import_module(f"kanban.cli.{m}"), a))
+        for m, a in cli_package.COMMANDS.values()
+    }
+    assert listed == defined
+    import click
+
+    top = cli_package.cli
+    assert top.list_commands(click.Context(top)) == list(cli_package.COMMANDS)
+
+
+LOADED_BY = """
+import json, sys
+from kanban.cli import cli
+cli.main(sys.argv[1:], standalone_mode=False)
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_status_show_add_and_complete_load_no_process_scheduler_or_git_code(repo: Path) -> None:
+    """What these four commands import (measured against Hermes' in docs/performance.md):
+    never psutil, APScheduler, GitPython or Alembic, nor other commands' modules, nor goals
+    and schedules (the board makes those on first use)."""
+    with board_in(repo) as b:
+        b.add("shown")
+        b.add("completed")
+    for argv in (["status"], ["show", "1"], ["add", "another"], ["complete", "2"]):
+        out = subprocess.run(
+            [sys.executable, "-c", LOADED_BY, *argv],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+        unwanted = {"psutil", "apscheduler", "git", "alembic", "kanban.cli.dispatch"}
+        assert not unwanted & {m.split(".")[0] for m in loaded} - {"kanban"}, argv
+        others = {"kanban.cli.dispatch", "kanban.cli.goals", "kanban.goals", "kanban.schedules"}
+        assert not others & loaded, argv
+
+
+def test_process_identity_from_proc_agrees_with_psutil() -> None:
+    import os
+
+    import psutil
+
+    from kanban import processes
+
+    for pid in (os.getpid(), os.getppid(), 1):
+        found = processes._proc_stat(pid)
+        assert found is not None and found[1] is False
+        assert abs(found[0] - psutil.Process(pid).create_time()) < 0.01
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    identity = processes.Identity.of(child.pid)
+    child.wait()
+    assert processes.state(identity) == "gone"
+    assert processes.state(processes.Identity(os.getpid(), 1.0)) == "replaced"

@@ -3,7 +3,9 @@ the CLI's --json, every action through the board's verbs, and bad input that cha
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +13,8 @@ import pytest
 from starlette.testclient import TestClient
 
 import kanban
-from kanban import web
+from kanban import board as verbs
+from kanban import clock, processes, web
 from kanban.testing import snapshot
 from kanban.web import app as webapp
 
@@ -34,6 +37,52 @@ def test_cards_have_the_cli_json_shapes(client: TestClient, board: kanban.Board,
     status = client.get("/api/status").json()
     assert set(status) == set(json.loads(cli.ok("status", "--json").output))
     assert status["counts"]["ready"] == 1 and status["counts"]["todo"] == 1
+
+
+def test_agent_text_is_kept_as_it_is_and_escaped_in_the_api(
+    client: TestClient, board: kanban.Board
+) -> None:
+    """The API's JSON carries an agent's text exactly (what --json does); no raw control
+    character is in the body, so a person reading it with curl sees no escape sequence."""
+    text = "\x1b]0;owned\x07\x1b[2Jcleared \x9b31m C1"
+    card = board.add("agent card", profile="demo")
+    claimed = board.claim(worker="w")
+    assert claimed is not None and claimed.card.id == card.id
+    board.block(card.id, reason=text, token=claimed.token)
+    body = client.get(f"/api/cards/{card.id}")
+    assert not any(ch in body.text for ch in "\x1b\x07\x9b"), body.text
+    assert "\\u001b]0;owned\\u0007" in body.text and "\\u009b31m" in body.text
+    assert body.json()["card"]["reason"] == text
+    runs = client.get(f"/api/cards/{card.id}/runs").json()
+    assert runs[-1]["error"] == text
+    listed = client.get("/api/cards")  # the list is encoded by orjson: escaped the same
+    assert not any(ch in listed.text for ch in "\x1b\x07\x9b"), listed.text
+    assert [c["reason"] for c in listed.json()] == [text]
+
+
+def test_status_is_the_cli_status_report(client: TestClient, board: kanban.Board, cli: Any) -> None:
+    """One library function (`health.report`) answers both: equal but for the clock."""
+    board.add("waits", profile="demo")
+    board.add("runs", profile="demo")
+    board.claim(worker="test")
+    me = processes.Identity.of(os.getpid())
+    board.tx.write(
+        lambda c: verbs.dispatchers.beat(
+            c,
+            name="vm:1",
+            host=board.settings.host_id,
+            pid=me.pid,
+            started_at=dt.datetime.fromtimestamp(me.started, dt.UTC),
+            now=clock.now(),
+            interval=60.0,
+            version="test",
+        )
+    )
+    web_status = client.get("/api/status").json()
+    cli_status = json.loads(cli.ok("status", "--json").output)
+    assert web_status.pop("now") and cli_status.pop("now")
+    assert web_status == cli_status
+    assert web_status["dispatcher_alive"] is True and len(web_status["running"]) == 1
 
 
 def test_list_filters_as_the_cli_does(client: TestClient, board: kanban.Board) -> None:

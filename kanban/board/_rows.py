@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -124,41 +124,76 @@ def parents_of(conn: Connection, card_ids: Sequence[int]) -> dict[int, tuple[int
 
 
 def card_view(row: Row[Any] | Any, parents: tuple[int, ...]) -> views.CardView:
-    m = row._mapping
-    return views.CardView(
-        id=m["id"],
-        title=m["title"],
-        status=m["status"],
-        profile=m["profile"],
-        priority=m["priority"],
-        parents=parents,
-        body=m["body"],
-        paths=tuple(m["paths"] or ()),
-        max_attempts=m["max_attempts"],
-        timeout=m["timeout_s"],
-        key=m["idem_key"],
-        review=bool(m["review"]),
-        attempts=m["attempts"],
-        not_before=m["not_before"],
-        reason=m["reason"],
-        summary=m["summary"],
-        branch=m["branch"],
-        created_by=m["created_by"],
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-        ready_at=m["ready_at"],
-        goal_id=m["goal_id"],
-        role=m["role"],
-        max_cost_usd=m["max_cost_usd"],
-        model=m["model"],
-        agent_args=tuple(m["agent_args"] or ()),
-        agent_env=dict(m["agent_env"] or {}),
-    )
+    return CardBuilder(row._fields).view(tuple(row), parents)
+
+
+class CardBuilder:
+    """Card rows to `CardView`s by column position, the positions looked up once per result
+    (a mapping lookup per field made up a third of `GET /api/cards` over 10,000 cards)."""
+
+    def __init__(self, fields: Sequence[str]) -> None:
+        at = {name: i for i, name in enumerate(fields)}
+        (
+            self.id, self.title, self.status, self.profile, self.priority, self.body,
+            self.paths, self.max_attempts, self.timeout, self.key, self.review, self.attempts,
+            self.not_before, self.reason, self.summary, self.branch, self.created_by,
+            self.created_at, self.updated_at, self.ready_at, self.goal_id, self.role,
+            self.max_cost_usd, self.model, self.agent_args, self.agent_env,
+        ) = (at[name] for name in _CARD_COLUMNS)  # fmt: skip
+
+    def view(self, r: Sequence[Any], parents: tuple[int, ...]) -> views.CardView:
+        return views.CardView(
+            id=r[self.id],
+            title=r[self.title],
+            status=r[self.status],
+            profile=r[self.profile],
+            priority=r[self.priority],
+            parents=parents,
+            body=r[self.body],
+            paths=tuple(r[self.paths] or ()),
+            max_attempts=r[self.max_attempts],
+            timeout=r[self.timeout],
+            key=r[self.key],
+            review=bool(r[self.review]),
+            attempts=r[self.attempts],
+            not_before=r[self.not_before],
+            reason=r[self.reason],
+            summary=r[self.summary],
+            branch=r[self.branch],
+            created_by=r[self.created_by],
+            created_at=r[self.created_at],
+            updated_at=r[self.updated_at],
+            ready_at=r[self.ready_at],
+            goal_id=r[self.goal_id],
+            role=r[self.role],
+            max_cost_usd=r[self.max_cost_usd],
+            model=r[self.model],
+            agent_args=tuple(r[self.agent_args] or ()),
+            agent_env=dict(r[self.agent_env] or {}),
+        )
+
+
+_CARD_COLUMNS = (
+    "id", "title", "status", "profile", "priority", "body", "paths", "max_attempts",
+    "timeout_s", "idem_key", "review", "attempts", "not_before", "reason", "summary", "branch",
+    "created_by", "created_at", "updated_at", "ready_at", "goal_id", "role", "max_cost_usd",
+    "model", "agent_args", "agent_env",
+)  # fmt: skip
 
 
 def card_views(conn: Connection, rows: Sequence[Row[Any]]) -> list[views.CardView]:
     parents = parents_of(conn, [r.id for r in rows])
-    return [card_view(r, parents[r.id]) for r in rows]
+    return views_with_parents(rows, parents)
+
+
+def views_with_parents(
+    rows: Sequence[Row[Any]], parents: Mapping[int, Sequence[int]]
+) -> list[views.CardView]:
+    if not rows:
+        return []
+    build = CardBuilder(rows[0]._fields)
+    at = build.id
+    return [build.view(r, tuple(parents.get(r[at], ()))) for r in rows]
 
 
 def run_view(row: Row[Any] | Any) -> views.RunView:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
 from collections.abc import Collection
 
 import sqlalchemy as sa
@@ -27,30 +28,41 @@ def list_cards(
     include_archived: bool = False,
     limit: int | None = None,
 ) -> list[views.CardView]:
-    query = sa.select(cards).order_by(cards.c.id)
+    where: list[sa.ColumnElement[bool]] = []
     if statuses:
-        query = query.where(cards.c.status.in_([s.value for s in statuses]))
+        where.append(cards.c.status.in_([s.value for s in statuses]))
     elif not include_archived:
-        query = query.where(cards.c.status != CardStatus.ARCHIVED.value)
+        where.append(cards.c.status != CardStatus.ARCHIVED.value)
     if profile is not None:
-        query = query.where(cards.c.profile == profile)
+        where.append(cards.c.profile == profile)
     if parent is not None:
-        query = query.where(
+        where.append(
             cards.c.id.in_(
                 sa.select(dependencies.c.child_id).where(dependencies.c.parent_id == parent)
             )
         )
     if search:
         pattern = f"%{search.lower()}%"
-        query = query.where(
+        where.append(
             sa.or_(
                 sa.func.lower(cards.c.title).like(pattern),
                 sa.func.lower(cards.c.body).like(pattern),
             )
         )
-    if limit is not None:
-        query = query.limit(limit)
-    return _rows.card_views(conn, conn.execute(query).all())
+    chosen = sa.select(cards.c.id).where(*where).order_by(cards.c.id).limit(limit)
+    rows = conn.execute(sa.select(cards).where(*where).order_by(cards.c.id).limit(limit)).all()
+    # Two statements whatever the number of cards: the cards, then the parents of the same
+    # selection (not one statement per 500 ids).
+    parents: dict[int, list[int]] = defaultdict(list)
+    if rows:
+        edges = sa.select(dependencies.c.child_id, dependencies.c.parent_id).order_by(
+            dependencies.c.parent_id
+        )
+        if where or limit is not None:
+            edges = edges.where(dependencies.c.child_id.in_(chosen))
+        for child, parent_id in conn.execute(edges):
+            parents[child].append(parent_id)
+    return _rows.views_with_parents(rows, parents)
 
 
 def children_of(conn: Connection, card_id: int) -> list[views.CardView]:

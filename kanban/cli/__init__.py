@@ -6,6 +6,7 @@ errors become one line on stderr and a non-zero exit (see `_common.Group`).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -15,28 +16,70 @@ from typing import Any
 import click
 
 from kanban.__about__ import __version__
-from kanban.cli import (
-    bulk,
-    cards,
-    costs,
-    cron,
-    dbcmd,
-    dispatch,
-    editing,
-    events,
-    goals,
-    mcpcmd,
-    notify,
-    ops,
-    overview,
-    profiles,
-    runs,
-    serve,
-)
 from kanban.cli._common import Group, State
 
+# Every command: name -> (module under kanban.cli, attribute), in the order help lists them
+# (by topic). A command's module is imported only when that command runs (or help lists
+# it): `kanban status` never loads the goal, cron, dispatch or web commands and what they
+# import. tests/test_cli_startup.py checks this table against the modules' COMMANDS.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("cards", "init"),
+    "add": ("cards", "add"),
+    "ls": ("cards", "ls"),
+    "show": ("cards", "show"),
+    "link": ("cards", "link"),
+    "unlink": ("cards", "unlink"),
+    "comment": ("cards", "comment"),
+    "board": ("overview", "board_cmd"),
+    "graph": ("overview", "graph"),
+    "edit": ("editing", "edit"),
+    "unarchive": ("editing", "unarchive"),
+    "claim": ("runs", "claim"),
+    "heartbeat": ("runs", "heartbeat"),
+    "complete": ("runs", "complete"),
+    "block": ("runs", "block"),
+    "fail": ("runs", "fail"),
+    "unblock": ("bulk", "unblock"),
+    "retry": ("bulk", "retry"),
+    "cancel": ("bulk", "cancel"),
+    "archive": ("bulk", "archive"),
+    "cap": ("costs", "cap"),
+    "dispatch": ("dispatch", "dispatch"),
+    "demo": ("dispatch", "demo"),
+    "health": ("dispatch", "health"),
+    "status": ("ops", "status"),
+    "why": ("ops", "why"),
+    "runs": ("ops", "runs"),
+    "logs": ("ops", "logs"),
+    "context": ("ops", "context"),
+    "gc": ("ops", "gc"),
+    "merge": ("ops", "merge"),
+    "events": ("events", "events"),
+    "serve": ("serve", "serve"),
+    "mcp": ("mcpcmd", "mcp"),
+    "goal": ("goals", "goal_group"),
+    "cron": ("cron", "cron_group"),
+    "notify": ("notify", "notify_group"),
+    "profiles": ("profiles", "profiles_group"),
+    "db": ("dbcmd", "db_group"),
+}
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(Group):
+    """The top-level group: commands from `COMMANDS`, each module imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*COMMANDS, *(name for name in self.commands if name not in COMMANDS)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module, attribute = COMMANDS[cmd_name]
+            command = getattr(importlib.import_module(f"kanban.cli.{module}"), attribute)
+            self.add_command(command, name=cmd_name)
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--db",
     envvar="KANBAN_DB",
@@ -57,16 +100,6 @@ def cli(ctx: click.Context, db: str | None) -> None:
       kanban init && kanban add "Write the parser" --profile demo && kanban dispatch --once
     """
     ctx.obj = State(overrides={"db": db})
-
-
-for _module in (cards, overview, editing, runs, bulk, costs, dispatch, ops, events, serve, mcpcmd):
-    for _command in _module.COMMANDS:
-        cli.add_command(_command)
-cli.add_command(goals.goal_group, name="goal")
-cli.add_command(cron.cron_group, name="cron")
-cli.add_command(notify.notify_group, name="notify")
-cli.add_command(profiles.profiles_group, name="profiles")
-cli.add_command(dbcmd.db_group, name="db")
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,28 +26,17 @@ def status(board: Any, as_json: bool) -> None:
     Example:
       kanban status
     """
-    from kanban import board as verbs
-    from kanban import profiles, why
+    from kanban import health
 
-    summary = board.status()
-    alive, liveness = why.dispatcher_liveness(board, summary.now)
-    _good, broken = profiles.load_all(repo=board.settings.repo)
+    report = health.report(board)
     if as_json:
-        data = summary.to_json()
-        data["dispatcher_alive"] = alive
-        data["broken_profiles"] = broken
-        data["dispatchers"] = [
-            {k: clock.iso(v) if hasattr(v, "isoformat") else v for k, v in row.items()}
-            for row in board.tx.read(verbs.list_dispatchers)
-        ]
-        data["clock_warnings"] = why.clock_warnings(board, summary.now)
-        data["notifications"] = board.tx.read(verbs.outbox.outbox_counts)
-        emit_json(data)
+        emit_json(report.to_json())
         return
-    click.echo(liveness if alive else click.style(liveness, fg="red"))
-    for warning in why.clock_warnings(board, summary.now):
+    summary = report.summary
+    click.echo(report.liveness if report.alive else click.style(report.liveness, fg="red"))
+    for warning in report.clock_warnings:
         click.echo(click.style(warning, fg="yellow"))
-    for name, problem in sorted(broken.items()):  # its cards wait; the others run
+    for name, problem in sorted(report.broken_profiles.items()):  # its cards wait; others run
         click.echo(click.style(f"profile {name} does not load: {problem}", fg="red"))
     counts = "  ".join(
         f"{render.status(name)} {count}" for name, count in summary.counts.items() if count
@@ -55,22 +45,19 @@ def status(board: Any, as_json: bool) -> None:
     if summary.oldest_ready_at is not None:
         click.echo(
             f"ready: {summary.ready_waiting} claimable now, oldest waiting "
-            f"{clock.human((summary.now - summary.oldest_ready_at).total_seconds())}"
+            f"{clock.human((report.now - summary.oldest_ready_at).total_seconds())}"
         )
     if summary.spend.runs:
         click.echo(f"usage: {render.cost_line(summary.spend, None)}")
         click.echo(f"  last 24 h: {render.cost_line(summary.spend_24h, None)}")
-    _notifications_line(board)
+    _notifications_line(report.notifications)
     if summary.running:
         click.echo(f"running ({len(summary.running)}):")
         for run in summary.running:
-            click.echo(f"  card {run.card_id:>5}  {render.run_line(run, summary.now)}")
+            click.echo(f"  card {run.card_id:>5}  {render.run_line(run, report.now)}")
 
 
-def _notifications_line(board: Any) -> None:
-    from kanban.board import outbox
-
-    counts = board.tx.read(outbox.outbox_counts)
+def _notifications_line(counts: Mapping[str, int]) -> None:
     if counts["dead"]:
         click.echo(
             click.style(
@@ -283,6 +270,7 @@ def gc(board: Any, dry_run: bool, branches: bool, as_json: bool) -> None:
     """Remove the worktrees of finished cards that are clean (their branches stay).
 
     A worktree with uncommitted changes is never removed; it is listed so you can look.
+    The pool of finished worktrees kept for reuse (setting reuse_worktrees) is emptied too.
     With --branches, also delete the `kanban/*` branches of finished cards whose commits are
     all in the base branch (after `kanban merge`); an unmerged one is kept and listed.
 
@@ -300,13 +288,16 @@ def gc(board: Any, dry_run: bool, branches: bool, as_json: bool) -> None:
     verb = "would remove" if dry_run else "removed"
     for path in report["removed"]:
         click.echo(f"{verb} {path}")
+    for path in report.get("pool_removed", []):
+        click.echo(f"{verb} pooled worktree {path}")
     for path, why in report["kept"].items():
         click.echo(f"kept {path}: {why}")
     for branch in report.get("branches_removed", []):
         click.echo(f"{verb} branch {branch} (merged into {report['base']})")
     for branch, why in report.get("branches_kept", {}).items():
         click.echo(f"kept branch {branch}: {why}")
-    if not any(report.get(k) for k in ("removed", "kept", "branches_removed", "branches_kept")):
+    shown = ("removed", "pool_removed", "kept", "branches_removed", "branches_kept")
+    if not any(report.get(k) for k in shown):
         click.echo("nothing to clean up")
 
 

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from kanban import api, board, clock, errors, profiles, views, why
+from kanban import api, board, errors, health
 from kanban.web import actions, feed, openapi
 from kanban.web.app import HTTPRefusal, json_response, read_json, web_of
 
@@ -125,22 +125,9 @@ async def run_log(request: Request) -> Response:
     )
 
 
-def status_json(b: api.Board) -> dict[str, Any]:
-    """What `kanban status --json` prints."""
-    summary = b.status()
-    alive, _ = why.dispatcher_liveness(b, summary.now or clock.now())
-    data: dict[str, Any] = summary.to_json()
-    data["dispatcher_alive"] = alive
-    data["broken_profiles"] = profiles.load_all(repo=b.settings.repo)[1]
-    data["dispatchers"] = [views.jsonable(row) for row in b.tx.read(board.list_dispatchers)]
-    data["clock_warnings"] = why.clock_warnings(b, summary.now or clock.now())
-    data["notifications"] = b.tx.read(board.outbox.outbox_counts)
-    return data
-
-
 async def status(request: Request) -> Response:
     b = _board(request)
-    return json_response(await run_in_threadpool(lambda: status_json(b)))
+    return json_response(await run_in_threadpool(lambda: health.report(b)))
 
 
 async def list_goals(request: Request) -> Response:
