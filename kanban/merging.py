@@ -21,7 +21,7 @@ from pathlib import Path
 import git
 
 from kanban import errors
-from kanban.worktrees import MergeReport, Worktrees
+from kanban.worktrees import NO_HOOKS, MergeReport, Worktrees
 
 
 def current_branch(repo: Path) -> str | None:
@@ -96,10 +96,12 @@ def simulate(trees: Worktrees, target: str, branches: Sequence[str]) -> MergeRep
             fast.append(branch)
             tip = head
             continue
+        # merge-tree runs merge drivers: kanban's own git, so none the repository names.
         status, out, _ = trees.repo.git.execute(
-            ["git", "merge-tree", "--write-tree", "--name-only", "--no-messages", tip, head],
+            ["git", *NO_HOOKS, "merge-tree", *MERGE_TREE, tip, head],
             with_extended_output=True,
             with_exceptions=False,
+            env=trees.safe_env(),
         )
         lines = [line for line in str(out).splitlines() if line]
         if status != 0:
@@ -110,12 +112,15 @@ def simulate(trees: Worktrees, target: str, branches: Sequence[str]) -> MergeRep
         # top of this one exactly as the real merge would.
         tip = str(
             trees.repo.git.execute(
-                ["git", "commit-tree", lines[0], "-p", tip, "-p", head, "-m", "dry run"],
-                env=trees.identity_env(),
+                ["git", *NO_HOOKS, "commit-tree", lines[0], "-p", tip, "-p", head, "-m", "dry run"],
+                env=trees.safe_env(trees.identity_env()),
             )
         ).strip()
         merged.append(branch)
     return MergeReport(target, tuple(merged), tuple(already), fast_forwarded=tuple(fast))
+
+
+MERGE_TREE = ("--write-tree", "--name-only", "--no-messages")
 
 
 def _ancestor(trees: Worktrees, older: str, newer: str) -> bool:

@@ -28,6 +28,8 @@ class Snapshot:
     max_running: int | None = None  # board-wide cap over all hosts (None: no cap)
     # Profiles whose ready queue holds more claimable cards than `candidates` has.
     truncated: frozenset[str] = frozenset()
+    # Profiles that load but cannot run on this host (a sandbox it lacks): name -> why.
+    unrunnable: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -138,6 +140,8 @@ def _why_not(
     if profile is None:
         known = ", ".join(sorted(snap.profiles)) or "none"
         return f"its profile {card.profile!r} is unknown on host {snap.host} (known: {known})"
+    if card.profile in snap.unrunnable:
+        return snap.unrunnable[card.profile]
     if free <= 0:
         return (
             f"host {snap.host} is at capacity: {snap.max_workers} of {snap.max_workers} "

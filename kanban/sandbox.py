@@ -3,7 +3,8 @@
 What the agent sees inside (later mounts cover earlier ones):
 
 - the whole filesystem read-only, its own /dev, /proc (a new pid namespace) and /tmp;
-- its HOME writable;
+- its HOME writable, but the user's global git config (~/.gitconfig, ~/.config/git/config)
+  read-only: kanban's own git trusts it (kanban.gitsafe);
 - the board's state directory (the board file, its logs, other runs' directories) hidden by an
   empty tmpfs, with only this run's directory (its socket, prompt, plan or verdict) bound back;
 - the worktrees root hidden the same way, with only this card's worktree bound back, writable;
@@ -12,7 +13,9 @@ What the agent sees inside (later mounts cover earlier ones):
 - the network unless the profile says `network = false`.
 
 A profile that asks for it on a machine without bubblewrap is refused by `kanban profiles
-check` and when its run starts, with the install hint.
+check`, and its cards are not claimed on that host (they stay ready; `kanban why` says what is
+missing, with the install hint). A run that starts anyway (bwrap removed since the claim) ends
+`spawn_failed` with the same hint.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from kanban import errors
+from kanban import errors, gitsafe
 
 SANDBOXES = ("none", "bwrap")
 INSTALL_HINT = (
@@ -36,6 +39,16 @@ def missing(kind: str) -> str | None:
     """Why a sandbox of `kind` cannot run here (None when it can)."""
     if kind == "bwrap" and shutil.which("bwrap") is None:
         return f'sandbox = "bwrap" but bubblewrap (bwrap) is not on PATH: {INSTALL_HINT}'
+    return None
+
+
+def unavailable(profile: str, kind: str) -> str | None:
+    """Why a card of `profile` (sandbox `kind`) is not claimed on this host (None: it is)."""
+    if kind == "bwrap" and shutil.which("bwrap") is None:
+        return (
+            f"profile {profile} needs bubblewrap (bwrap), not found on this host (PATH "
+            f"searched): {INSTALL_HINT}"
+        )
     return None
 
 
@@ -62,6 +75,11 @@ def wrap(argv: Sequence[str], mounts: Mounts) -> list[str]:
     args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", tmp]
     if mounts.home is not None and mounts.home.is_dir():
         args += ["--bind", str(mounts.home), str(mounts.home)]
+    # Kanban's own git trusts the user's global git config (kanban.gitsafe): read-only here,
+    # also when HOME above is writable.
+    for trusted in gitsafe.trusted_files(os.environ):
+        if trusted.is_file():
+            args += ["--ro-bind", str(trusted), str(trusted)]
     root, own = mounts.worktrees_root, ["--bind", str(mounts.worktree), str(mounts.worktree)]
     if root is not None and _inside(mounts.worktree, root):
         args += ["--tmpfs", str(root), *own]  # hide the others, then show this one

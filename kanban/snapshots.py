@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from kanban import board, db, planning, profiles, settings, views
+from kanban import board, db, planning, profiles, sandbox, settings, views
 
 MAX_SCAN = 1000  # ready cards read per profile and tick, at most
 SLACK = 8  # a first page holds the profile's room and this many more
@@ -25,6 +25,13 @@ def read(
 ) -> planning.Snapshot:
     """The planner's snapshot of the board as of `now`, for a host with `max_workers`."""
     known, broken = profiles.load_all(repo=config.repo)  # files before the transaction
+    # A profile this host cannot run (its sandbox is not installed) is never claimed here:
+    # its cards stay ready for a host that can, and `kanban why` says what is missing.
+    unrunnable = {
+        name: problem
+        for name, profile in known.items()
+        if (problem := sandbox.unavailable(name, profile.sandbox)) is not None
+    }
 
     # What the claim checks, as of `now` on this host (kanban.board.runs.claim).
     claimable = {
@@ -45,7 +52,7 @@ def read(
             waiting = set(board.ready_profiles(conn))
             for name, profile in known.items():
                 room = min(free, profile.concurrency - sum(1 for r in here if r.profile == name))
-                if name in waiting and room > 0:
+                if name in waiting and room > 0 and name not in unrunnable:
                     _read_page(conn, claimable, name, room + SLACK, read, more)
         while True:
             snap = planning.Snapshot(
@@ -61,6 +68,7 @@ def read(
                 ),
                 max_running=config.max_running,
                 truncated=frozenset(more),
+                unrunnable=unrunnable,
             )
             wanted = planning.wants_more(snap, planning.plan(snap)) & more
             if not wanted:

@@ -4,16 +4,20 @@ Agent text (summaries, block reasons, comments, errors, log lines) may carry esc
 sequences that move the cursor, retitle the window, hide text or write hyperlinks. Wherever
 such text is printed for a person it goes through `clean`: ANSI/VT escape and control
 sequences are removed, other control characters (but newline and tab) become U+FFFD.
-JSON output keeps the text as it was (json escapes the control characters itself).
+JSON output keeps the text as it was, escaped: `dumps` is json.dumps with every control
+character written as a `\\uXXXX` escape (json does C0, ESC included, itself; DEL and the C1
+range are done here), so a JSON reader gets the agent's text exactly and a terminal showing
+the JSON gets no escape sequence.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import logging
 import re
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -27,6 +31,24 @@ _SEQUENCE = re.compile(
     re.DOTALL,
 )
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_C1 = re.compile("[\x7f-\x9f]")
+
+
+_C1_UTF8 = re.compile(rb"\x7f|\xc2[\x80-\x9f]")  # 0xc2 only ever leads a character
+
+
+def escape_c1(text: bytes) -> bytes:
+    """UTF-8 JSON `text` (C0 already escaped, as every encoder does) with DEL and the C1
+    characters written as \\u escapes too."""
+    if _C1_UTF8.search(text) is None:
+        return text
+    return _C1_UTF8.sub(lambda m: b"\\u%04x" % ord(m.group().decode()), text)
+
+
+def dumps(value: Any, *, indent: int | None = None) -> str:
+    """`value` as JSON text with no raw control character in it (the text kept, escaped)."""
+    text = json.dumps(value, indent=indent, ensure_ascii=False, default=str)
+    return _C1.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def clean(text: str | None) -> str:

@@ -7,6 +7,10 @@ report, and exits. Profiles run them as `{python} -m kanban.testing_hostile NAME
     board-file REPORT OTHER read the tokens in the board file and use them on card OTHER
     other-card REPORT OTHER finish card OTHER through `kanban` and through `kanban mcp`
     hooks REPORT MARKERS    plant git hooks in the shared git dir that touch MARKERS/<hook>
+    git-config REPORT MARKERS
+                            write the shared git config (filters, merge and diff drivers,
+                            fsmonitor, hooksPath, an include, a worktree config) so that
+                            each touches MARKERS/<what> when it runs outside the agent
     escape REPORT           leave children by setsid, a new process group, a double fork, nohup
     escape-and-hang REPORT  the same, then hang (for killing its supervisor)
     escapes REPORT          print terminal escape sequences, block with some in the reason
@@ -152,6 +156,60 @@ def hooks(markers: str) -> dict[str, Any]:
     return {"planted": planted}
 
 
+def _marker(markers: str, name: str, then: str = "") -> str:
+    """A command that leaves MARKERS/NAME when it runs in kanban's git (no KANBAN_SOCKET:
+    the agent's own git running it is the agent's business), then runs THEN."""
+    touch = f'[ -n "$KANBAN_SOCKET" ] || touch {markers}/{name}'
+    return f"sh -c '{touch}; {then}' --" if then else f"sh -c '{touch}' --"
+
+
+def git_config(markers: str) -> dict[str, Any]:
+    common = Path(
+        subprocess.run(
+            ["git", "rev-parse", "--git-common-dir"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    ).resolve()
+    hooks_dir = Path(markers).parent / "planted-hooks"
+    hooks_dir.mkdir(exist_ok=True)
+    for name in HOOKS:
+        hook = hooks_dir / name
+        hook.write_text(f'#!/bin/sh\n[ -n "$KANBAN_SOCKET" ] || touch "{markers}/hook-{name}"\n')
+        hook.chmod(0o755)
+    included = Path(markers).parent / "included.gitconfig"
+    for key, what in (("filter.y.clean", "include-clean"), ("filter.y.smudge", "include-smudge")):
+        subprocess.run(
+            ["git", "config", "--file", str(included), key, _marker(markers, what, "cat")],
+            check=True,
+        )
+    settings = {
+        "filter.x.clean": _marker(markers, "filter-clean", "cat"),
+        "filter.x.smudge": _marker(markers, "filter-smudge", "cat"),
+        "filter.x.required": "true",
+        "merge.x.driver": _marker(markers, "merge-driver", "exit 0"),
+        "merge.text.driver": _marker(markers, "merge-text", "exit 0"),
+        "diff.x.textconv": _marker(markers, "diff-textconv", 'cat "$1"'),
+        "diff.external": _marker(markers, "diff-external"),
+        "core.fsmonitor": _marker(markers, "fsmonitor"),
+        "core.hooksPath": str(hooks_dir),
+        "core.sshCommand": _marker(markers, "ssh-command"),
+        "credential.helper": "!" + _marker(markers, "credential-helper"),
+        "merge.verifySignatures": "true",
+        "gpg.program": _marker(markers, "gpg"),
+        "commit.gpgSign": "true",
+        # Only when this worktree's git dir matches: kanban's own git must not care.
+        f"includeIf.gitdir:{common}/.path": str(included),
+    }
+    # Set as the agent's own git would, without running what it sets (its own git, its own
+    # business, would run the fsmonitor and sign its commits).
+    for key, value in settings.items():
+        subprocess.run(["git", "config", "--file", str(common / "config"), key, value], check=True)
+    Path(".gitattributes").write_text("* filter=x merge=x diff=x\n*.y filter=y\n")
+    Path("left-over.txt").write_text("uncommitted: kanban commits it for me\n")
+    Path("data.y").write_text("through the included filter\n")
+    Path("shared.txt").write_text("first\n\n\n\n\nlast\n")
+    return {"config": sorted(settings)}
+
+
 def escape() -> dict[str, Any]:
     pids = {}
     pids["setsid"] = subprocess.Popen(SLEEPER, start_new_session=True).pid
@@ -202,6 +260,18 @@ def sandboxed(board: str) -> dict[str, Any]:
         found["hook_written"] = True
     except OSError as exc:
         found["hook_written"], found["hook_error"] = False, exc.strerror
+    home = Path(os.environ["HOME"])
+    try:
+        (home / "agent-was-here").write_text("x\n")
+        found["home_writable"] = True
+    except OSError:
+        found["home_writable"] = False
+    try:
+        with (home / ".gitconfig").open("a") as handle:
+            handle.write("[core]\n\tfsmonitor = touch /tmp/owned\n")
+        found["gitconfig_written"] = True
+    except OSError as exc:
+        found["gitconfig_written"], found["gitconfig_error"] = False, exc.strerror
     Path("work.txt").write_text("done inside the sandbox\n")
     git = ["git", "-c", "user.name=agent", "-c", "user.email=agent@example.invalid"]
     subprocess.run([*git, "add", "work.txt"], check=True)
@@ -231,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         found = other_card(int(extra))
     elif name == "hooks":
         found = hooks(extra)
+    elif name == "git-config":
+        found = git_config(extra)
     elif name == "escape":
         found = escape()
     elif name == "escape-and-hang":

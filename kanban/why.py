@@ -98,12 +98,14 @@ def explain(b: api.Board, card_id: int, *, max_workers: int | None = None) -> li
     if not seen:  # the tick does not read it: say why from the plan it would make with it
         snap = dataclasses.replace(snap, candidates=[*snap.candidates, card])
     plan = planning.plan(snap)
+    # The claim skips a card while an earlier run's agent may be alive, whatever else holds it.
+    held = _unreleased(b, card.id, now) if not seen else None
     if card.id in plan.waiting:
         reasons.append(plan.waiting[card.id])
-    elif not seen and not reasons and (run := _unreleased(b, card.id, now)) is not None:
+    if held is not None:
         reasons.append(
-            f"an earlier run's agent may still be alive: run {run.id} ({run.outcome}) on "
-            f"{run.host} is not yet confirmed gone; it starts once that run is released"
+            f"an earlier run's agent may still be alive: run {held.id} ({held.outcome}) on "
+            f"{held.host} is not yet confirmed gone; it starts once that run is released"
         )
     elif not seen and not reasons:
         reasons.append(

@@ -27,7 +27,7 @@ from typing import Protocol
 
 import git
 
-from kanban import errors, retrying
+from kanban import errors, gitsafe, retrying
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +105,11 @@ class TreeSource(Protocol):
     ) -> bool: ...
 
 
-# Options on every git command kanban runs: no repository hooks, no fsmonitor program.
-NO_HOOKS = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
+# Options on every git command kanban runs: no repository hooks, no fsmonitor program, no
+# pager. The rest of what the repository's configuration could make git run (filters, merge
+# drivers, ssh commands, credential helpers...) is overridden through the environment that
+# kanban.gitsafe makes for each command.
+NO_HOOKS = ("--no-pager", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
 
 
 def sparse_dirs(globs: Sequence[str]) -> list[str] | None:
@@ -173,8 +176,9 @@ class Worktrees:
     def _git(self, *args: str, cwd: Path | None = None) -> str:
         """Run git (through GitPython), retrying while another git process holds a lock.
 
-        Never with the repository's hooks or fsmonitor: an agent can write those into the
-        shared git directory, and kanban's git runs outside any sandbox (docs/security.md)."""
+        Never with the repository's hooks, fsmonitor, filters, drivers or any other program its
+        configuration names (kanban.gitsafe): an agent can write those into the shared git
+        directory, and kanban's git runs outside any sandbox (docs/security.md)."""
         runner = git.Git(str(cwd)) if cwd is not None else self.repo.git
         env = self._identity_env()
 
@@ -198,7 +202,10 @@ class Worktrees:
         proc = subprocess.Popen(
             argv,
             cwd=cwd,
-            env={**os.environ, "LANGUAGE": "C", "LC_ALL": "C", **env},
+            env=gitsafe.environment(
+                Path(self.repo.common_dir),
+                env={**os.environ, "LANGUAGE": "C", "LC_ALL": "C", **env},
+            ),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -254,6 +261,11 @@ class Worktrees:
 
     def identity_env(self) -> dict[str, str]:
         return self._identity_env()
+
+    def safe_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The whole environment for a git command of kanban's own outside `_git` (with
+        NO_HOOKS): what the repository's configuration could make git run is overridden."""
+        return gitsafe.environment(Path(self.repo.common_dir), env={**os.environ, **(extra or {})})
 
     def worktrees_all(self) -> dict[Path, str | None]:
         """Every worktree git knows about (the main checkout too): path -> branch."""
@@ -564,7 +576,13 @@ class Worktrees:
         """Publish `branch` on the remote (a fast-forward; a rejected push raises)."""
         if self.remote is None:
             return
-        self._git("push", "--quiet", self.remote, f"refs/heads/{branch}:refs/heads/{branch}")
+        self._git(
+            "push",
+            "--quiet",
+            *gitsafe.RECEIVE_PACK,
+            self.remote,
+            f"refs/heads/{branch}:refs/heads/{branch}",
+        )
 
     def fetch(self, branches: Sequence[str]) -> tuple[str, ...]:
         """Bring `branches` from the remote where this clone lacks them or is behind them.
@@ -576,7 +594,11 @@ class Worktrees:
         wanted = list(dict.fromkeys(branches))
         if self.remote is not None and wanted:
             listed = self._git(
-                "ls-remote", "--heads", self.remote, *(f"refs/heads/{b}" for b in wanted)
+                "ls-remote",
+                "--heads",
+                *gitsafe.UPLOAD_PACK,
+                self.remote,
+                *(f"refs/heads/{b}" for b in wanted),
             )
             heads = {line.split("\t", 1)[1] for line in listed.splitlines() if "\t" in line}
             found = [b for b in wanted if f"refs/heads/{b}" in heads]
@@ -585,6 +607,7 @@ class Worktrees:
                     "fetch",
                     "--quiet",
                     "--no-tags",
+                    *gitsafe.UPLOAD_PACK,
                     self.remote,
                     *(f"+refs/heads/{b}:{self._tracking(b)}" for b in found),
                 )

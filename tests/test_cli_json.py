@@ -114,13 +114,24 @@ def test_limits_are_checked_before_the_database_on_both_backends(
     assert [c["id"] for c in json.loads(cli.ok("ls", "--json").stdout)] == [1]
 
 
-def test_runs_json_keeps_no_terminal_escapes(cli: Cli) -> None:
+AGENT_TEXT = "\x1b[31mred\x1b[0m failure\x1b]0;title\x07 \x9b2J C1 \x7f"
+
+
+def test_json_keeps_agent_text_as_it_is_escaped_and_text_output_strips_it(cli: Cli) -> None:
+    """--json carries the text exactly, every control character as a \\u escape (so the JSON
+    itself prints safely); the text output of the same command has no escape at all."""
     cli.ok("add", "x", "--profile", "demo")
     token = json.loads(cli.ok("claim", "--json").stdout)["token"]
-    cli.ok("fail", "1", "--token", token, "--error", "\x1b[31mred\x1b[0m failure\x1b]0;title\x07")
+    cli.ok("fail", "1", "--token", token, "--error", AGENT_TEXT)
     out = cli.ok("runs", "1", "--json").stdout
-    assert "\\u001b" not in out and "\x1b" not in out
-    assert json.loads(out)[0]["error"] == "red failure"
+    assert not any(ch in out for ch in "\x1b\x07\x9b\x7f"), "no raw control character"
+    assert "\\u001b[31mred" in out and "\\u009b" in out and "\\u007f" in out
+    assert json.loads(out)[0]["error"] == AGENT_TEXT
+    shown = json.loads(cli.ok("show", "1", "--json").stdout)
+    assert shown["runs"][0]["error"] == AGENT_TEXT
+    text = cli.ok("runs", "1").stdout + cli.ok("show", "1").stdout
+    assert not any(ch in text for ch in "\x1b\x07\x9b\x7f"), text
+    assert "red failure" in text
 
 
 def test_a_title_starting_with_a_dash_gets_a_hint(cli: Cli) -> None:

@@ -170,6 +170,58 @@ def test_hooks_an_agent_plants_are_not_run_by_kanbans_git(repo: Path, tmp_path: 
     assert sorted(p.name for p in markers.iterdir()) == []
 
 
+EDIT_SHARED = (
+    "import os, pathlib\n"
+    "p = pathlib.Path('shared.txt')\n"
+    "lines = p.read_text().splitlines()\n"
+    "at = 0 if int(os.environ['KANBAN_CARD_ID']) % 2 == 0 else -1\n"
+    "lines[at] += ' (edited by card ' + os.environ['KANBAN_CARD_ID'] + ')'\n"
+    "p.write_text('\\n'.join(lines) + '\\n')\n"
+)
+
+
+def test_git_config_an_agent_writes_runs_nothing_in_kanbans_git(repo: Path, tmp_path: Path) -> None:
+    """The agent writes the shared .git/config: filters (one through an include), merge and
+    diff drivers (one redefining git's own `text`), fsmonitor, hooksPath, sshCommand, a
+    credential helper, signing. Kanban then commits its leftovers (clean filters), checks out
+    two children (smudge, fsmonitor, hooks), commits their edits of one file, merges both into
+    a grandchild (merge drivers) and `kanban merge`s everything (dry run and real): nothing the
+    agent configured runs, and the merges are git's own text merges."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    report = tmp_path / "git-config.json"
+    hostile(repo, "git-config", report, str(markers))
+    write_profile(
+        repo,
+        "edit-shared",
+        f'command = {json.dumps(["{python}", "-c", EDIT_SHARED])}\nworkspace = "worktree"\n',
+    )
+    with board_in(repo) as b:
+        card = b.add("write the git config", profile="hostile-git-config")
+        one = b.add("edit the first line", profile="edit-shared", parents=[card.id])
+        two = b.add("edit the last line", profile="edit-shared", parents=[card.id])
+        both = b.add("merges both", profile="edit-shared", parents=[one.id, two.id])
+    drain(repo)
+    assert _report(report)["config"]
+    ran = sorted(p.name for p in markers.iterdir())
+    assert ran == [], f"kanban's git ran what the agent configured: {ran}"
+    with board_in(repo) as b:
+        assert [b.get(c.id).status for c in (card, one, two, both)] == ["done"] * 4, [
+            (c.id, c.status, c.reason) for c in b.cards()
+        ]
+        branch = b.get(both.id).branch or ""
+        planted = b.get(card.id).branch or ""
+    for args in (("merge", "--dry-run"), ("merge",)):
+        out, _ = kanban_process(repo, *args).communicate(timeout=120)
+        assert "stopped" not in out, out
+    assert sorted(p.name for p in markers.iterdir()) == []
+    # What was committed is the files as they are (no filter ran), merged by git's text merge.
+    shown = git(repo, "show", f"{branch}:shared.txt").splitlines()
+    assert shown[0].startswith("first (edited by card") and "edited by card" in shown[-1]
+    assert "left-over.txt" in git(repo, "ls-tree", "--name-only", planted)
+    assert git(repo, "show", f"{planted}:data.y") == "through the included filter"
+
+
 def test_nothing_an_agent_starts_outlives_its_run(repo: Path, tmp_path: Path) -> None:
     report = tmp_path / "escape.json"
     hostile(repo, "escape", report)
@@ -202,8 +254,8 @@ def test_escape_sequences_from_an_agent_never_reach_the_terminal(
     shown, _ = kanban_process(repo, "show", str(card.id), "--json").communicate(timeout=60)
     assert "\x1b" not in shown and "\x9b" not in shown, "no raw escape in JSON either"
     reason = json.loads(shown)["card"]["reason"]
-    # A question for a person is kept as the agent asked it (only other kinds get a prefix).
-    assert reason.startswith("cleared") and "C1" in reason
+    # JSON keeps the text, escaped; a question for a person is kept as the agent asked it.
+    assert reason == "\x1b[2Jcleared \x1b]0;title\x07 and \x9b31m C1", reason
     with board_in(repo) as b:  # the board keeps the text as the agent gave it
         assert "\x1b[2J" in (b.get(card.id).reason or "")
 
@@ -219,7 +271,9 @@ needs_bwrap = pytest.mark.skipif(
 )
 
 
-def _sandboxed_run(repo: Path, *, network: bool) -> tuple[Any, Any]:
+def _sandboxed_run(
+    repo: Path, *, network: bool, env: dict[str, str] | None = None
+) -> tuple[Any, Any]:
     board_file = repo / ".kanban" / "board.db"
     hostile(
         repo,
@@ -234,7 +288,7 @@ def _sandboxed_run(repo: Path, *, network: bool) -> tuple[Any, Any]:
     (fake / "secret.txt").write_text("another card's work\n")
     with board_in(repo) as b:
         card = b.add("work in a box", profile="hostile-sandboxed")
-    drain(repo)
+    drain(repo, env=env)
     with board_in(repo) as b:
         done = b.get(card.id)
         run = b.runs(card.id)[-1]
@@ -243,8 +297,16 @@ def _sandboxed_run(repo: Path, *, network: bool) -> tuple[Any, Any]:
 
 
 @needs_bwrap
-def test_a_sandboxed_agent_sees_its_worktree_and_socket_not_the_board(repo: Path) -> None:
-    done, found = _sandboxed_run(repo, network=True)
+def test_a_sandboxed_agent_sees_its_worktree_and_socket_not_the_board(
+    repo: Path, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"  # the dispatcher's HOME, the agent's too: writable inside
+    home.mkdir()
+    (home / ".gitconfig").write_text("[user]\n\tname = the user\n")
+    done, found = _sandboxed_run(repo, network=True, env={"HOME": str(home)})
+    assert found["home_writable"], "its HOME is writable"
+    assert found["gitconfig_written"] is False, "the global git config kanban trusts is not"
+    assert (home / ".gitconfig").read_text() == "[user]\n\tname = the user\n"
     assert not found["board_visible"] and not found["logs_visible"]
     assert found["other_worktrees"] == [], "other cards' worktrees are hidden"
     assert not found["hook_written"], "the hooks directory is read-only"
@@ -264,8 +326,10 @@ def test_a_sandboxed_profile_can_turn_the_network_off(repo: Path) -> None:
 def test_a_sandbox_without_bubblewrap_is_refused_with_the_install_hint(
     repo: Path, tmp_path: Path
 ) -> None:
+    """Refused by `profiles check` and at claim: the card is not claimed on a host without
+    bwrap (it stays ready, no run), and `kanban why` says what is missing."""
     hostile(repo, "sandboxed", Path("-"), "x", sandbox='"bwrap"')
-    bare = tmp_path / "bin"  # a PATH with python and git, but no bwrap
+    bare = tmp_path / "bin"  # a PATH with git, but no bwrap (python is sys.executable)
     bare.mkdir()
     for tool in ("git",):
         found = shutil.which(tool)
@@ -278,10 +342,17 @@ def test_a_sandbox_without_bubblewrap_is_refused_with_the_install_hint(
     assert "bubblewrap (bwrap) is not on PATH" in out and "apt-get install bubblewrap" in out
     with board_in(repo) as b:
         card = b.add("no box here", profile="hostile-sandboxed")
-    drain(repo, env=env)
+        other = b.add("a card this host can run", profile="demo")
+    ticked = kanban_process(repo, "dispatch", "--once", env=env)
+    out, _ = ticked.communicate(timeout=120)
+    assert ticked.returncode == 0, out
+    why, _ = kanban_process(repo, "why", str(card.id), env=env).communicate(timeout=60)
+    assert "profile hostile-sandboxed needs bubblewrap (bwrap), not found on this host" in why
+    assert "apt-get install bubblewrap" in why
     with board_in(repo) as b:
-        run = b.runs(card.id)[-1]
-        assert run.outcome == "spawn_failed" and "apt-get install bubblewrap" in (run.error or "")
+        assert b.get(card.id).status == "ready" and b.runs(card.id) == []
+        wait_for(lambda: b.get(other.id).status == "done", timeout=60, what="the demo card")
+        assert b.get(card.id).status == "ready" and b.runs(card.id) == []
 
 
 def test_a_killed_supervisors_escaped_children_are_stopped_by_the_dispatcher(

@@ -89,6 +89,7 @@ def snap(
     workers: int = 4,
     concurrency: int = 4,
     max_running: int | None = None,
+    unrunnable: dict[str, str] | None = None,
 ) -> planning.Snapshot:
     return planning.Snapshot(
         now=NOW,
@@ -99,6 +100,7 @@ def snap(
         running=list(runs),
         candidates=sorted(candidates, key=lambda c: (-c.priority, c.id)),
         max_running=max_running,
+        unrunnable=unrunnable or {},
     )
 
 
@@ -127,6 +129,9 @@ def test_table_of_the_planner() -> None:
     cases.append(
         ("board-wide cap", snap([h], runs=other_host, max_running=1), h.id, "board-wide limit")
     )
+    i = card()
+    no_box = {"demo": "profile demo needs bubblewrap (bwrap), not found on this host"}
+    cases.append(("sandbox missing here", snap([i], unrunnable=no_box), i.id, "needs bubblewrap"))
     for name, s, card_id, reason in cases:
         plan = planning.plan(s)
         if reason is None:

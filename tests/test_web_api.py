@@ -39,6 +39,27 @@ def test_cards_have_the_cli_json_shapes(client: TestClient, board: kanban.Board,
     assert status["counts"]["ready"] == 1 and status["counts"]["todo"] == 1
 
 
+def test_agent_text_is_kept_as_it_is_and_escaped_in_the_api(
+    client: TestClient, board: kanban.Board
+) -> None:
+    """The API's JSON carries an agent's text exactly (what --json does); no raw control
+    character is in the body, so a person reading it with curl sees no escape sequence."""
+    text = "\x1b]0;owned\x07\x1b[2Jcleared \x9b31m C1"
+    card = board.add("agent card", profile="demo")
+    claimed = board.claim(worker="w")
+    assert claimed is not None and claimed.card.id == card.id
+    board.block(card.id, reason=text, token=claimed.token)
+    body = client.get(f"/api/cards/{card.id}")
+    assert not any(ch in body.text for ch in "\x1b\x07\x9b"), body.text
+    assert "\\u001b]0;owned\\u0007" in body.text and "\\u009b31m" in body.text
+    assert body.json()["card"]["reason"] == text
+    runs = client.get(f"/api/cards/{card.id}/runs").json()
+    assert runs[-1]["error"] == text
+    listed = client.get("/api/cards")  # the list is encoded by orjson: escaped the same
+    assert not any(ch in listed.text for ch in "\x1b\x07\x9b"), listed.text
+    assert [c["reason"] for c in listed.json()] == [text]
+
+
 def test_status_is_the_cli_status_report(client: TestClient, board: kanban.Board, cli: Any) -> None:
     """One library function (`health.report`) answers both: equal but for the clock."""
     board.add("waits", profile="demo")

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
-import re
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -16,7 +14,6 @@ import click
 from kanban import errors
 
 F = TypeVar("F", bound=Callable[..., Any])
-_C1 = re.compile("[\x7f-\x9f]")
 
 
 @dataclasses.dataclass
@@ -62,33 +59,16 @@ json_option = click.option(
 )
 
 
-# Terminal escape sequences (CSI, OSC, two-byte) and the other control characters but tab and
-# newline: an agent's output keeps them (colours, cursor moves), JSON readers do not want them.
-_ESCAPES = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]|"
-    r"[\x00-\x08\x0b-\x1f\x7f-\x9f]"
-)
-
-
-def plain(value: Any) -> Any:
-    """`value` with terminal escapes removed from every string in it."""
-    if isinstance(value, str):
-        return _ESCAPES.sub("", value) if ("\x1b" in value or not value.isprintable()) else value
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    return value
-
-
 def emit_json(value: Any) -> None:
     if hasattr(value, "to_json"):
         value = value.to_json()
     elif isinstance(value, list | tuple):
         value = [v.to_json() if hasattr(v, "to_json") else v for v in value]
-    text = json.dumps(plain(value), indent=2, ensure_ascii=False, default=str)
-    # json escapes C0 controls (ESC is \u001b); C1 ones (CSI as U+009B) are escaped here too.
-    click.echo(_C1.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+    # The text as it is, escaped (ESC is \u001b): a JSON reader gets an agent's text exactly,
+    # a terminal showing the JSON no escape sequence (kanban.termtext.dumps).
+    from kanban import termtext
+
+    click.echo(termtext.dumps(value, indent=2))
 
 
 MAX_ID = 2**31 - 1  # ids are INTEGER columns: PostgreSQL's limit, checked before it sees one
@@ -253,7 +233,9 @@ class JsonError(click.ClickException):
 
     def show(self, file: Any = None) -> None:
         payload = {"error": self.message, "exit_code": self.exit_code, "kind": self.kind}
-        click.echo(json.dumps(payload, ensure_ascii=False), err=True)
+        from kanban import termtext
+
+        click.echo(termtext.dumps(payload), err=True)
 
 
 def wants_json(ctx: click.Context) -> bool:

@@ -19,12 +19,12 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kanban import api, errors, views
+from kanban import api, errors, termtext, views
 from kanban.web import feed, security
 
 HERE = Path(__file__).parent
@@ -75,12 +75,14 @@ def status_of(error: errors.KanbanError) -> int:
     return 400 if isinstance(error, errors.UsageError | errors.ProfileError) else 422
 
 
-def error_json(error: errors.KanbanError) -> JSONResponse:
+def error_json(error: errors.KanbanError) -> Response:
     status = status_of(error)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     # The shape of the CLI's refusals under --json.
     body = {"error": error.message, "exit_code": error.exit_code, "kind": type(error).__name__}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return Response(
+        termtext.dumps(body), status_code=status, headers=headers, media_type="application/json"
+    )
 
 
 def to_json(value: Any) -> Any:
@@ -100,7 +102,8 @@ def encode(value: Any) -> bytes:
     goes through its own `to_json` first.
     """
     plain = value if _only_cards(value) else to_json(value)
-    return orjson.dumps(plain, default=str, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z)
+    text = orjson.dumps(plain, default=str, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z)
+    return termtext.escape_c1(text)  # orjson escapes C0 (ESC); DEL and C1 here, as --json
 
 
 def _only_cards(value: Any) -> bool:

@@ -16,7 +16,6 @@ delivers a late event when it shows up, instead of skipping it for good.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
@@ -30,7 +29,7 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from kanban import api, board, errors, views
+from kanban import api, board, errors, termtext, views
 
 HOLE_WAIT = 10.0  # seconds a missing id may still commit and be delivered late
 KEEPALIVE = 15.0
@@ -146,7 +145,7 @@ def start_id(request: Request, board_: api.Board) -> int:
 
 
 def encode(event: views.EventView) -> str:
-    data = json.dumps(event.to_json(), ensure_ascii=False, default=str)
+    data = termtext.dumps(event.to_json())
     return f"id: {event.id}\ndata: {data}\n\n"
 
 
