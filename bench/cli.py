@@ -7,7 +7,7 @@ Each side gets a fresh board with 20 cards (ours: a git repository with `kanban 
 a fresh HERMES_HOME). Each round runs every command once on each side, the two sides in turn
 (who goes first alternates by round), so a load spike from the machine's other work falls on
 both. `complete` closes a card made for it, one per round. Prints the medians (milliseconds)
-and our time over Hermes' per command as JSON.
+of wall time and of the command's CPU (user + system), and ours over Hermes', as JSON.
 
 | ours | Hermes |
 |---|---|
@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -36,20 +37,27 @@ COMMANDS = ("status", "add", "show", "complete")
 SEED = 20
 
 
-def _run(argv: Sequence[str], *, cwd: Path, env: dict[str, str]) -> tuple[float, str]:
-    t0 = time.perf_counter()
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run(argv: Sequence[str], *, cwd: Path, env: dict[str, str]) -> tuple[float, float, str]:
+    """(wall seconds, CPU seconds of the reaped process, its output)."""
+    cpu, t0 = _cpu(), time.perf_counter()
     proc = subprocess.run(argv, cwd=cwd, env=env, check=True, capture_output=True, text=True)
-    return time.perf_counter() - t0, proc.stdout
+    return time.perf_counter() - t0, _cpu() - cpu, proc.stdout
 
 
 class Side:
     def __init__(self, name: str, base: list[str], *, cwd: Path, env: dict[str, str]) -> None:
         self.name, self.base, self.cwd, self.env = name, base, cwd, env
         self.times: dict[str, list[float]] = {c: [] for c in COMMANDS}
+        self.cpu: dict[str, list[float]] = {c: [] for c in COMMANDS}
         self.to_complete: list[str] = []
         self.shown = ""
 
-    def run(self, *args: str) -> tuple[float, str]:
+    def run(self, *args: str) -> tuple[float, float, str]:
         return _run([*self.base, *args], cwd=self.cwd, env=self.env)
 
 
@@ -86,10 +94,10 @@ class Hermes(Side):
 
 
 def _seed(side: Ours | Hermes, rounds: int) -> None:
-    ids = [side.new_id(side.run(*side.add_argv(f"seed card {i}"))[1]) for i in range(SEED)]
+    ids = [side.new_id(side.run(*side.add_argv(f"seed card {i}"))[2]) for i in range(SEED)]
     side.shown = ids[0]
     side.to_complete = [
-        side.new_id(side.run(*side.add_argv(f"to complete {i}"))[1]) for i in range(rounds + 1)
+        side.new_id(side.run(*side.add_argv(f"to complete {i}"))[2]) for i in range(rounds + 1)
     ]  # the first for the warm-up
 
 
@@ -120,15 +128,22 @@ def measure(*, hermes: str, kanban: str, rounds: int) -> dict[str, Any]:
             for command in COMMANDS:
                 pair = (ours, theirs) if r % 2 == 0 else (theirs, ours)
                 for side in pair:
-                    side.times[command].append(side.run(*side.argv(command, r))[0])
+                    wall, cpu, _ = side.run(*side.argv(command, r))
+                    side.times[command].append(wall)
+                    side.cpu[command].append(cpu)
         result: dict[str, Any] = {"rounds": rounds}
         for command in COMMANDS:
             mine = statistics.median(ours.times[command])
             hers = statistics.median(theirs.times[command])
+            my_cpu = statistics.median(ours.cpu[command])
+            her_cpu = statistics.median(theirs.cpu[command])
             result[command] = {
                 "ours_ms": round(mine * 1000, 1),
                 "hermes_ms": round(hers * 1000, 1),
                 "ratio": round(mine / hers, 2),
+                "ours_cpu_ms": round(my_cpu * 1000, 1),
+                "hermes_cpu_ms": round(her_cpu * 1000, 1),
+                "cpu_ratio": round(my_cpu / her_cpu, 2),
             }
         return result
 

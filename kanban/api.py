@@ -10,6 +10,7 @@ underneath is `board.tx` (`kanban.db.Transactions`), for code that calls `kanban
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -17,8 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection, Engine
 
-from kanban import board, clock, db, errors, goals, schedules, settings, views
+from kanban import board, clock, db, errors, settings, views
 from kanban.states import CardStatus, RunOutcome, parse_status
+
+if TYPE_CHECKING:
+    from kanban import goals, schedules
 
 StatusFilter = str | CardStatus | Iterable[str | CardStatus] | None
 
@@ -32,9 +36,21 @@ class Board:
         self.backoff = board.Backoff(base=config.backoff_base, cap=config.backoff_cap)
         # The transaction runner (kanban.db): the engine room, not part of this facade's verbs.
         self.tx = db.Transactions(engine, url=config.db_url)
-        # Goals and schedules, in the same style as the card verbs: `board.goals.add(...)`.
-        self.goals = goals.Goals(self.tx, config)
-        self.schedules = schedules.Schedules(self.tx, config)
+
+    # Goals and schedules, in the same style as the card verbs: `board.goals.add(...)`; made
+    # on first use, so a command about cards never imports them (start-up time).
+
+    @functools.cached_property
+    def goals(self) -> goals.Goals:
+        from kanban import goals
+
+        return goals.Goals(self.tx, self.settings)
+
+    @functools.cached_property
+    def schedules(self) -> schedules.Schedules:
+        from kanban import schedules
+
+        return schedules.Schedules(self.tx, self.settings)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -330,6 +346,8 @@ class Board:
                 lambda c: (board.get_card(c, card_id), board.live_run_of(c, card_id, token=token))
             )
             if live is not None:  # (none: the write below says what became of the run)
+                from kanban import goals
+
                 result = goals.with_delivery(self.settings, card, live.id, result)
         final = result
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
 import signal
@@ -79,13 +80,19 @@ def supervisor_env(
     return env
 
 
-def _prctl(option: int, value: int) -> bool:
-    name = ctypes.util.find_library("c")
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library, looked up once: `find_library` runs `ldconfig -p` (tens of ms), and a
+    supervisor forked by the fork server inherits the fork server's lookup."""
     try:
-        libc = ctypes.CDLL(name, use_errno=True)
+        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     except OSError:
-        return False
-    return bool(libc.prctl(option, value, 0, 0, 0) == 0)
+        return None
+
+
+def _prctl(option: int, value: int) -> bool:
+    libc = _libc()
+    return libc is not None and bool(libc.prctl(option, value, 0, 0, 0) == 0)
 
 
 def harden(*, subreaper: bool = True) -> list[str]:
@@ -101,9 +108,8 @@ def harden(*, subreaper: bool = True) -> list[str]:
 
 
 def is_dumpable() -> bool:
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name, use_errno=True)
-    return bool(libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 1)
+    libc = _libc()
+    return libc is not None and bool(libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 1)
 
 
 def descendants(pid: int | None = None) -> list[psutil.Process]:

@@ -36,6 +36,12 @@ SCHEMA_HEAD = "0009"  # after 0005: ids were handed out per issue; the chain is 
 
 BUSY_TIMEOUT_MS = 30_000
 CONNECT_TIMEOUT_S = 10
+# PostgreSQL ends a session that sits inside a transaction this long without a statement: a
+# host frozen mid-transaction (SIGSTOP, a paused VM, a partition) would otherwise hold its
+# row locks for ever, and every other host's reclaim of its runs would wait behind them.
+# kanban's transactions do no work outside the database (no side effects under the lock), so
+# a live one is never idle this long; an ended one is retried whole like a lost connection.
+IDLE_IN_TRANSACTION_TIMEOUT_S = 10
 _PG_MIGRATION_LOCK = 0x6B616E62  # "kanb": one upgrade at a time per PostgreSQL database
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -78,7 +84,7 @@ def create_engine(url: str, *, foreign_keys: bool = True) -> Engine:
             # A connect timeout, unless the URL sets one: an unreachable host must fail the
             # command (or a pod's start) in seconds, not after the system's TCP timeout.
             args = {} if "connect_timeout" in url else {"connect_timeout": CONNECT_TIMEOUT_S}
-            return sa.create_engine(
+            engine = sa.create_engine(
                 url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args=args
             )
         except ImportError as exc:
@@ -86,6 +92,16 @@ def create_engine(url: str, *, foreign_keys: bool = True) -> Engine:
                 f"PostgreSQL needs psycopg: pip install '{DISTRIBUTION}[postgres]' "
                 "(or `pip install '.[postgres]'` in a clone of kanban)"
             ) from exc
+
+        @event.listens_for(engine, "connect")
+        def _on_pg_connect(dbapi_connection: Any, _record: Any) -> None:
+            # A session setting, not a startup option: transaction poolers refuse `options`.
+            ms = int(IDLE_IN_TRANSACTION_TIMEOUT_S * 1000)
+            with dbapi_connection.cursor() as cur:
+                cur.execute(f"SET idle_in_transaction_session_timeout = {ms}")
+            dbapi_connection.commit()
+
+        return engine
     engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
@@ -373,6 +389,9 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
                     conn.execute(
                         sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK}
                     )
+                    # A migration may compute between statements for longer than a tick's
+                    # transaction ever does (IDLE_IN_TRANSACTION_TIMEOUT_S): no limit here.
+                    conn.exec_driver_sql("SET LOCAL idle_in_transaction_session_timeout = 0")
                 before = (
                     conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
                     if sa.inspect(conn).has_table("alembic_version")

@@ -254,16 +254,29 @@ def drain(repo: Path, *args: str, env: dict[str, str] | None = None, timeout: fl
 
 
 def kill_run_processes(board: Any) -> None:
-    """SIGKILL the process group of every agent and supervisor of `board`'s runs that is
-    still alive: a test leaves no process behind, whatever it did."""
+    """SIGKILL (and SIGCONT, should a test have stopped it) the process group of every agent
+    and supervisor of `board`'s runs that is still the process the run recorded: a test
+    leaves no process behind, whatever it did. By identity (pid and start time), as the
+    dispatcher does: this machine reuses pids within minutes, and a bare pid from a run that
+    ended long ago may now lead another test's agent, or anyone's shell job."""
     import signal
+
+    from kanban import processes
 
     for card in board.cards(include_archived=True):
         for run in board.runs(card.id):
-            for pid in (run.pid, run.supervisor_pid):
-                if pid and pid_alive(pid):
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(pid, signal.SIGKILL)
+            for pid, started in (
+                (run.supervisor_pid, run.supervisor_started),
+                (run.pid, run.pid_started),
+            ):
+                if not pid or started is None:
+                    continue
+                identity = processes.Identity(pid, started)
+                if processes.state(identity) == "replaced":
+                    continue  # the pid is another process's now (a gone leader's group is ours)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGCONT)
+                processes.kill_group(identity, grace=0)
 
 
 def wait_for(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from alembic.migration import MigrationContext
 import kanban
 from kanban import board as verbs
 from kanban import clock, db, models, wake
-from kanban.testing import git
+from kanban.testing import git, wait_for
 
 pytestmark = pytest.mark.postgres
 
@@ -203,3 +204,45 @@ def test_the_candidate_query_walks_the_queue_index_without_sorting(
     assert [c.id for c in got] == sorted(c.id for c in got)[:12]
     assert "ix_cards_profile_queue" in plan or "ix_cards_queue" in plan, plan
     assert "Sort" not in plan, plan
+
+
+def test_a_host_frozen_inside_a_transaction_holds_no_row_past_the_idle_timeout(
+    shared_postgres_url: str,
+) -> None:
+    """A host stopped between two statements of a transaction (SIGSTOP, a paused VM, a
+    partition) keeps its row locks until its session ends: the other hosts' reclaim of its
+    runs, and so their whole tick, would wait for ever (tests/test_several_hosts.py froze a
+    supervisor inside its heartbeat and the other host's drain hung). The server ends such a
+    session after db.IDLE_IN_TRANSACTION_TIMEOUT_S, and the reclaim goes through."""
+    with kanban.open_board(shared_postgres_url) as b:
+        b.add("held")
+        claim = b.claim(ttl=1)
+        assert claim is not None
+        frozen = b.engine.connect()  # a kanban connection, as the frozen host's supervisor has
+        frozen.begin()
+        frozen.execute(
+            sa.text("UPDATE runs SET heartbeat_at = heartbeat_at WHERE id = :r"),
+            {"r": claim.run_id},
+        )  # ... and then nothing: no statement, no commit
+        wait_for(
+            lambda: b.tx.read(lambda c: verbs.expired_runs(c, now=clock.now())),
+            timeout=30,
+            what="the lease to expire",
+        )
+        ended: list[int] = []
+
+        def reclaim() -> None:
+            found = b.tx.write(
+                lambda c: verbs.reclaim_expired(c, now=clock.now(), backoff=b.backoff)
+            )
+            ended.extend(e.run.id for e in found)
+
+        other_host = threading.Thread(target=reclaim, daemon=True)
+        other_host.start()
+        other_host.join(timeout=db.IDLE_IN_TRANSACTION_TIMEOUT_S + 120)
+        assert ended == [claim.run_id], "the reclaim waited behind the frozen transaction"
+        assert b.get(claim.card_id).status == "ready"
+        with pytest.raises(sa.exc.DBAPIError):  # the server ended the frozen session
+            frozen.execute(sa.text("SELECT 1"))
+        frozen.invalidate()
+        frozen.close()
