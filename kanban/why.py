@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from kanban import api, board, clock, planning, processes, snapshots, views
+from kanban import api, board, clock, processes, views
 from kanban.models import runs
 from kanban.states import CardStatus
 
@@ -95,6 +95,9 @@ def explain(b: api.Board, card_id: int, *, max_workers: int | None = None) -> li
     if not alive:
         reasons.append(liveness)
     # The tick's own read and decision (kanban.snapshots, planning.plan), never a second one.
+    # Imported here: `kanban status` uses this module's liveness checks, not the tick's read.
+    from kanban import planning, snapshots
+
     snap = snapshots.read(
         b.tx, b.settings, max_workers=max_workers or _live_max_workers(b), now=now
     )

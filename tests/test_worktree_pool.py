@@ -228,3 +228,19 @@ def test_the_dispatcher_reuses_a_done_cards_tree_for_the_next(big: Path) -> None
     pool = worktree_pool.Pool(worktrees.Worktrees(big, root=big / "worktrees"))
     assert len(pool.pooled()) == 1  # the second card's tree, back in the pool
     assert first.id != second.id
+
+
+def test_a_card_sent_back_gets_a_pooled_tree_on_its_own_branch(big: Path, tmp_path: Path) -> None:
+    trees, pool = _pooled(big, tmp_path / "wt")
+    other = worktrees.Worktrees(big, root=tmp_path / "wt")  # finished without the pool
+    mine = _finish(other, 1, "mine")
+    head = git(mine, "rev-parse", "HEAD")
+    assert pool.put(_finish(other, 2, "someone else"))
+    other.remove(mine)  # card 1 was done and its tree removed; now it runs again
+    space = trees.prepare(1, "mine", [])
+    assert space.reused and space.path == mine
+    assert git(mine, "rev-parse", "--abbrev-ref", "HEAD") == trees.names(1, "mine")[1]
+    assert git(mine, "rev-parse", "HEAD") == head  # its own work, nobody else's
+    assert (mine / "secret.txt").read_text() == "the earlier card's own file\n"
+    assert git(mine, "status", "--porcelain", "--ignored", "--untracked-files=all") == ""
+    assert pool.pooled() == []
