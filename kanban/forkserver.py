@@ -365,18 +365,45 @@ class Server:
         self.send({"forked": pid, "started": started})
 
     def reap(self) -> None:
-        while self.children:
+        while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                break
             if pid == 0:
-                return
+                break
+            if pid not in self.children:
+                continue  # an orphan we adopted and stopped (below): nobody waits for it
             code = os.waitstatus_to_exitcode(status)
-            what, started = self.children.pop(pid, ("?", 0.0))
+            what, started = self.children.pop(pid)
             if code:
                 logger.warning("supervisor %s (%s) exited: %s", pid, what, code)
             self.send({"exited": pid, "started": started, "code": code})
+        self.stop_orphans()
+
+    def stop_orphans(self) -> None:
+        """The fork server is a child subreaper: when a supervisor dies (even by SIGKILL)
+        whatever its agent left running (a double fork, setsid, a cleared environment) is
+        re-parented here, not to init. One that still carries its run's mark is left to the
+        dispatcher, which finds it by the mark, stops it and says so in the run's error
+        (kanban.liveness.settle); any other is stopped here (its own orphans come next, and go
+        the same way)."""
+        import psutil
+
+        from kanban import liveness
+
+        with contextlib.suppress(psutil.Error):
+            for proc in psutil.Process().children():
+                if proc.pid in self.children:
+                    continue
+                with contextlib.suppress(psutil.Error):
+                    if proc.status() == psutil.STATUS_ZOMBIE:
+                        continue
+                    with contextlib.suppress(psutil.AccessDenied):
+                        if liveness.MARK_ENV in proc.environ():
+                            continue
+                    logger.warning("stopping pid %s, left by a supervisor that died", proc.pid)
+                    proc.kill()
 
 
 def child(sock: socket.socket, request: dict[str, Any]) -> int:
@@ -420,7 +447,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kanban-forkserver", description=__doc__)
     parser.add_argument("--fd", type=int, required=True, help="the dispatcher's socket")
     args = parser.parse_args(argv)
-    confine.harden(subreaper=False)  # its forks inherit it: not dumpable from their first step
+    # Not dumpable (its forks inherit that from their first step), and a child subreaper
+    # (not inherited): the orphans of a supervisor that dies come here (Server.stop_orphans).
+    confine.harden(subreaper=True)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s fork server %(process)d %(message)s"
     )
