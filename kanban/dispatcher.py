@@ -19,24 +19,23 @@ The loop ticks every `interval` (APScheduler 3) and at once when a write wakes i
 socket for SQLite, LISTEN/NOTIFY for PostgreSQL), and at the next moment something is due
 (a backoff ending, a lease expiring). Ticks never overlap: a file lock in the board's state
 directory serialises this process and any `kanban dispatch --once` from cron.
+
+The tick's report, lock, board identity and the supervisors' settings are in kanban.ticks;
+the loop that serialises tick requests is kanban.dispatch_loop.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
-import fcntl
 import functools
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from kanban import (
@@ -47,20 +46,41 @@ from kanban import (
     cron,
     errors,
     forkserver,
-    fsutil,
     goals,
     liveness,
     planning,
     processes,
     profiles,
-    retrying,
     schedules,
     snapshots,
     views,
     wake,
 )
 from kanban.__about__ import __version__
+from kanban.dispatch_loop import Loop, install_signal_handlers
 from kanban.states import RunOutcome
+from kanban.ticks import (
+    STEPS,
+    BoardIdentity,
+    TickHook,
+    TickLock,
+    TickReport,
+    board_label,
+    settings_env,
+)
+
+__all__ = [  # the names callers know from here; defined in kanban.ticks and dispatch_loop
+    "STEPS",
+    "BoardIdentity",
+    "Dispatcher",
+    "TickHook",
+    "TickLock",
+    "TickReport",
+    "board_label",
+    "drained",
+    "install_signal_handlers",
+    "settings_env",
+]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,166 +88,6 @@ T = TypeVar("T")
 FULL_PROMOTE_EVERY = 600.0  # completions promote their children at once; this is the backstop
 TIMEOUT_GRACE = 30.0  # the supervisor enforces timeouts; the dispatcher steps in after this
 SPAWN_GRACE = 60.0  # a supervisor that has not checked in by then is treated as lost
-
-STEPS = ("reap", "reclaim", "timeouts", "promote", "schedules", "goals", "claim")
-
-# An extra tick hook (beyond the standard steps) runs after the goal step and before claiming.
-# It may return `next_due` (a datetime) to have the loop tick again then.
-TickHook = Callable[[api.Board, dt.datetime], Mapping[str, Any]]
-
-
-@dataclasses.dataclass
-class TickReport:
-    """What one tick did, step by step (card ids per list)."""
-
-    started: dt.datetime
-    crashed: list[int] = dataclasses.field(default_factory=list)  # reap
-    reclaimed: list[int] = dataclasses.field(default_factory=list)  # reclaim
-    timed_out: list[int] = dataclasses.field(default_factory=list)  # timeouts
-    promoted: list[int] = dataclasses.field(default_factory=list)  # promote
-    schedules: schedules.Fires = dataclasses.field(default_factory=schedules.Fires)
-    goals: goals.Advance = dataclasses.field(default_factory=goals.Advance)
-    claimed: list[int] = dataclasses.field(default_factory=list)  # claim
-    spawn_failed: list[int] = dataclasses.field(default_factory=list)
-    waiting: int = 0
-    hooks: dict[str, Any] = dataclasses.field(default_factory=dict)  # extra hooks' results
-    next_due: dt.datetime | None = None
-    duration_ms: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON of `dispatch --once --json`; schedules and goals stay under "hooks"."""
-        data = {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.name not in ("schedules", "goals")
-        }
-        data["started"] = clock.iso(self.started)
-        data["next_due"] = clock.iso(self.next_due)
-        data["hooks"] = {
-            "schedules": self.schedules.to_json(),
-            "goals": self.goals.to_json(),
-            **views.jsonable(self.hooks),
-        }
-        return data
-
-    @property
-    def busy(self) -> bool:
-        return bool(
-            self.crashed
-            or self.reclaimed
-            or self.timed_out
-            or self.claimed
-            or self.spawn_failed
-            or self.promoted
-        )
-
-
-class TickLock:
-    """An exclusive lock on `<state dir>/dispatch.lock`, held for the length of one tick."""
-
-    def __init__(self, state_dir: Path) -> None:
-        fsutil.private_dir(state_dir)
-        self.path = state_dir / "dispatch.lock"
-
-    @contextlib.contextmanager
-    def hold(self, timeout: float = 300.0) -> Iterator[None]:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise errors.KanbanError(
-                            f"another dispatcher tick has held {self.path} for {timeout:.0f}s"
-                        ) from None
-                    time.sleep(0.05)
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock
-
-
-def settings_env(board_: api.Board) -> dict[str, str]:
-    """The settings a supervisor must share with its dispatcher, as KANBAN_* variables."""
-    s = board_.settings
-    env = {
-        "KANBAN_DB": s.db_url,  # handed over on standard input (processes.PRIVATE_VARS)
-        "KANBAN_BOARD": board_label(s.db_url),
-        "KANBAN_HOST_ID": s.host_id,
-        "KANBAN_LEASE_TTL": str(s.lease_ttl),
-        "KANBAN_HEARTBEAT_INTERVAL": str(s.heartbeat_interval),
-        "KANBAN_BACKOFF_BASE": str(s.backoff_base),
-        "KANBAN_BACKOFF_CAP": str(s.backoff_cap),
-        "KANBAN_MAX_ATTEMPTS": str(s.max_attempts),
-        "KANBAN_WORKTREE_ROOT": str(s.worktrees),
-        "KANBAN_DB_PATIENCE": str(s.db_patience),
-        "KANBAN_PREP_TIMEOUT": str(s.prep_timeout),
-        "KANBAN_SPARSE_WORKTREES": "true" if s.sparse_worktrees else "false",
-        "KANBAN_REUSE_WORKTREES": "true" if s.reuse_worktrees else "false",
-        "KANBAN_MAX_LOG_BYTES": str(s.max_log_bytes),
-    }
-    if s.repo is not None:
-        env["KANBAN_REPO"] = str(s.repo)
-    if s.base_branch:
-        env["KANBAN_BASE_BRANCH"] = s.base_branch
-    if s.remote:
-        env["KANBAN_REMOTE"] = s.remote
-    return env
-
-
-def board_label(url: str) -> str:
-    """The board's URL without its password: names a supervisor's board (`ps`, tests)."""
-    import sqlalchemy as sa
-
-    return sa.make_url(url).render_as_string(hide_password=True)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class BoardIdentity:
-    """What the dispatcher started on: the board's id, and for SQLite the file itself."""
-
-    board_id: str
-    path: Path | None
-    inode: tuple[int, int] | None
-
-    @classmethod
-    def of(cls, board_: api.Board) -> BoardIdentity:
-        from kanban import db
-
-        path = db.sqlite_path(board_.settings.db_url)
-        inode = None
-        if path is not None:
-            st = path.stat()
-            inode = (st.st_dev, st.st_ino)
-        return cls(board_id=board_.tx.read(board.releases.board_id), path=path, inode=inode)
-
-    def check(self, board_: api.Board) -> None:
-        """Raise BoardGone when the board was deleted or replaced since we started."""
-        if self.path is not None:
-            try:
-                st = self.path.stat()
-            except FileNotFoundError:
-                raise self._gone("was deleted") from None
-            if (st.st_dev, st.st_ino) != self.inode:
-                raise self._gone("was replaced by another file")
-        try:
-            now_id = board_.tx.read(board.releases.board_id)
-        except (errors.SchemaError, errors.DatabaseError) as exc:
-            if retrying.is_transient_db_error(exc):
-                raise  # the database is away for a moment: the next tick looks again
-            raise self._gone("no longer holds a board") from None
-        if now_id != self.board_id:
-            raise self._gone(f"is now another board ({now_id})")
-
-    def _gone(self, what: str) -> errors.BoardGone:
-        where = self.path or "the board's database"
-        return errors.BoardGone(
-            f"the board {where} (id {self.board_id}) {what} while this dispatcher ran; "
-            "stopped. Running agents keep their supervisors; restore the board, or `kanban "
-            "init` a new one and start the dispatcher again"
-        )
 
 
 class Dispatcher:
@@ -636,7 +496,7 @@ class Dispatcher:
         from kanban.notify import courier
 
         stop = self.stopping = stop or threading.Event()
-        loop = _Loop(self, stop, until, observe)
+        loop = Loop(self, stop, until, observe)
         listener = wake.listen(self.board.engine)
         scheduler = BackgroundScheduler(timezone=dt.UTC)
         scheduler.add_job(
@@ -686,79 +546,6 @@ class Dispatcher:
             )
         if self.gone is not None:
             raise self.gone
-
-
-class _Loop:
-    """Serialises tick requests: a wake during a tick runs one more tick right after it."""
-
-    def __init__(
-        self,
-        dispatcher: Dispatcher,
-        stop: threading.Event,
-        until: Callable[[TickReport], bool] | None,
-        observe: Callable[[TickReport | None, Exception | None], None] | None = None,
-    ) -> None:
-        self.dispatcher = dispatcher
-        self.stop = stop
-        self.until = until
-        self.observe = observe
-        self.scheduler: Any = None
-        self.courier: Any = None  # kanban.notify.courier.Courier, while the loop runs
-        self._lock = threading.Lock()
-        self._running = False
-        self._again = False
-        self._due: dt.datetime | None = None
-
-    def request(self) -> None:
-        with self._lock:
-            if self._running:
-                self._again = True
-                return
-        if self.scheduler is not None and not self.stop.is_set():
-            with contextlib.suppress(Exception):  # the scheduler may be shutting down
-                self.scheduler.modify_job("tick", next_run_time=dt.datetime.now(dt.UTC))
-
-    def check_timer(self) -> None:
-        due = self._due
-        if due is not None and self.dispatcher.now() >= due:
-            self._due = None
-            self.request()
-
-    def job(self) -> None:
-        while not self.stop.is_set():
-            with self._lock:
-                self._running, self._again = True, False
-            try:
-                report = self.dispatcher.tick()
-                self._due = report.next_due
-                if self.courier is not None:
-                    self.courier.wake.set()  # the tick may have made deliveries due
-                if self.observe is not None:
-                    self.observe(report, None)
-                if self.until is not None and self.until(report):
-                    self.stop.set()
-            except errors.BoardGone as exc:  # nothing to dispatch any more: stop, loudly
-                logger.error("%s", exc.message)
-                self.dispatcher.gone = exc
-                self.stop.set()
-            except Exception as exc:  # a tick must never kill the loop
-                logger.exception("tick failed; the next one will try again")
-                if self.observe is not None:
-                    with contextlib.suppress(Exception):
-                        self.observe(None, exc)
-            with self._lock:
-                if not self._again:
-                    self._running = False
-                    return
-
-
-def install_signal_handlers(stop: threading.Event) -> None:
-    def handler(signum: int, _frame: object) -> None:
-        logger.info("%s: stopping after the current tick", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
 
 
 def drained(board_: api.Board) -> bool:
