@@ -166,6 +166,7 @@ def settings_env(board_: api.Board) -> dict[str, str]:
         "KANBAN_PREP_TIMEOUT": str(s.prep_timeout),
         "KANBAN_SPARSE_WORKTREES": "true" if s.sparse_worktrees else "false",
         "KANBAN_REUSE_WORKTREES": "true" if s.reuse_worktrees else "false",
+        "KANBAN_MAX_LOG_BYTES": str(s.max_log_bytes),
     }
     if s.repo is not None:
         env["KANBAN_REPO"] = str(s.repo)

@@ -35,14 +35,15 @@ class Report:
 def report(b: api.Board) -> Report:
     summary = b.status()
     now = summary.now or clock.now()
-    alive, liveness = why.dispatcher_liveness(b, now)
+    rows = b.tx.read(board.list_dispatchers)  # read once for the three uses below
+    alive, liveness = why.dispatcher_liveness(b, now, rows=rows)
     return Report(
         summary=summary,
         now=now,
         alive=alive,
         liveness=liveness,
         broken_profiles=profiles.load_all(repo=b.settings.repo)[1],
-        dispatchers=tuple(b.tx.read(board.list_dispatchers)),
-        clock_warnings=tuple(why.clock_warnings(b, now)),
+        dispatchers=tuple(rows),
+        clock_warnings=tuple(why.clock_warnings(b, now, rows=rows)),
         notifications=b.tx.read(board.outbox.outbox_counts),
     )

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from kanban import clock, errors
+from kanban import agentlog, clock, errors
 
 STATE_DIR = ".kanban"
 BOARD_FILE = "board.db"
@@ -57,6 +57,8 @@ class Settings:
     # disk). Off by default: on a small repository it saves milliseconds, and pooled trees
     # hold disk between cards that `kanban gc` would otherwise have freed.
     reuse_worktrees: bool = False
+    # A run's log keeps its first quarter and its latest bytes under this (kanban.agentlog).
+    max_log_bytes: int = agentlog.DEFAULT_MAX
 
     @property
     def log_dir(self) -> Path:
@@ -87,7 +89,8 @@ _INTS = ("max_workers", "max_attempts", "max_running")
 _PATHS = ("worktree_root",)
 _STRINGS = ("base_branch", "remote", "host_id", "actor", "web_url")
 _BOOLS = ("sparse_worktrees", "reuse_worktrees", "fork_server")
-KNOWN_KEYS = frozenset({"db", "repo", *_DURATIONS, *_INTS, *_PATHS, *_STRINGS, *_BOOLS})
+_SIZES = ("max_log_bytes",)
+KNOWN_KEYS = frozenset({"db", "repo", *_DURATIONS, *_INTS, *_PATHS, *_STRINGS, *_BOOLS, *_SIZES})
 
 
 def find_state_dir(start: Path) -> Path | None:
@@ -228,6 +231,9 @@ def load(
     for key in _BOOLS:
         if key in merged:
             values[key] = _bool(merged[key], key)
+    for key in _SIZES:
+        if key in merged:
+            values[key] = agentlog.parse_size(merged[key], what=key)
     settings = Settings(
         db_url=url,
         state_dir=state_dir,

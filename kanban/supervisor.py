@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from kanban import (
+    agentlog,
     agentverbs,
     api,
     board,
@@ -116,7 +117,8 @@ class Supervisor:
     run_id: int
     token: str
     stopping: threading.Event = dataclasses.field(default_factory=threading.Event)
-    _log: IO[bytes] | None = None
+    _log: agentlog.AgentLog | None = None
+    _pump: agentlog.Pump | None = None  # the agent's output into the log
     _beat: watching.Heartbeat | None = None
     _agent: processes.Identity | None = None
     # While a resumed session runs: the fresh command and prompt to fall back on.
@@ -168,6 +170,8 @@ class Supervisor:
             if self.own_process:  # whatever of the agent's is left, in any session or group
                 confine.stop_descendants(grace=1.0)
             self._release()
+            if self._pump is not None:
+                self._pump.stop()
             if self._log is not None:
                 self._log.close()
 
@@ -223,7 +227,7 @@ class Supervisor:
         run = next(r for r in detail.runs if r.id == self.run_id)
         log_path = self.config.log_dir / f"card-{self.card_id}-run-{self.run_id}.log"
         try:
-            self._log = fsutil.append_private(log_path)
+            self._log = agentlog.AgentLog(log_path, max_bytes=self.config.max_log_bytes)
             header = (
                 f"run {self.run_id} of card {self.card_id}, attempt {run.attempt} "
                 f"(budget {run.max_attempts}) on {self.config.host_id}"
@@ -365,14 +369,17 @@ class Supervisor:
         with `recorded`), and watch it to its end."""
         assert self._log is not None
         assert self._env is not None
-        start_offset = log_path.stat().st_size
+        start_offset = self._log.written
+        if self._pump is not None:  # a resumed session's agent is gone: its pipe too
+            self._pump.stop()
+            self._pump = None
         self._phase("spawning")
         try:
             agent = processes.spawn(
                 argv,
                 cwd=workspace.path,
                 env=self._env,
-                stdout=self._log,
+                stdout=subprocess.PIPE,  # pumped into the bounded log (kanban.agentlog)
                 stdin=subprocess.PIPE if profile.prompt == "stdin" else subprocess.DEVNULL,
             )
         except errors.SpawnError as exc:
@@ -381,6 +388,10 @@ class Supervisor:
             return self.finish(
                 outcome, error=error, spends_attempt=spends, log_path=log_path, workspace=workspace
             )
+        assert agent.stdout is not None
+        self._pump = agentlog.Pump(os.dup(agent.stdout.fileno()), self._log)
+        agent.stdout.close()
+        self._pump.start()
         if profile.prompt == "stdin" and agent.stdin is not None:
             with contextlib.suppress(BrokenPipeError):
                 agent.stdin.write(text.encode())
@@ -433,6 +444,8 @@ class Supervisor:
             stopping=self.stopping,
             lease_lost=self._beat.lost,
             model=self._model,
+            log=self._log,
+            pump=self._pump,
         )
         ended = watcher.watch()
         if ended.why == "lease_lost" and self._beat.unreachable:
@@ -582,6 +595,8 @@ class Supervisor:
     def _keep_session(self, profile: profiles.Profile, log_path: Path, start: int) -> None:
         """Keep the agent's own session id on the run (fenced by the token, after its end
         too), so that the card's next attempt can resume it."""
+        if self._log is not None:
+            start = self._log.file_pos(start)  # (the log may have been cut since)
         session = outputs.session_in(profile.output, _log_edges(log_path, start))
         if session is None:
             return
@@ -674,6 +689,14 @@ class Supervisor:
         cost = usage.cost() if usage is not None else None
         if usage is not None and (report.tokens_in is not None or cost is not None):
             self.note(f"usage: {outcomes.usage_text(report, cost)}")
+        if self._log is not None and self._log.cut:
+            self.note(
+                f"{self._log.cut:,} bytes of the agent's output were cut from the middle of "
+                f"this log, at the line that says so (max_log_bytes = {self._log.max_bytes:,}: "
+                f"the first {self._log.head:,} bytes and the latest are kept)"
+            )
+        if self._pump is not None and self._pump.lost:
+            self.note(f"{self._pump.lost:,} bytes of the agent's output could not be written")
         if usage is not None and usage.tail.cut:
             self.note(
                 f"{usage.tail.cut:,} bytes of over-long output lines were not read "

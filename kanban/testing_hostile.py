@@ -13,6 +13,8 @@ report, and exits. Profiles run them as `{python} -m kanban.testing_hostile NAME
                             each touches MARKERS/<what> when it runs outside the agent
     escape REPORT           leave children by setsid, a new process group, a double fork, nohup
     escape-and-hang REPORT  the same, then hang (for killing its supervisor)
+    vanish REPORT TAG       a double fork into a new session with an empty environment
+                            (env -i: no KANBAN_RUN_MARK), its argv tagged TAG, then hang
     escapes REPORT          print terminal escape sequences, block with some in the reason
     sandboxed REPORT BOARD  inside bubblewrap: look for the board, its logs, other worktrees,
                             write a hook, commit, reach the network
@@ -238,6 +240,22 @@ def escape_and_hang(report: Path) -> dict[str, Any]:
         time.sleep(3600)
 
 
+def vanish(report: Path, tag: str) -> dict[str, Any]:
+    """Leave a process nothing of the run names: its own session, no environment at all, its
+    parent gone. Only its argv (TAG) says what it is, for the test to look for it."""
+    first = os.fork()
+    if first == 0:
+        os.setsid()
+        if os.fork() == 0:
+            argv = [sys.executable, "-c", "import time; time.sleep(300)", tag]
+            os.execve(argv[0], argv, {})  # noqa: S606  # a fixed argv, no card text
+        os._exit(0)
+    os.waitpid(first, 0)
+    report.write_text(json.dumps({"tag": tag}))
+    while True:
+        time.sleep(3600)
+
+
 def escapes() -> dict[str, Any]:
     print("\x1b]0;owned\x07\x1b[2J\x1b[31mred text\x1b[0m \x1b]8;;http://x\x1b\\link", flush=True)
     done = _kanban("block", "--reason", "\x1b[2Jcleared \x1b]0;title\x07 and \x9b31m C1")
@@ -307,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         found = escape()
     elif name == "escape-and-hang":
         found = escape_and_hang(report)
+    elif name == "vanish":
+        found = vanish(report, extra)
     elif name == "escapes":
         found = escapes()
     elif name == "sandboxed":

@@ -1,8 +1,8 @@
 """Watching a running agent: its process, and its output as it lands in the run's log.
 
-The agent writes stdout and stderr straight into the log file (so its output survives the
-supervisor), and the watcher tails that file. Each new line is fed to the profile's output
-reader; the watcher ends the watch when
+The agent's stdout and stderr reach the log through the supervisor's pump (kanban.agentlog,
+which keeps the file bounded), and the watcher tails that log. Each new line is fed to the
+profile's output reader; the watcher ends the watch when
 
 - the agent exits (`exited`),
 - the run passes its timeout (`timeout`),
@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
-from kanban import api, errors, outcomes, outputs, profiles
+from kanban import agentlog, api, errors, outcomes, outputs, profiles
 
 logger = logging.getLogger(__name__)
 
@@ -48,29 +48,57 @@ class LogTail:
     """
 
     def __init__(
-        self, path: Path, start: int, *, chunk: int = 1 << 20, max_line: int = 256 << 10
+        self,
+        path: Path,
+        start: int,
+        *,
+        chunk: int = 1 << 20,
+        max_line: int = 256 << 10,
+        log: agentlog.AgentLog | None = None,
     ) -> None:
         self.path = path
+        self.log = log  # a bounded log: read by its logical offsets (its cuts skipped)
         self.offset = start
         self.partial = b""
         self.chunk = chunk
         self.max_line = max_line
         self.cut = 0  # bytes of over-long lines not kept
+        self.skipped = 0  # bytes cut from the bounded log before they were read
+        self._resync = False  # after a skip: drop the rest of the broken line
         self.caught_up = False
 
-    def lines(self) -> list[str]:
-        """The complete lines of the next chunk (`caught_up` says whether it reached the end)."""
+    def _next_chunk(self) -> bytes | None:
+        if self.log is not None:
+            chunk, self.offset, skipped = self.log.read(self.offset, self.chunk)
+            if skipped:
+                self.skipped += skipped + len(self.partial)
+                self.partial, self._resync = b"", True
+            self.caught_up = self.offset >= self.log.written
+            return chunk
         try:
             with self.path.open("rb") as fh:
                 fh.seek(self.offset)
                 chunk = fh.read(self.chunk)
         except OSError:
             self.caught_up = True
-            return []
+            return None
         self.caught_up = len(chunk) < self.chunk
         self.offset += len(chunk)
+        return chunk
+
+    def lines(self) -> list[str]:
+        """The complete lines of the next chunk (`caught_up` says whether it reached the end)."""
+        chunk = self._next_chunk()
+        if chunk is None:
+            return []
         data = self.partial + chunk
         *complete, self.partial = data.split(b"\n")
+        if self._resync and complete:  # the first piece after a cut is a broken line
+            self.skipped += len(complete.pop(0))
+            self._resync = False
+        elif self._resync:
+            self.skipped += len(self.partial)
+            self.partial = b""
         self.partial = self._keep(self.partial)
         return [self._keep(line).decode(errors="replace") for line in complete]
 
@@ -111,11 +139,14 @@ class Watcher:
         lease_lost: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
         model: str | None = None,
+        log: agentlog.AgentLog | None = None,
+        pump: agentlog.Pump | None = None,
     ) -> None:
         self.agent = agent
         self.profile = profile
         self.model = model  # the card's model: its prices, where the profile gives them
-        self.tail = LogTail(log_path, start_offset)
+        self.tail = LogTail(log_path, start_offset, log=log)
+        self.pump = pump  # the agent's output pipe into `log`
         self.start_offset = start_offset  # where this agent's output begins in the log
         self.reader = outputs.reader(profile.output)
         self.timeout = timeout
@@ -189,6 +220,8 @@ class Watcher:
     def finish(self) -> None:
         """After the agent is gone: read what is left, including a last unfinished line
         (chunk by chunk, so a flood of output is never held at once)."""
+        if self.pump is not None:
+            self.pump.drain()
         self.feed(self.tail.lines())
         while not self.tail.caught_up:
             self.feed(self.tail.lines())

@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from kanban import api, board, clock, planning, processes, snapshots, views
+from kanban import api, board, clock, processes, views
 from kanban.models import runs
 from kanban.states import CardStatus
 
@@ -17,8 +17,12 @@ S = CardStatus
 DISPATCHER_SLACK = 3.0  # a dispatcher is down when silent for 3 intervals (and 30 s)
 
 
-def dispatcher_liveness(b: api.Board, now: dt.datetime) -> tuple[bool, str]:
-    rows = b.tx.read(board.list_dispatchers)
+def dispatcher_liveness(
+    b: api.Board, now: dt.datetime, *, rows: list[dict[str, Any]] | None = None
+) -> tuple[bool, str]:
+    """(alive, the sentence saying so); `rows` from `board.list_dispatchers` when the caller
+    has read them already."""
+    rows = b.tx.read(board.list_dispatchers) if rows is None else rows
     host = b.settings.host_id
     alive = [
         r
@@ -91,6 +95,9 @@ def explain(b: api.Board, card_id: int, *, max_workers: int | None = None) -> li
     if not alive:
         reasons.append(liveness)
     # The tick's own read and decision (kanban.snapshots, planning.plan), never a second one.
+    # Imported here: `kanban status` uses this module's liveness checks, not the tick's read.
+    from kanban import planning, snapshots
+
     snap = snapshots.read(
         b.tx, b.settings, max_workers=max_workers or _live_max_workers(b), now=now
     )
@@ -98,12 +105,14 @@ def explain(b: api.Board, card_id: int, *, max_workers: int | None = None) -> li
     if not seen:  # the tick does not read it: say why from the plan it would make with it
         snap = dataclasses.replace(snap, candidates=[*snap.candidates, card])
     plan = planning.plan(snap)
+    # The claim skips a card while an earlier run's agent may be alive, whatever else holds it.
+    held = _unreleased(b, card.id, now) if not seen else None
     if card.id in plan.waiting:
         reasons.append(plan.waiting[card.id])
-    elif not seen and not reasons and (run := _unreleased(b, card.id, now)) is not None:
+    if held is not None:
         reasons.append(
-            f"an earlier run's agent may still be alive: run {run.id} ({run.outcome}) on "
-            f"{run.host} is not yet confirmed gone; it starts once that run is released"
+            f"an earlier run's agent may still be alive: run {held.id} ({held.outcome}) on "
+            f"{held.host} is not yet confirmed gone; it starts once that run is released"
         )
     elif not seen and not reasons:
         reasons.append(
@@ -193,12 +202,14 @@ def _not_ready(detail: views.CardDetail, now: dt.datetime) -> list[str]:
     return [f"it is {card.status}" + (f" ({card.reason})" if card.reason else "")]
 
 
-def clock_warnings(b: api.Board, now: dt.datetime) -> list[str]:
+def clock_warnings(
+    b: api.Board, now: dt.datetime, *, rows: list[dict[str, Any]] | None = None
+) -> list[str]:
     """One line per live dispatcher whose own clock is more than `clock.SKEW_WARN` seconds
     from the database's. Leases use the database's clock, so this is harmless for them, but
     the host's logs, cron fires in local time and its agents' tools see the wrong time."""
     warnings = []
-    for row in b.tx.read(board.list_dispatchers):
+    for row in b.tx.read(board.list_dispatchers) if rows is None else rows:
         raw = row.get("clock_offset_s")
         offset = None if raw is None else float(str(raw))
         if row["stopped_at"] is not None or offset is None or abs(offset) <= clock.SKEW_WARN:

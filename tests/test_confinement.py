@@ -396,3 +396,87 @@ def test_a_killed_supervisors_escaped_children_are_stopped_by_the_dispatcher(
             from kanban.testing import kill_run_processes
 
             kill_run_processes(b)
+
+
+def _tagged(tag: str) -> list[int]:
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if tag in (proc.info.get("cmdline") or []):
+            found.append(proc.info["pid"])
+    return found
+
+
+def _vanish_then_kill_the_supervisor(
+    repo: Path, tmp_path: Path, *, no_dispatcher: bool = False, **keys: str
+) -> None:
+    """The agent leaves a process with its own session and an empty environment (no run
+    mark), then its supervisor is SIGKILLed: that process must still be stopped. With
+    `no_dispatcher`, the dispatcher is stopped first: nothing but the sandbox can do it."""
+    import signal
+    import uuid
+
+    tag = f"kanban-vanish-{uuid.uuid4().hex}"
+    hostile(repo, "vanish", Path("-"), tag, **keys)
+    with board_in(repo) as b:
+        card = b.add("vanish, then lose the supervisor", profile="hostile-vanish", max_attempts=1)
+    loop = kanban_process(repo, "dispatch", stdout=subprocess.DEVNULL)
+    try:
+        with board_in(repo) as b:
+            run = wait_for(
+                lambda: next((r for r in b.runs(card.id) if r.supervisor_pid), None),
+                timeout=60,
+                what="the supervisor to check in",
+            )
+            report = b.settings.state_dir / "runs" / str(run.id) / "hostile.json"
+            wait_for(report.exists, timeout=60, what="the agent to leave its process")
+            assert _tagged(tag), "the escaped process runs"
+            if no_dispatcher:
+                loop.send_signal(signal.SIGTERM)  # it leaves running supervisors alone
+                loop.wait(timeout=60)
+                assert _tagged(tag), "the escaped process outlives the dispatcher"
+            os.kill(run.supervisor_pid, signal.SIGKILL)
+            wait_for(
+                lambda: not _tagged(tag),
+                timeout=60,
+                what=f"the process that cleared its environment ({tag}) to be stopped",
+            )
+            if no_dispatcher:
+                return
+            wait_for(
+                lambda: b.runs(card.id)[0].outcome is not None,
+                timeout=60,
+                what="the dispatcher to close the run",
+            )
+    finally:
+        loop.send_signal(signal.SIGTERM)
+        loop.wait(timeout=60)
+        for pid in _tagged(tag):
+            os.kill(pid, signal.SIGKILL)
+        with board_in(repo) as b:
+            from kanban.testing import kill_run_processes
+
+            kill_run_processes(b)
+
+
+def test_an_escape_with_a_cleared_environment_dies_when_its_supervisor_is_killed(
+    repo: Path, tmp_path: Path
+) -> None:
+    """Supervisors forked by the fork server (the default): it is a child subreaper, so the
+    orphans of a SIGKILLed supervisor come to it, and it stops them."""
+    _vanish_then_kill_the_supervisor(repo, tmp_path)
+
+
+@needs_bwrap
+def test_a_sandboxed_escape_dies_with_its_sandbox_when_its_supervisor_is_killed(
+    repo: Path, tmp_path: Path
+) -> None:
+    """bwrap --die-with-parent --unshare-pid: the supervisor's death kills bwrap, and with
+    the sandbox's pid 1 every process inside, whatever its session or environment. No
+    dispatcher is left to settle the run and no fork server to adopt the orphans (a
+    fresh-Python supervisor): the sandbox alone does it."""
+    with board_in(repo) as b:
+        config = b.settings.state_dir / "config.toml"
+    config.write_text((config.read_text() if config.exists() else "") + "fork_server = false\n")
+    _vanish_then_kill_the_supervisor(repo, tmp_path, no_dispatcher=True, sandbox='"bwrap"')

@@ -225,19 +225,27 @@ max_attempts = 1
 
 
 def _hanging_hook(repo: Path) -> Path:
-    """A checkout that hangs: kanban's git runs no hooks (docs/security.md), so the hang is
-    a smudge filter of the repository's own (what a slow LFS or crypt filter does)."""
+    """A checkout that hangs: kanban's git runs no hooks and none of the repository's own
+    filters (docs/security.md), so the hang is a smudge filter of the user's global config
+    (what a slow LFS or crypt filter installed with `--global` does), in the HOME that
+    `_dispatcher(..., HOME=str(_home(repo)))` gives the dispatcher."""
     marker = repo.parent / "hook-pids"
     filter_script = repo.parent / "slow-filter"
     filter_script.write_text(f"#!/bin/sh\necho $$ >> {marker}\nexec sleep 600\n")
     filter_script.chmod(0o755)
-    git(repo, "config", "filter.slow.smudge", str(filter_script))
-    git(repo, "config", "filter.slow.clean", "cat")
+    _home(repo).mkdir(exist_ok=True)
+    (_home(repo) / ".gitconfig").write_text(
+        f'[filter "slow"]\n\tsmudge = "{filter_script}"\n\tclean = cat\n'
+    )
     (repo / ".gitattributes").write_text("*.slow filter=slow\n")
     (repo / "data.slow").write_text("checked out through the filter\n")
     git(repo, "add", ".gitattributes", "data.slow")
     git(repo, "commit", "-q", "-m", "a file behind a smudge filter")
     return marker
+
+
+def _home(repo: Path) -> Path:
+    return repo.parent / "home"
 
 
 def _alive(pid: int) -> bool:
@@ -255,7 +263,7 @@ def test_cancel_reaches_a_card_stuck_starting_on_a_hanging_git_hook(
     write_profile(repo, "hooked", HOOKED)
     marker = _hanging_hook(repo)
     card = b.add("hangs in checkout", profile="hooked")
-    _dispatcher(repo, procs)
+    _dispatcher(repo, procs, HOME=str(_home(repo)))
     wait_for(lambda: marker.exists() and marker.read_text().strip(), what="the hook to hang")
     hook_pid = int(marker.read_text().split()[0])
     b.cancel(card.id)
@@ -276,7 +284,7 @@ def test_worktree_preparation_has_a_time_limit(
     write_profile(repo, "hooked", HOOKED)
     marker = _hanging_hook(repo)
     card = b.add("hangs in checkout", profile="hooked")
-    _dispatcher(repo, procs, KANBAN_PREP_TIMEOUT="2s")
+    _dispatcher(repo, procs, KANBAN_PREP_TIMEOUT="2s", HOME=str(_home(repo)))
     wait_for(lambda: b.get(card.id).status == "blocked", timeout=60, what="the card to block")
     (run,) = b.runs(card.id)
     assert run.outcome == "spawn_failed"

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 import pytest
 from starlette.testclient import TestClient
 
@@ -277,6 +280,31 @@ def test_the_feed_cursor_delivers_late_commits_and_never_twice() -> None:
     assert cursor.floor() == 14
     cursor.fresh([], now=2.0 + feed.HOLE_WAIT)  # a rolled-back id is given up after a while
     assert cursor.floor() == 16
+
+
+def test_one_watcher_wakes_every_open_stream_when_the_board_changes(board: kanban.Board) -> None:
+    """The streams wait on the pulse instead of reading the events table on a timer."""
+    pulse = feed.Pulse(board, poll=0.05)
+
+    async def two_streams() -> None:
+        pulse.join()
+        pulse.join()
+        watcher = pulse.thread
+        changed = pulse.changed()
+        with anyio.fail_after(60):
+            while not changed.is_set():  # a change before the watcher's first look is missed
+                await anyio.to_thread.run_sync(lambda: board.add("wake the streams"))
+                with anyio.move_on_after(0.5):
+                    await changed.wait()
+        assert pulse.thread is watcher and pulse.changed() is not changed  # one watcher, re-armed
+        pulse.leave()
+        pulse.leave()
+
+    anyio.run(two_streams)
+    deadline = time.monotonic() + 60
+    while pulse.thread is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pulse.thread is None  # it stops once no stream is open
 
 
 def test_the_feed_reads_every_card_in_order(board: kanban.Board) -> None:

@@ -168,3 +168,38 @@ def test_the_board_wide_limit(repo: Path, repo_db: str) -> None:
         second = b.add("second", profile="shell")
         b.claim()
         assert "the board-wide limit of 1 running cards is reached" in _reasons(b, second.id)
+
+
+def test_an_ended_run_not_yet_released_holds_the_card(board: kanban.Board) -> None:
+    """Cancelled then retried while its agent may still run: `why` says the card waits for
+    the earlier run to be released, as the claim does; once released, nothing holds it."""
+    from kanban.board import releases
+
+    card = board.add("again", profile="demo")
+    claim = board.claim(card_id=card.id)
+    assert claim is not None
+    board.tx.write(  # the supervisor checked in: an agent may be alive from here on
+        lambda c: verbs.record_start(
+            c,
+            card_id=card.id,
+            token=claim.token,
+            now=clock.now(),
+            supervisor_pid=1,
+            supervisor_started=1.0,
+        )
+    )
+    board.cancel(card.id)
+    board.retry(card.id)
+    reasons = _reasons(board, card.id)
+    assert reasons.startswith(
+        f"an earlier run's agent may still be alive: run {claim.run_id} (cancelled) on "
+        f"{board.settings.host_id} is not yet confirmed gone; it starts once that run is released"
+    ), reasons
+    assert "next tick claims it" not in reasons
+    _dispatcher_alive(board, ago=3600)  # other reasons do not hide it
+    assert "is not yet confirmed gone" in _reasons(board, card.id)
+    _dispatcher_alive(board)
+    assert board.tx.write(
+        lambda c: releases.release_run(c, run_id=claim.run_id, now=clock.now(), how="test")
+    )
+    assert _reasons(board, card.id) == "nothing holds it back: the next tick claims it"

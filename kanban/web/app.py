@@ -25,7 +25,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kanban import api, errors, termtext, views
-from kanban.web import security
+from kanban.web import feed, security
 
 HERE = Path(__file__).parent
 MAX_BODY = 2 * 1024 * 1024  # bytes; the board's own limits (1,000,000 characters) apply inside
@@ -57,7 +57,8 @@ class Web:
     board: api.Board
     access: security.Access
     templates: Environment
-    poll: float = 0.1  # seconds between reads of the events table by a live stream
+    pulse: feed.Pulse  # wakes the live streams when the board changed
+    poll: float = 0.1  # PostgreSQL: seconds between looks for new events
 
 
 def web_of(request: Request) -> Web:
@@ -247,7 +248,9 @@ def create_app(board: api.Board, *, access: security.Access | None = None) -> St
             HTTPException: _on_http,  # type: ignore[dict-item]
         },
     )
-    app.state.web = Web(board=board, access=access, templates=templates)
+    app.state.web = Web(
+        board=board, access=access, templates=templates, pulse=feed.Pulse(board, poll=0.1)
+    )
     app.add_middleware(Guard, access=access)
     return app
 

@@ -175,7 +175,7 @@ async def schedule_action(request: Request) -> Response:
 
 async def events(request: Request) -> Response:
     web = web_of(request)
-    return feed.response(request, web.board, poll=web.poll)
+    return feed.response(request, web.board, pulse=web.pulse, poll=web.poll)
 
 
 async def describe(request: Request) -> Response:
