@@ -12,9 +12,11 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kanban import api, board, clock, errors, fsutil, goals, retrying, schedules, views
+
+T = TypeVar("T")
 
 STEPS = ("reap", "reclaim", "timeouts", "promote", "schedules", "goals", "claim")
 
@@ -150,8 +152,10 @@ class BoardIdentity:
             inode = (st.st_dev, st.st_ino)
         return cls(board_id=board_.tx.read(board.releases.board_id), path=path, inode=inode)
 
-    def check(self, board_: api.Board) -> None:
-        """Raise BoardGone when the board was deleted or replaced since we started."""
+    def check(self, board_: api.Board, read: Callable[[Any], T] | None = None) -> T | None:
+        """Raise BoardGone when the board was deleted or replaced since we started. `read`
+        runs in the same read transaction, after the board's id (one round trip less for
+        the tick's first reads); its result is returned."""
         if self.path is not None:
             try:
                 st = self.path.stat()
@@ -159,14 +163,22 @@ class BoardIdentity:
                 raise self._gone("was deleted") from None
             if (st.st_dev, st.st_ino) != self.inode:
                 raise self._gone("was replaced by another file")
+        found: list[str] = []
+
+        def both(conn: Any) -> T | None:
+            found.clear()  # a retried attempt starts again
+            found.append(board.releases.board_id(conn))
+            return read(conn) if read is not None and found[0] == self.board_id else None
+
         try:
-            now_id = board_.tx.read(board.releases.board_id)
+            result = board_.tx.read(both)
         except (errors.SchemaError, errors.DatabaseError) as exc:
-            if retrying.is_transient_db_error(exc):
-                raise  # the database is away for a moment: the next tick looks again
+            if retrying.is_transient_db_error(exc) or found:
+                raise  # away for a moment (the next tick looks again), or `read` failed
             raise self._gone("no longer holds a board") from None
-        if now_id != self.board_id:
-            raise self._gone(f"is now another board ({now_id})")
+        if found[0] != self.board_id:
+            raise self._gone(f"is now another board ({found[0]})")
+        return result
 
     def _gone(self, what: str) -> errors.BoardGone:
         where = self.path or "the board's database"
