@@ -241,10 +241,15 @@ class Dispatcher:
         name: str | None = None,
         at: cron.At | None = None,
         hooks: Mapping[str, TickHook] | None = None,
+        now: Callable[[], dt.datetime] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """`at` evaluates schedules as of that time (`dispatch --once --at`); `hooks` are
-        extra steps after the standard ones (schedules and goals are standard steps)."""
+        extra steps after the standard ones (schedules and goals are standard steps). `now`
+        and `monotonic` are the clocks of the tick and the loop (tests inject them)."""
         self.board = board_
+        self.now = now or clock.now
+        self.monotonic = monotonic
         self.at = at
         self.settings = board_.settings
         self.max_workers = max_workers or self.settings.max_workers
@@ -270,7 +275,7 @@ class Dispatcher:
     def tick(self, now: dt.datetime | None = None) -> TickReport:
         with self.lock.hold():
             self.identity.check(self.board)
-            return self._tick(now or clock.now())
+            return self._tick(now or self.now())
 
     def _tick(self, now: dt.datetime) -> TickReport:
         t0 = time.perf_counter()
@@ -456,11 +461,11 @@ class Dispatcher:
     def _promote(self, now: dt.datetime, report: TickReport) -> None:
         if (
             self._last_full_promote is not None
-            and time.monotonic() - self._last_full_promote < FULL_PROMOTE_EVERY
+            and self.monotonic() - self._last_full_promote < FULL_PROMOTE_EVERY
         ):
             return
         report.promoted = self.board.tx.write(lambda c: board.promote(c, now=now))
-        self._last_full_promote = time.monotonic()
+        self._last_full_promote = self.monotonic()
 
     def snapshot(self, now: dt.datetime) -> planning.Snapshot:
         """What the planner sees: the same read `kanban why` makes (kanban.snapshots)."""
@@ -538,7 +543,7 @@ class Dispatcher:
                 card_id=claim.card_id,
                 token=claim.token,
                 result=views.RunResult(RunOutcome.SPAWN_FAILED, error=error),
-                now=clock.now(),
+                now=self.now(),
                 backoff=self.board.backoff,
                 actor=f"dispatcher:{self.name}",
             )
@@ -608,7 +613,7 @@ class Dispatcher:
             return  # whatever is at the board's path now is not our board: write nothing
         with contextlib.suppress(errors.KanbanError):
             self.board.tx.write(
-                lambda c: board.dispatchers.stopped(c, name=self.name, now=clock.now())
+                lambda c: board.dispatchers.stopped(c, name=self.name, now=self.now())
             )
 
     # ------------------------------------------------------------------ the loop
@@ -715,7 +720,7 @@ class _Loop:
 
     def check_timer(self) -> None:
         due = self._due
-        if due is not None and clock.now() >= due:
+        if due is not None and self.dispatcher.now() >= due:
             self._due = None
             self.request()
 

@@ -41,6 +41,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -98,8 +99,7 @@ class ForkSpawner:
 
     def __init__(self, *, fallback: processes.Spawner | None = None) -> None:
         self.fallback = fallback or processes.RealSpawner()
-        self._server: subprocess.Popen[bytes] | None = None
-        self._sock: socket.socket | None = None
+        self._held: dict[str, Any] = {}  # the server and its socket, for the finalizer
         self._buffer = b""
         self._ready = False
         self._failures = 0
@@ -107,6 +107,25 @@ class ForkSpawner:
         self._lock = threading.Lock()
         self.forked = 0  # supervisors started by the fork server
         self.fresh = 0  # and by the fallback
+        # A spawner dropped without close() (a Dispatcher that never ran its loop) still lets
+        # its fork server go and reaps it.
+        weakref.finalize(self, ForkSpawner._drop_now, self._held)
+
+    @property
+    def _server(self) -> subprocess.Popen[bytes] | None:
+        return cast("subprocess.Popen[bytes] | None", self._held.get("server"))
+
+    @_server.setter
+    def _server(self, server: subprocess.Popen[bytes] | None) -> None:
+        self._held["server"] = server
+
+    @property
+    def _sock(self) -> socket.socket | None:
+        return cast("socket.socket | None", self._held.get("sock"))
+
+    @_sock.setter
+    def _sock(self, sock: socket.socket | None) -> None:
+        self._held["sock"] = sock
 
     @property
     def server_pid(self) -> int | None:
@@ -126,6 +145,9 @@ class ForkSpawner:
     ) -> subprocess.Popen[bytes]:
         """Fork the supervisor `argv` (`python -m kanban.supervisor ARGS`) with `env` (its
         KANBAN_TOKEN and KANBAN_DB go in the request, not in any environment)."""
+        if self._failures >= GIVE_UP_AFTER:  # said once, in _failed
+            self.fresh += 1
+            return self.fallback.start(argv, cwd=cwd, env=env, log=log)
         try:
             with self._lock:
                 child = self._fork(list(argv), cwd=cwd, env=env, log=log)
@@ -184,8 +206,6 @@ class ForkSpawner:
         logger.debug("fork server %s starting", self._server.pid)
 
     def _fork(self, argv: list[str], *, cwd: Path, env: Mapping[str, str], log: Path) -> Forked:
-        if self._failures >= GIVE_UP_AFTER:
-            raise ForkServerError("the fork server failed too often; starting supervisors afresh")
         if not (len(argv) > 2 and argv[1:3] == ["-m", SUPERVISOR]):
             raise ValueError(f"the fork server starts supervisors only, not {argv[:3]}")
         if self._sock is None:
@@ -243,20 +263,28 @@ class ForkSpawner:
     def _failed(self, why: str) -> None:
         self._failures += 1
         logger.warning("%s; this supervisor starts as a fresh Python", why)
+        if self._failures >= GIVE_UP_AFTER:
+            logger.error(
+                "the fork server failed %d times: supervisors start as fresh Pythons from now on",
+                self._failures,
+            )
         self._drop()
 
     def _drop(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-        if self._server is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._server.wait(timeout=2)
-            if self._server.poll() is None:
-                self._server.kill()  # it is never a supervisor: nothing of a run dies with it
-                self._server.wait()
-            self._server = None
+        ForkSpawner._drop_now(self._held)
         self._ready = False
+
+    @staticmethod
+    def _drop_now(held: dict[str, Any]) -> None:
+        sock, server = held.pop("sock", None), held.pop("server", None)
+        if sock is not None:
+            sock.close()  # the fork server exits when it sees the socket close
+        if server is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.wait(timeout=2)
+            if server.poll() is None:
+                server.kill()  # it is never a supervisor: nothing of a run dies with it
+                server.wait()
 
 
 # ---------------------------------------------------------------------- the fork server

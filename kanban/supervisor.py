@@ -42,6 +42,7 @@ from kanban import (
     liveness,
     outcomes,
     outputs,
+    ports,
     processes,
     profiles,
     prompt,
@@ -127,10 +128,21 @@ class Supervisor:
     _model: str | None = None  # the card's model for this run
     own_process: bool = False  # a process of its own (not a test's thread): subreaper, reaps
     _channel: channel.Server | None = None
-    space: RunWorkspace = dataclasses.field(init=False)
+    # The ports (kanban.ports): how the agent is started and stopped, where it works, and
+    # the clock its watcher and heartbeat keep time by. Tests give kanban.testing's fakes.
+    runner: ports.AgentRunner = dataclasses.field(default_factory=ports.RealRunner)
+    workspaces: ports.WorkspacePort | None = None  # default: git worktrees (RunWorkspace)
+    clock: Callable[[], float] = time.monotonic
+    space: ports.WorkspacePort = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
-        self.space = RunWorkspace(self.config, self.card_id, self.run_id, note=self.note)
+        self.space = self.workspaces or RunWorkspace(
+            self.config, self.card_id, self.run_id, note=self.note
+        )
+
+    @property
+    def heartbeat(self) -> watching.Heartbeat | None:
+        return self._beat
 
     @property
     def config(self) -> settings.Settings:
@@ -159,6 +171,7 @@ class Supervisor:
             self.token,
             self.config.heartbeat_interval,
             ttl=self.config.lease_ttl,
+            clock=self.clock,
         )
         self._beat.start()
         try:
@@ -177,7 +190,7 @@ class Supervisor:
 
     def _release(self) -> None:
         """Our agent is gone (or never started): the card's next run may start."""
-        if self._agent is not None and not processes.kill_group(self._agent, grace=1.0):
+        if self._agent is not None and not self.runner.stop(self._agent, grace=1.0):
             self.note(f"agent group {self._agent.pid} would not stop; the run is not released")
             return
         with contextlib.suppress(errors.KanbanError):
@@ -375,12 +388,12 @@ class Supervisor:
             self._pump = None
         self._phase("spawning")
         try:
-            agent = processes.spawn(
+            started = self.runner.start(
                 argv,
                 cwd=workspace.path,
                 env=self._env,
-                stdout=subprocess.PIPE,  # pumped into the bounded log (kanban.agentlog)
-                stdin=subprocess.PIPE if profile.prompt == "stdin" else subprocess.DEVNULL,
+                stdin=text.encode() if profile.prompt == "stdin" else None,
+                log=self._log,
             )
         except errors.SpawnError as exc:
             message = f"{exc.message} (profile {profile.name}; install it or fix `command`)"
@@ -388,15 +401,7 @@ class Supervisor:
             return self.finish(
                 outcome, error=error, spends_attempt=spends, log_path=log_path, workspace=workspace
             )
-        assert agent.stdout is not None
-        self._pump = agentlog.Pump(os.dup(agent.stdout.fileno()), self._log)
-        agent.stdout.close()
-        self._pump.start()
-        if profile.prompt == "stdin" and agent.stdin is not None:
-            with contextlib.suppress(BrokenPipeError):
-                agent.stdin.write(text.encode())
-                agent.stdin.close()
-        identity = processes.Identity.of(agent.pid)
+        agent, identity, self._pump = started.process, started.identity, started.pump
         self._agent = identity
         self._phase("spawned")  # the agent runs and is not recorded yet
         try:
@@ -422,7 +427,7 @@ class Supervisor:
 
     def watch(
         self,
-        agent: subprocess.Popen[bytes],
+        agent: ports.AgentProcess,
         identity: processes.Identity,
         *,
         profile: profiles.Profile,
@@ -443,6 +448,7 @@ class Supervisor:
             caps=caps or [],
             stopping=self.stopping,
             lease_lost=self._beat.lost,
+            clock=self.clock,
             model=self._model,
             log=self._log,
             pump=self._pump,
@@ -529,7 +535,7 @@ class Supervisor:
 
     def lease_lost(
         self,
-        agent: subprocess.Popen[bytes],
+        agent: ports.AgentProcess,
         identity: processes.Identity,
         workspace: Workspace,
         watcher: watching.Watcher | None = None,
@@ -539,11 +545,11 @@ class Supervisor:
         if outcome in ("done", "blocked", "failed"):
             self.note(f"the agent reported {outcome}; waiting for it to exit")
             try:
-                agent.wait(timeout=AGENT_REPORT_GRACE)
+                code = agent.wait(timeout=AGENT_REPORT_GRACE)
             except subprocess.TimeoutExpired:
                 self._stop_agent(identity)
-                agent.wait()
-            self.note(f"agent {processes.exit_description(agent.returncode)}")
+                code = agent.wait()
+            self.note(f"agent {processes.exit_description(code)}")
             # Whatever the agent left running goes with it.
             self._stop_agent(identity, grace=1.0)
             if watcher is not None:
@@ -567,7 +573,7 @@ class Supervisor:
 
     def unreachable(
         self,
-        agent: subprocess.Popen[bytes],
+        agent: ports.AgentProcess,
         identity: processes.Identity,
         workspace: Workspace,
         watcher: watching.Watcher,
@@ -579,7 +585,7 @@ class Supervisor:
         recorded when the board answers again (refused if the card was taken meanwhile)."""
         ttl = clock.human(self.config.lease_ttl)
         self.note(f"no heartbeat reached the board for {ttl}: stopping the agent")
-        processes.kill_group(identity)
+        self.runner.stop(identity)
         agent.wait()
         watcher.finish()
         return self.finish(
@@ -774,7 +780,7 @@ class Supervisor:
 
     def _stop_agent(self, identity: processes.Identity, *, grace: float = 5.0) -> None:
         """The agent's process group, then (own process) every descendant left anywhere."""
-        processes.kill_group(identity, grace=grace)
+        self.runner.stop(identity, grace=grace)
         if self.own_process:
             left = confine.stop_descendants(grace=grace, keep=(identity.pid,))
             if left:

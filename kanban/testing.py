@@ -12,9 +12,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from kanban.fakes import FakeAgent, FakeClock, FakeRunner, FakeWorkspaces
 from kanban.scripted_model import ScriptedModel, point_agent
 
-__all__ = ["ScriptedModel", "point_agent"]  # and every name below, for tests
+__all__ = [
+    "FakeAgent",
+    "FakeClock",
+    "FakeRunner",
+    "FakeWorkspaces",
+    "ScriptedModel",
+    "point_agent",
+]  # and every name below, for tests
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "kanban tests",

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
-from kanban import agentlog, api, errors, outcomes, outputs, profiles
+from kanban import agentlog, api, errors, outcomes, outputs, ports, profiles
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class Ended:
 class Watcher:
     def __init__(
         self,
-        agent: subprocess.Popen[bytes],
+        agent: ports.AgentProcess,
         *,
         profile: profiles.Profile,
         log_path: Path,

@@ -74,12 +74,20 @@ class Pool:
         with self._lock():
             if len(self.pooled()) >= self.limit:
                 return False
-            if self.trees.worktrees_all().get(path.absolute()) is None:
+            branch = self.trees.worktrees_all().get(path.absolute())
+            if branch is None:
                 return False  # detached or unknown: its commits may be on no branch
             self.dir.mkdir(parents=True, exist_ok=True)
             slot = self.dir / f"tree-{time.time_ns()}"
+            while slot.exists():  # `worktree move` into a directory would nest the tree in it
+                slot = slot.with_name(f"{slot.name}-")
             self.trees.command("checkout", "-q", "--detach", cwd=path)  # the branch is free again
-            self.trees.command("worktree", "move", str(path), str(slot))
+            try:
+                self.trees.command("worktree", "move", str(path), str(slot))
+            except errors.WorktreeError:
+                # Not movable (git refuses some trees): leave it as it was, on its branch.
+                self.trees.command("checkout", "-q", branch, cwd=path)
+                return False
         logger.info("pooled %s as %s", path, slot)
         return True
 

@@ -4,6 +4,7 @@ with nothing of the dispatcher's environment in theirs."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -156,3 +157,13 @@ def test_a_forked_supervisor_that_fails_says_so_with_its_exit_code(
         assert "--card: invalid int value" in log.read_text()
     finally:
         spawner.close()
+
+
+def test_a_spawner_dropped_without_close_lets_its_fork_server_go(tmp_path: Path) -> None:
+    spawner = forkserver.ForkSpawner()
+    spawner.warm(cwd=tmp_path, log=tmp_path / "supervisors.log")
+    server = spawner.server_pid
+    assert server is not None and pid_alive(server)
+    del spawner
+    gc.collect()
+    assert not pid_alive(server)  # closed, waited for (or killed), and reaped

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kanban import maintenance, worktree_pool, worktrees
+from kanban import errors, maintenance, worktree_pool, worktrees
 from kanban.testing import board_in, drain, git, write_profile
 
 
@@ -244,3 +244,36 @@ def test_a_card_sent_back_gets_a_pooled_tree_on_its_own_branch(big: Path, tmp_pa
     assert (mine / "secret.txt").read_text() == "the earlier card's own file\n"
     assert git(mine, "status", "--porcelain", "--ignored", "--untracked-files=all") == ""
     assert pool.pooled() == []
+
+
+def test_a_tree_git_will_not_move_stays_on_its_branch(
+    big: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trees, pool = _pooled(big, tmp_path / "wt")
+    path = trees.prepare(1, "stays", []).path
+    real = trees.command
+
+    def refusing(*args: str, cwd: Path | None = None) -> str:
+        if args[:2] == ("worktree", "move"):
+            raise errors.WorktreeError("git failed (worktree move): refused")
+        return real(*args, cwd=cwd)
+
+    monkeypatch.setattr(trees, "command", refusing)
+    assert not pool.put(path)
+    assert git(path, "rev-parse", "--abbrev-ref", "HEAD") == trees.names(1, "stays")[1]
+    assert trees.worktrees_all()[path] == trees.names(1, "stays")[1]
+
+
+def test_stray_directories_in_the_pool_are_neither_handed_out_nor_in_the_way(
+    big: Path, tmp_path: Path
+) -> None:
+    trees, pool = _pooled(big, tmp_path / "wt")
+    path = trees.prepare(1, "nested", []).path
+    pool.dir.mkdir(parents=True)
+    for n in range(3):  # not worktrees: never listed, never taken
+        (pool.dir / f"tree-{n}").mkdir()
+    assert pool.put(path)
+    (slot,) = pool.pooled()
+    assert slot.parent == pool.dir and (slot / "README.md").exists()
+    assert not trees.prepare(2, "next", []).pooled or not slot.exists()
+    assert all((pool.dir / f"tree-{n}").is_dir() for n in range(3))
