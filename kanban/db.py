@@ -42,6 +42,11 @@ CONNECT_TIMEOUT_S = 10
 # kanban's transactions do no work outside the database (no side effects under the lock), so
 # a live one is never idle this long; an ended one is retried whole like a lost connection.
 IDLE_IN_TRANSACTION_TIMEOUT_S = 10
+# A pooled PostgreSQL connection is pinged at checkout only when it sat unused this long: a
+# tick's transactions follow each other within milliseconds, and a ping before each was a
+# round trip in three (docs/performance.md). One that broke meanwhile fails its statement as
+# a lost connection, which every transaction retries whole on a fresh one.
+PING_AFTER_IDLE_S = 1.0
 _PG_MIGRATION_LOCK = 0x6B616E62  # "kanb": one upgrade at a time per PostgreSQL database
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -84,9 +89,7 @@ def create_engine(url: str, *, foreign_keys: bool = True) -> Engine:
             # A connect timeout, unless the URL sets one: an unreachable host must fail the
             # command (or a pod's start) in seconds, not after the system's TCP timeout.
             args = {} if "connect_timeout" in url else {"connect_timeout": CONNECT_TIMEOUT_S}
-            engine = sa.create_engine(
-                url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args=args
-            )
+            engine = sa.create_engine(url, pool_size=5, max_overflow=5, connect_args=args)
         except ImportError as exc:
             raise errors.DatabaseError(
                 f"PostgreSQL needs psycopg: pip install '{DISTRIBUTION}[postgres]' "
@@ -100,6 +103,21 @@ def create_engine(url: str, *, foreign_keys: bool = True) -> Engine:
             with dbapi_connection.cursor() as cur:
                 cur.execute(f"SET idle_in_transaction_session_timeout = {ms}")
             dbapi_connection.commit()
+
+        @event.listens_for(engine, "checkin")
+        def _on_pg_checkin(_dbapi_connection: Any, record: Any) -> None:
+            record.info["kanban_idle_since"] = time.monotonic()
+
+        @event.listens_for(engine, "checkout")
+        def _on_pg_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+            # pool_pre_ping, unless the connection was in use a moment ago.
+            since = record.info.get("kanban_idle_since")
+            if since is not None and time.monotonic() - since < PING_AFTER_IDLE_S:
+                return
+            try:
+                engine.dialect.do_ping(dbapi_connection)
+            except Exception as exc:
+                raise sa.exc.DisconnectionError(f"ping failed: {exc}") from exc
 
         return engine
     engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
@@ -162,6 +180,11 @@ def transaction(engine: Engine, *, write: bool = True) -> Iterator[Connection]:
     with engine.connect() as conn:
         if write:
             conn.execution_options(kanban_write=True)
+        elif not is_sqlite(conn):
+            # Reads run in autocommit on PostgreSQL: under READ COMMITTED every statement
+            # takes its own snapshot inside a transaction too, so BEGIN and COMMIT only cost
+            # two round trips per read (docs/performance.md).
+            conn.execution_options(isolation_level="AUTOCOMMIT")
         with conn.begin():
             if not is_sqlite(conn) and clock.board_clock.due():
                 sync_clock(conn)
@@ -181,9 +204,13 @@ class Transactions:
         self.engine = engine
         # The wake address is named after the board's URL as the settings spell it.
         self.url = url or engine.url.render_as_string(hide_password=False)
+        # Write transactions this process began through us: a reader that kept an earlier
+        # read knows from it whether that read may be stale (the dispatcher's tick).
+        self.writes = 0
 
     def write(self, fn: Callable[[Connection], T], *, wake_dispatcher: bool = False) -> T:
         def attempt() -> T:
+            self.writes += 1
             with transaction(self.engine, write=True) as conn:
                 result = fn(conn)
                 if wake_dispatcher:

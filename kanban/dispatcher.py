@@ -203,8 +203,10 @@ class BoardIdentity:
             inode = (st.st_dev, st.st_ino)
         return cls(board_id=board_.tx.read(board.releases.board_id), path=path, inode=inode)
 
-    def check(self, board_: api.Board) -> None:
-        """Raise BoardGone when the board was deleted or replaced since we started."""
+    def check(self, board_: api.Board, read: Callable[[Any], T] | None = None) -> T | None:
+        """Raise BoardGone when the board was deleted or replaced since we started. `read`
+        runs in the same read transaction, after the board's id (one round trip less for
+        the tick's first reads); its result is returned."""
         if self.path is not None:
             try:
                 st = self.path.stat()
@@ -212,14 +214,22 @@ class BoardIdentity:
                 raise self._gone("was deleted") from None
             if (st.st_dev, st.st_ino) != self.inode:
                 raise self._gone("was replaced by another file")
+        found: list[str] = []
+
+        def both(conn: Any) -> T | None:
+            found.clear()  # a retried attempt starts again
+            found.append(board.releases.board_id(conn))
+            return read(conn) if read is not None and found[0] == self.board_id else None
+
         try:
-            now_id = board_.tx.read(board.releases.board_id)
+            result = board_.tx.read(both)
         except (errors.SchemaError, errors.DatabaseError) as exc:
-            if retrying.is_transient_db_error(exc):
-                raise  # the database is away for a moment: the next tick looks again
+            if retrying.is_transient_db_error(exc) or found:
+                raise  # away for a moment (the next tick looks again), or `read` failed
             raise self._gone("no longer holds a board") from None
-        if now_id != self.board_id:
-            raise self._gone(f"is now another board ({now_id})")
+        if found[0] != self.board_id:
+            raise self._gone(f"is now another board ({found[0]})")
+        return result
 
     def _gone(self, what: str) -> errors.BoardGone:
         where = self.path or "the board's database"
@@ -228,6 +238,18 @@ class BoardIdentity:
             "stopped. Running agents keep their supervisors; restore the board, or `kanban "
             "init` a new one and start the dispatcher again"
         )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Opening:
+    """What a tick reads first, in one transaction (Dispatcher._opening)."""
+
+    now: dt.datetime
+    writes: int  # the board's write count when read: a later write makes these stale
+    live: list[views.RunView]  # this host's live runs
+    expired: list[views.RunView]  # every host's runs whose lease expired before `now`
+    running: list[tuple[views.RunView, views.CardView]]
+    unreleased: list[views.RunView]  # this host's ended runs whose processes are not confirmed gone
 
 
 class Dispatcher:
@@ -274,17 +296,37 @@ class Dispatcher:
 
     def tick(self, now: dt.datetime | None = None) -> TickReport:
         with self.lock.hold():
-            self.identity.check(self.board)
-            return self._tick(now or self.now())
+            t0 = time.perf_counter()
+            opening = self.identity.check(self.board, functools.partial(self._opening, now))
+            assert opening is not None
+            return self._tick(opening, t0)
 
-    def _tick(self, now: dt.datetime) -> TickReport:
-        t0 = time.perf_counter()
+    def _opening(self, now: dt.datetime | None, conn: Any) -> _Opening:
+        """The tick's first reads, in the board identity check's transaction (on PostgreSQL
+        every transaction is three round trips more than its statements)."""
+        now = now or self.now()  # after the transaction read the board's clock, when due
+        host = self.settings.host_id
+        return _Opening(
+            now=now,
+            writes=self.board.tx.writes,
+            live=board.live_runs(conn, host=host),
+            expired=board.expired_runs(conn, now=now),
+            running=board.running(conn),
+            unreleased=board.releases.unreleased_runs(conn, host=host),
+        )
+
+    def _read(self, opening: _Opening, kept: T, fn: Callable[[Any], T]) -> T:
+        """`kept` (read at the tick's opening) unless this process wrote since: then again."""
+        return kept if self.board.tx.writes == opening.writes else self.board.tx.read(fn)
+
+    def _tick(self, opening: _Opening, t0: float) -> TickReport:
+        now = opening.now
         report = TickReport(started=now)
-        self._check_processes(now, report)  # reap
+        self._check_processes(now, report, opening)  # reap
         self._reap()
-        self._reclaim(now, report)
-        self._enforce_timeouts(now, report)
-        self._release(now)
+        self._reclaim(now, report, opening)
+        self._enforce_timeouts(now, report, opening)
+        self._release(now, opening)
         self._promote(now, report)
         report.schedules = self._step("schedules", report, self._fire, now, schedules.Fires())
         report.goals = self._step("goals", report, self.board.goals.advance, now, goals.Advance())
@@ -298,11 +340,12 @@ class Dispatcher:
         self._start(claims, report)
         # The next moment something is due: a backoff ending, a lease expiring, or whatever a
         # hook says (`next_due` in its result: the next schedule fire).
-        due = [self.board.tx.read(lambda c: board.next_due(c, now=now)), report.schedules.next_due]
+        # The board's part is read in the dispatcher's heartbeat transaction (_beat).
+        report.duration_ms = round((time.perf_counter() - t0) * 1000, 2)
+        board_due = self._beat(now, report)
+        due = [board_due, report.schedules.next_due]
         due += [r.get("next_due") for r in report.hooks.values()]
         report.next_due = min((d for d in due if isinstance(d, dt.datetime)), default=None)
-        report.duration_ms = round((time.perf_counter() - t0) * 1000, 2)
-        self._beat(now, report)
         if report.busy:
             logger.debug("tick: %s", {k: v for k, v in report.to_json().items() if v})
         return report
@@ -336,13 +379,13 @@ class Dispatcher:
                 del self.children[run_id]
                 self.tokens.pop(run_id, None)
 
-    def _check_processes(self, now: dt.datetime, report: TickReport) -> None:
+    def _check_processes(self, now: dt.datetime, report: TickReport, opening: _Opening) -> None:
         """This host's live runs whose supervisor is gone, a zombie or replaced: `crashed`.
 
         A supervisor we started that has not checked in yet is still starting: its process is
         our child and alive, so we renew its lease for it (its start-up time never decides).
         """
-        for run in self.board.tx.read(lambda c: board.live_runs(c, host=self.settings.host_id)):
+        for run in opening.live:
             if run.supervisor_pid is None or run.supervisor_started is None:
                 child = self.children.get(run.id)
                 if child is None:
@@ -379,8 +422,8 @@ class Dispatcher:
                 continue
             self._end(run, RunOutcome.CRASHED, report.crashed, now, settled.describe(run))
 
-    def _reclaim(self, now: dt.datetime, report: TickReport) -> None:
-        expired = self.board.tx.read(lambda c: board.expired_runs(c, now=now))
+    def _reclaim(self, now: dt.datetime, report: TickReport, opening: _Opening) -> None:
+        expired = self._read(opening, opening.expired, lambda c: board.expired_runs(c, now=now))
         safe: list[int] = []
         for run in expired:
             if run.host == self.settings.host_id and not self._stop_run_processes(run):
@@ -424,11 +467,16 @@ class Dispatcher:
         token = self.board.tx.read(lambda c: board.token_of(c, run.id))
         return liveness.settle(run, token=token, state_dir=self.settings.state_dir)
 
-    def _release(self, now: dt.datetime) -> None:
+    def _release(self, now: dt.datetime, opening: _Opening) -> None:
         """Ended runs of this host whose supervisor is gone: stop what is left of them,
         confirm it gone by identity, and let their card run again (one live agent per card)."""
         host = self.settings.host_id
-        for run in self.board.tx.read(lambda c: board.releases.unreleased_runs(c, host=host)):
+        unreleased = self._read(
+            opening,
+            opening.unreleased,
+            lambda c: board.releases.unreleased_runs(c, host=host),
+        )
+        for run in unreleased:
             supervisor = processes.Identity(run.supervisor_pid or 0, run.supervisor_started or 0.0)
             if processes.state(supervisor) == "alive" or not self._settle(run).gone:
                 continue  # its supervisor stops the agent and releases the run itself
@@ -439,9 +487,9 @@ class Dispatcher:
             conn, run_id=run_id, now=now, how=f"dispatcher:{self.name}"
         )
 
-    def _enforce_timeouts(self, now: dt.datetime, report: TickReport) -> None:
+    def _enforce_timeouts(self, now: dt.datetime, report: TickReport, opening: _Opening) -> None:
         known, _ = profiles.load_all(repo=self.settings.repo)
-        for run, card in self.board.tx.read(board.running):
+        for run, card in self._read(opening, opening.running, board.running):
             if run.host != self.settings.host_id or run.started_at is None:
                 continue
             profile = known.get(card.profile or "")
@@ -577,7 +625,9 @@ class Dispatcher:
         bucket.append(run.card_id)
         logger.debug("card %s run %s: %s: %s", run.card_id, run.id, outcome, error)
 
-    def _beat(self, now: dt.datetime, report: TickReport) -> None:
+    def _beat(self, now: dt.datetime, report: TickReport) -> dt.datetime | None:
+        """Record the dispatcher's heartbeat; returns the board's next due moment (read in
+        the same transaction: a backoff ending, a lease expiring)."""
         summary = {
             k: (len(v) if isinstance(v, list) else v)
             for k, v in report.to_json().items()
@@ -593,9 +643,11 @@ class Dispatcher:
             )
         }
         summary["max_workers"] = self.max_workers
-        self.board.tx.write(
-            lambda c: board.dispatchers.beat(
-                c,
+
+        def beat(conn: Any) -> dt.datetime | None:
+            due = board.next_due(conn, now=now)
+            board.dispatchers.beat(
+                conn,
                 name=self.name,
                 host=self.settings.host_id,
                 pid=os.getpid(),
@@ -606,7 +658,9 @@ class Dispatcher:
                 last_tick=summary,
                 clock_offset=clock.offset(),
             )
-        )
+            return due
+
+        return self.board.tx.write(beat)
 
     def stopped(self) -> None:
         if self.gone is not None:

@@ -466,8 +466,12 @@ class _Parked:
 def dispatch_until_drained(max_workers: int) -> None:
     """`kanban dispatch --drain` for this process's board (KANBAN_DB, KANBAN_HOST_ID...), with
     supervisors as threads (`ThreadSpawner`). Run it as `python -c` with a host's settings."""
+    import logging
+
     from kanban import api, dispatcher, settings
 
+    # Warnings and errors with their level, so a test can tell an error from a notice.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     with api.connect(settings.load()) as board:
         loop = dispatcher.Dispatcher(board, max_workers=max_workers, spawner=ThreadSpawner(board))
         loop.run(until=lambda _report: loop.drained())

@@ -246,3 +246,19 @@ def test_a_host_frozen_inside_a_transaction_holds_no_row_past_the_idle_timeout(
             frozen.execute(sa.text("SELECT 1"))
         frozen.invalidate()
         frozen.close()
+
+
+def test_reads_spend_no_round_trip_on_begin_commit_or_a_ping(shared_postgres_url: str) -> None:
+    """The tick's cost on PostgreSQL is round trips, not the server's work: reads run in
+    autocommit (no BEGIN or COMMIT; READ COMMITTED gives each statement its own snapshot
+    either way), writes in a transaction, and a pooled connection used a moment ago is not
+    pinged again at checkout (db.PING_AFTER_IDLE_S)."""
+    with kanban.open_board(shared_postgres_url) as b:
+        assert b.tx.read(lambda c: c.connection.dbapi_connection.autocommit) is True
+        assert b.tx.write(lambda c: c.connection.dbapi_connection.autocommit) is False
+        pings: list[object] = []
+        ping = b.engine.dialect.do_ping
+        b.engine.dialect.do_ping = lambda conn: pings.append(conn) or ping(conn)  # type: ignore[method-assign]
+        for _ in range(5):
+            assert b.tx.read(lambda c: c.exec_driver_sql("SELECT 1").scalar()) == 1
+        assert len(pings) < 5, "every checkout pinged its connection"
