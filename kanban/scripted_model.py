@@ -280,6 +280,14 @@ def tool_names_in(body: dict[str, Any]) -> list[str]:
 def _tool_names(tools: list[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
     named: dict[str, dict[str, Any]] = {}
     for tool in tools or []:
+        if tool.get("type") == "namespace":  # Codex's MCP servers: one namespace of tools
+            for inner in tool.get("tools") or []:
+                if inner.get("name"):
+                    named[f"{tool.get('name')}__{inner['name']}"] = {
+                        **inner,
+                        "namespace": tool.get("name"),
+                    }
+            continue
         name = tool.get("name") or (tool.get("function") or {}).get("name")
         if name:
             named[str(name)] = tool
@@ -463,6 +471,9 @@ def _responses(handler: Any, model: ScriptedModel, body: dict[str, Any]) -> None
             "arguments": json.dumps(args),
             "status": "completed",
         }
+        if namespace := tools.get(name, {}).get("namespace"):
+            # A tool of a namespace is called by its own name, with the namespace beside it.
+            item["name"], item["namespace"] = tools[name]["name"], namespace
     usage = {
         "input_tokens": step.usage.input_tokens,
         "input_tokens_details": {"cached_tokens": 0},

@@ -369,7 +369,7 @@ def test_the_real_agent_bench_runs_and_reports_what_kanban_adds(real_agents: Rea
     json.dumps(found)
 
 
-@pytest.mark.parametrize("profile", ["claude-code"])
+@pytest.mark.parametrize("profile", ["claude-code", "codex"])
 def test_a_real_agent_reports_through_the_kanban_mcp_server_its_profile_registers(
     profile: str, repo: Path, board: kanban.Board, real_agents: RealAgents, home: Path
 ) -> None:
