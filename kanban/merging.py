@@ -20,8 +20,8 @@ from pathlib import Path
 
 import git
 
-from kanban import errors
-from kanban.worktrees import NO_HOOKS, MergeReport, Worktrees
+from kanban import errors, gitrun
+from kanban.worktrees import MergeReport, Worktrees
 
 
 def current_branch(repo: Path) -> str | None:
@@ -98,7 +98,7 @@ def simulate(trees: Worktrees, target: str, branches: Sequence[str]) -> MergeRep
             continue
         # merge-tree runs merge drivers: kanban's own git, so none the repository names.
         status, out, _ = trees.repo.git.execute(
-            ["git", *NO_HOOKS, "merge-tree", *MERGE_TREE, tip, head],
+            ["git", *gitrun.NO_HOOKS, "merge-tree", *MERGE_TREE, tip, head],
             with_extended_output=True,
             with_exceptions=False,
             env=trees.safe_env(),
@@ -112,7 +112,18 @@ def simulate(trees: Worktrees, target: str, branches: Sequence[str]) -> MergeRep
         # top of this one exactly as the real merge would.
         tip = str(
             trees.repo.git.execute(
-                ["git", *NO_HOOKS, "commit-tree", lines[0], "-p", tip, "-p", head, "-m", "dry run"],
+                [
+                    "git",
+                    *gitrun.NO_HOOKS,
+                    "commit-tree",
+                    lines[0],
+                    "-p",
+                    tip,
+                    "-p",
+                    head,
+                    "-m",
+                    "dry run",
+                ],
                 env=trees.safe_env(trees.identity_env()),
             )
         ).strip()

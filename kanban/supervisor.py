@@ -39,6 +39,7 @@ from kanban import (
     confine,
     errors,
     fsutil,
+    gitrun,
     goals,
     liveness,
     outcomes,
@@ -51,7 +52,6 @@ from kanban import (
     supervising,
     views,
     watching,
-    worktrees,
 )
 from kanban.states import RunOutcome
 from kanban.supervising import DIE_AT_ENV as DIE_AT_ENV  # (known from here)
@@ -478,7 +478,7 @@ def resumable_session(
 def _git_placeholders(path: Path) -> dict[str, str]:
     """{git_dir} and {git_common_dir}: what an agent's own sandbox must let it write to commit
     in a linked worktree (Codex's `--add-dir`); the workspace itself outside git."""
-    dirs = worktrees.git_dirs(path)
+    dirs = gitrun.git_dirs(path)
     own, common = dirs if dirs is not None else (path, path)
     return {"git_dir": str(own), "git_common_dir": str(common)}
 

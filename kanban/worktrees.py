@@ -5,33 +5,30 @@ board's own id: a re-created board or a second board on one repository never reu
 branch; cards of boards from before board ids keep the names they have). A card with one parent
 starts from the parent's branch; with several, from a merge of them (a conflict names the
 files); with none, from the base branch. A worktree is removed only when it is clean; the
-branch always stays. Nothing here touches the board.
+branch always stays. Nothing here touches the board; how each git command is run (no hooks,
+its own process group, the worktree lock) lives in kanban.gitrun.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import itertools
 import logging
 import os
 import re
-import signal
-import subprocess
 import time
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
 import git
 
-from kanban import errors, gitsafe, retrying
+from kanban import errors, gitrun, gitsafe, retrying
 
 logger = logging.getLogger(__name__)
 
-FALLBACK_IDENTITY = ("kanban", "kanban@localhost")
 PARENT_BRANCH_WAIT = 60.0  # how long a child waits for a parent's branch to reach the remote
 
 
@@ -52,28 +49,6 @@ class MergeReport:
     conflict: str | None = None
     conflict_files: tuple[str, ...] = ()
     fast_forwarded: tuple[str, ...] = ()  # of `merged`: those that made no merge commit
-
-
-def git_dirs(path: Path) -> tuple[Path, Path] | None:
-    """(git dir, common git dir) of the checkout at `path`, read from its `.git` (a pointer
-    file in a linked worktree, a directory in a main checkout); None outside git. No git
-    process: this runs on every agent start."""
-    dotgit = path / ".git"
-    if dotgit.is_dir():
-        return dotgit, dotgit
-    try:
-        text = dotgit.read_text()
-    except OSError:
-        return None
-    if not text.startswith("gitdir:"):
-        return None
-    own = Path(text.split(":", 1)[1].strip())
-    own = own if own.is_absolute() else (path / own).resolve()
-    try:
-        common = Path((own / "commondir").read_text().strip())
-    except OSError:
-        return own, own
-    return own, (common if common.is_absolute() else (own / common).resolve())
 
 
 def slug(title: str, *, limit: int = 40) -> str:
@@ -103,13 +78,6 @@ class TreeSource(Protocol):
     def take(
         self, path: Path, *, branch: str, start: str | None, cone: Sequence[str] | None
     ) -> bool: ...
-
-
-# Options on every git command kanban runs: no repository hooks, no fsmonitor program, no
-# pager. The rest of what the repository's configuration could make git run (filters, merge
-# drivers, ssh commands, credential helpers...) is overridden through the environment that
-# kanban.gitsafe makes for each command.
-NO_HOOKS = ("--no-pager", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
 
 
 def sparse_dirs(globs: Sequence[str]) -> list[str] | None:
@@ -180,91 +148,34 @@ class Worktrees:
         configuration names (kanban.gitsafe): an agent can write those into the shared git
         directory, and kanban's git runs outside any sandbox (docs/security.md)."""
         runner = git.Git(str(cwd)) if cwd is not None else self.repo.git
-        env = self._identity_env()
-
+        env = gitrun.identity_env(self.repo)
         workdir = Path(str(runner.working_dir or self.repo.working_dir))
+        common = Path(self.repo.common_dir)
 
         def call() -> str:
             try:
-                return self._execute(list(args), cwd=workdir, env=env)
+                return gitrun.execute(
+                    list(args),
+                    cwd=workdir,
+                    env=env,
+                    common_dir=common,
+                    time_limit=self.time_limit,
+                    stop=self.stop,
+                )
             except git.GitCommandError as exc:
-                raise errors.WorktreeError(_describe(exc)) from exc
+                raise errors.WorktreeError(gitrun.describe(exc)) from exc
 
         if args and args[0] == "worktree":
-            with self._worktree_lock():
+            with gitrun.worktree_lock(common):
                 return retrying.git(call)
         return retrying.git(call)
 
-    def _execute(self, args: list[str], *, cwd: Path, env: dict[str, str]) -> str:
-        """git ARGS in its own process group, so that a hook that hangs is stopped with it:
-        at `time_limit`, or as soon as `stop()` says the run no longer wants it (cancelled)."""
-        argv = ["git", *NO_HOOKS, *args]
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=gitsafe.environment(
-                Path(self.repo.common_dir),
-                env={**os.environ, "LANGUAGE": "C", "LC_ALL": "C", **env},
-            ),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + self.time_limit
-        while True:
-            try:
-                out, err = proc.communicate(timeout=0.2)
-                break
-            except subprocess.TimeoutExpired:
-                late = time.monotonic() > deadline
-                if not late and not self.stop():
-                    continue
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate()
-                why = f"took longer than {self.time_limit:.0f}s" if late else "was stopped"
-                raise errors.WorktreeError(
-                    f"git {' '.join(args[:3])} {why} (a hook that hangs?); its process group "
-                    "was killed" + ("; raise prep_timeout if it needs longer" if late else "")
-                ) from None
-        if proc.returncode != 0:
-            raise git.GitCommandError(argv, proc.returncode, err, out)
-        text = out.decode(errors="replace")
-        return text[:-1] if text.endswith("\n") else text
-
-    @contextlib.contextmanager
-    def _worktree_lock(self) -> Iterator[None]:
-        """One `git worktree` command at a time per repository, across every supervisor on
-        this host: while one `worktree add` is half done (its `commondir` not yet written), a
-        concurrent `worktree list` or `prune` fails or removes it. Held for one command."""
-        lock_path = Path(self.repo.common_dir) / "kanban-worktrees.lock"
-        with lock_path.open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    def _identity_env(self) -> dict[str, str]:
-        reader = self.repo.config_reader()
-        name = reader.get_value("user", "name", default="")
-        email = reader.get_value("user", "email", default="")
-        if name and email:
-            return {}
-        return {
-            "GIT_AUTHOR_NAME": FALLBACK_IDENTITY[0],
-            "GIT_AUTHOR_EMAIL": FALLBACK_IDENTITY[1],
-            "GIT_COMMITTER_NAME": FALLBACK_IDENTITY[0],
-            "GIT_COMMITTER_EMAIL": FALLBACK_IDENTITY[1],
-        }
-
     def identity_env(self) -> dict[str, str]:
-        return self._identity_env()
+        return gitrun.identity_env(self.repo)
 
     def safe_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         """The whole environment for a git command of kanban's own outside `_git` (with
-        NO_HOOKS): what the repository's configuration could make git run is overridden."""
+        gitrun.NO_HOOKS): what the repository's configuration could make git run is overridden."""
         return gitsafe.environment(Path(self.repo.common_dir), env={**os.environ, **(extra or {})})
 
     def worktrees_all(self) -> dict[Path, str | None]:
@@ -290,8 +201,8 @@ class Worktrees:
                     ".kanban/config.toml or create it"
                 )
             return self.base_branch
-        if not has_commit(Path(self.repo.working_dir)):
-            raise errors.RepositoryUnusable(no_commit_message(Path(self.repo.working_dir)))
+        if not gitrun.has_commit(Path(self.repo.working_dir)):
+            raise errors.RepositoryUnusable(gitrun.no_commit_message(Path(self.repo.working_dir)))
         try:
             return self._git("symbolic-ref", "--short", "HEAD")
         except errors.WorktreeError:
@@ -468,7 +379,7 @@ class Worktrees:
             age = time.time() - lock.stat().st_mtime
         except FileNotFoundError:
             return False
-        if age < older_than or _held_open(lock):
+        if age < older_than or gitrun.held_open(lock):
             return False
         lock.unlink(missing_ok=True)
         logger.warning("removed a stale %s (%.0fs old, no process holds it)", lock, age)
@@ -663,43 +574,3 @@ class Worktrees:
         except errors.WorktreeError:
             return False
         return True
-
-
-def has_commit(repo: Path) -> bool:
-    """Does the repository at `repo` have a commit at HEAD (an unborn branch has none)?"""
-    try:
-        git.Git(str(repo)).execute(["git", "rev-parse", "--verify", "--quiet", "HEAD^{commit}"])
-    except git.GitCommandError:
-        return False
-    return True
-
-
-def no_commit_message(repo: Path) -> str:
-    return (
-        f"the repository {repo} has no commit yet, and every card's branch starts from one; "
-        f"make one: git -C {repo} commit --allow-empty -m 'Initial commit'"
-    )
-
-
-def _held_open(path: Path) -> bool:
-    """Does any git process have `path` open? (A live git holding its lock.)"""
-    import psutil
-
-    target = str(path)
-    for proc in psutil.process_iter(["name"]):
-        if not str(proc.info.get("name") or "").startswith("git"):
-            continue
-        try:
-            if any(f.path == target for f in proc.open_files()):
-                return True
-        except psutil.Error:
-            continue
-    return False
-
-
-def _describe(exc: git.GitCommandError) -> str:
-    stderr = (exc.stderr or "").strip().replace("stderr: ", "").strip("'\" \n")
-    command = (
-        " ".join(str(a) for a in exc.command[:4]) if isinstance(exc.command, list) else exc.command
-    )
-    return f"git failed ({command}): {stderr or exc.status}"

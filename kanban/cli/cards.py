@@ -51,7 +51,7 @@ def init(state: State, directory: Path | None, base: str | None, as_json: bool) 
       kanban init --base main
       kanban --db postgresql://kanban@db.internal/kanban init    # on each host
     """
-    from kanban import api, merging, settings, worktrees
+    from kanban import api, gitrun, merging, settings
 
     start = (directory or Path.cwd()).absolute()
     if not start.is_dir():
@@ -63,8 +63,8 @@ def init(state: State, directory: Path | None, base: str | None, as_json: bool) 
             f"{start} is not inside a git repository; run `git init` first, "
             "or give --db to keep a board elsewhere"
         )
-    if root is not None and not worktrees.has_commit(root):
-        raise errors.UsageError(worktrees.no_commit_message(root))
+    if root is not None and not gitrun.has_commit(root):
+        raise errors.UsageError(gitrun.no_commit_message(root))
     config_file = (root or start) / settings.STATE_DIR / settings.CONFIG_FILE
     branch = merging.choose_base(root, config_file, base) if root is not None else None
     overrides = dict(state.overrides)
