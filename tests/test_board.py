@@ -266,3 +266,23 @@ def _waiting_on_a_lock(board: kanban.Board) -> bool:
                 "AND application_name = current_setting('application_name')"
             ).scalar()
         )
+
+
+def test_times_read_back_as_written_on_sqlite(board: kanban.Board) -> None:
+    """SQLite keeps times as text; they come back as the aware UTC datetimes written, with or
+    without microseconds, and a text with an offset (not ours, but possible) is converted."""
+    if board.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's text times")
+    card = board.add("timed")
+    written = dt.datetime(2026, 12, 8, 3, 2, 34, 714675, tzinfo=dt.UTC)
+    with board.engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE cards SET created_at = :a, updated_at = :b, ready_at = :c WHERE id = :id"),
+            {"a": "2026-12-08 03:02:34.714675", "b": "2026-12-08 03:02:34",
+             "c": "2026-12-08T05:02:34+02:00", "id": card.id},
+        )  # fmt: skip
+    got = board.get(card.id)
+    assert got.created_at == written and got.created_at.tzinfo is dt.UTC
+    assert got.updated_at == written.replace(microsecond=0)
+    assert got.ready_at == written.replace(microsecond=0) and got.ready_at.tzinfo is dt.UTC
+    assert board.add("now").created_at.tzinfo is dt.UTC
