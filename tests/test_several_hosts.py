@@ -35,6 +35,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 TTL = float(FAST["KANBAN_LEASE_TTL"])
 INSTANT = 'command = ["true"]\nworkspace = "none"\nconcurrency = 8\n'
 DEMO = 'command = ["{python}", "-m", "kanban.demo_agent"]\nprompt = "file"\n'
+HANGS = 'command = ["sleep", "3600"]\n'
 
 
 class Hosts:
@@ -148,8 +149,11 @@ def test_three_hosts_drain_300_cards_each_done_exactly_once(hosts: Hosts) -> Non
 def test_a_vanished_host_is_reclaimed_after_the_ttl_and_its_late_reports_refused(
     hosts: Hosts,
 ) -> None:
-    for name in ("host-a", "host-b"):
-        hosts.clone(name, {"slow": DEMO})
+    # Host A's agent hangs without asking its (frozen) supervisor anything: the demo agent's
+    # first `show` through the channel would time out after 60 s and end it, which a slow
+    # drain on B outlasted once. Host B's is the demo agent, done on its second attempt.
+    hosts.clone("host-a", {"slow": HANGS})
+    hosts.clone("host-b", {"slow": DEMO})
     with hosts.board() as b:
         ids = [
             b.add(f"hangs on a {i}", profile="slow", body="demo: hang-once").id for i in range(2)
